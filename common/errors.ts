@@ -1,0 +1,52 @@
+// Typed errors and the one map from them to gRPC status codes.
+import * as grpc from '@grpc/grpc-js';
+
+export class SchedError extends Error {
+  constructor(message: string, readonly code: grpc.status) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+export class InvalidArgumentError extends SchedError {
+  constructor(field: string, problem: string) {
+    super(`${field}: ${problem}`, grpc.status.INVALID_ARGUMENT);
+  }
+}
+export class NotFoundError extends SchedError {
+  constructor(kind: string, id: string) {
+    super(`${kind} ${JSON.stringify(id)} not found`, grpc.status.NOT_FOUND);
+  }
+}
+export class StoreUnavailableError extends SchedError {
+  constructor(detail: string) {
+    super(`store unavailable: ${detail}`, grpc.status.UNAVAILABLE);
+  }
+}
+export class UnauthenticatedError extends SchedError {
+  constructor(message: string) {
+    super(message, grpc.status.UNAUTHENTICATED);
+  }
+}
+export class ShuttingDownError extends SchedError {
+  constructor() {
+    super('management node is shutting down', grpc.status.UNAVAILABLE);
+  }
+}
+
+/** toStatus maps any thrown value to a gRPC error object; unknown errors become INTERNAL. */
+export function toStatus(err: unknown): Partial<grpc.StatusObject> {
+  if (err instanceof SchedError) return { code: err.code, details: err.message };
+  const message = err instanceof Error ? err.message : String(err);
+  return { code: grpc.status.INTERNAL, details: `internal error: ${message}` };
+}
+
+/** describeRpcError renders a client-side gRPC error as one line for humans. */
+export function describeRpcError(err: unknown, address: string): string {
+  const e = err as Partial<grpc.ServiceError>;
+  if (e.code === grpc.status.UNAVAILABLE && /ECONNREFUSED|No connection established|connect/i.test(e.details ?? '')) {
+    return `cannot reach management node at ${address}: ${e.details}`;
+  }
+  if (e.code === grpc.status.DEADLINE_EXCEEDED) return `management node at ${address} did not answer in time`;
+  if (e.code !== undefined && e.details !== undefined) return e.details;
+  return err instanceof Error ? err.message : String(err);
+}
