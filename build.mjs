@@ -15,8 +15,8 @@ await Promise.all(
       platform: 'node',
       target: 'node20',
       format: 'esm',
-      // lmdb loads a native addon from its package; keep it (and its helpers) external.
-      external: ['lmdb', 'msgpackr', 'msgpackr-extract', 'pino-pretty'],
+      // lmdb loads a native addon and etcd3 reads its .proto files from its package dir: both stay in node_modules.
+      external: ['lmdb', 'etcd3', 'pino-pretty'],
       banner: {
         js: "#!/usr/bin/env node\nimport { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);",
       },

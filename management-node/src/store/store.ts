@@ -34,6 +34,26 @@ export interface Store {
 /** etcd's default --max-txn-ops. */
 export const MAX_TXN_OPS = 128;
 
+/**
+ * checkOps enforces commit's contract the same way for every backend: at most
+ * MAX_TXN_OPS ops, each key once. Breaking it is a programming error, not an
+ * unavailable store, so it throws a plain Error before anything is sent.
+ */
+export function checkOps(ops: readonly StoreOp[]): void {
+  if (ops.length > MAX_TXN_OPS) throw new Error(`store commit: ${ops.length} ops, at most ${MAX_TXN_OPS} allowed`);
+  if (ops.length < 2) return;
+  const seen = new Set<string>();
+  for (const op of ops) {
+    if (seen.has(op.key)) throw new Error(`store commit: key ${JSON.stringify(op.key)} appears twice`);
+    seen.add(op.key);
+  }
+}
+
+/** compareKeys orders keys as both backends do: by their UTF-8 bytes. */
+export function compareKeys(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}
+
 export async function* rangeAll(store: Store, prefix: string, pageSize = 1000): AsyncGenerator<KeyValue> {
   let after: string | undefined;
   for (;;) {

@@ -1,0 +1,59 @@
+# sched: management-node, worker-node and schedctl.
+SHELL := /bin/bash
+PARTS := management-node worker-node schedctl
+BINS := $(foreach p,$(PARTS),$(p)/bin/$(p))
+SOURCES := $(shell find common management-node/src worker-node/src schedctl/src proto/gen -name '*.ts' 2>/dev/null)
+MOCHA := node_modules/.bin/mocha
+UNIT_SPECS := 'test/unit/**/*.test.ts' 'test/conformance/**/*.test.ts'
+E2E_SPECS := 'test/e2e/**/*.test.ts'
+
+.PHONY: all deps build proto lint test test-unit test-e2e demo docker-build clean etcd
+
+all: build
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+deps: node_modules/.package-lock.json
+
+build: deps $(BINS)
+
+$(BINS) &: $(SOURCES) build.mjs package.json
+	node build.mjs
+
+proto: deps
+	cd proto && ../node_modules/.bin/buf lint && ../node_modules/.bin/buf generate
+
+lint: deps
+	node_modules/.bin/tsc --noEmit -p .
+	node_modules/.bin/eslint .
+
+# etcd: tests run a real etcd; install Debian's etcd-server when it is missing.
+etcd:
+	@command -v etcd >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "etcd not found: installing Debian's etcd-server"; \
+	    (apt-get install -y etcd-server >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q etcd-server >/dev/null)) \
+	      || { echo "apt-get install etcd-server failed"; exit 1; }; \
+	  else \
+	    echo "etcd not found: install it with 'sudo apt-get install etcd-server' (Debian/Ubuntu), then run make test again"; exit 1; \
+	  fi; }
+
+test: lint etcd build
+	$(MOCHA) $(UNIT_SPECS) $(E2E_SPECS)
+
+test-unit: deps etcd
+	$(MOCHA) $(UNIT_SPECS)
+
+test-e2e: deps etcd build
+	$(MOCHA) $(E2E_SPECS)
+
+demo: build
+	bash test/demo/demo.sh
+
+docker-build:
+	docker build -t sched:latest .
+
+clean:
+	rm -rf $(foreach p,$(PARTS),$(p)/bin) data

@@ -1,0 +1,554 @@
+// The cluster is the manager's working copy of every task and worker. Each
+// state change is written through the group committer; nobody hears of a
+// change (RPC answer, watcher, FinishedAck) before it is committed.
+import { clone, create, type MessageInitShape } from '@bufbuild/protobuf';
+import {
+  TaskSchema,
+  TaskState,
+  WorkerSchema,
+  WorkerState,
+  type Task,
+  type TaskSpec,
+  type Worker,
+} from '../../proto/gen/sched/v1/types_pb.js';
+import type { ConnectResponseSchema, Finished, Hello, TaskAttempt } from '../../proto/gen/sched/v1/worker_pb.js';
+import { InvalidArgumentError, NotFoundError, UnauthenticatedError } from '../../common/errors.js';
+import { newTaskId } from '../../common/ids.js';
+import type { Logger } from '../../common/logger.js';
+import type { GroupCommitter } from './store/group-commit.js';
+import { encodeTask, encodeWorker, taskKey, workerKey } from './store/records.js';
+import { pickWorker, type WorkerView } from './scheduler/place.js';
+
+/** One manager→worker message: the oneof of ConnectResponse. */
+export type WorkerMessage = NonNullable<MessageInitShape<typeof ConnectResponseSchema>['msg']>;
+
+/** A live worker stream, as the cluster sees it. */
+export interface WorkerLink {
+  readonly sessionId: string;
+  readonly address: string;
+  send(msg: WorkerMessage): void;
+  close(reason: string): void;
+}
+
+export interface ClusterOptions {
+  pingIntervalMs: number;
+  missedPings: number;
+  ackTimeoutMs: number;
+  recoveryGraceMs: number;
+  joinToken?: string | undefined;
+  now?: () => number;
+}
+
+interface Session {
+  link: WorkerLink;
+  workerId: string;
+  lastPongAt: number;
+  nextPingAt: number;
+  pingSeq: bigint;
+}
+
+interface Offer {
+  taskId: string;
+  attempt: number;
+  workerId: string;
+  deadline: number;
+}
+
+export type TaskListener = (task: Task) => void;
+
+const TERMINAL = new Set([TaskState.DONE, TaskState.DEAD]);
+export const isTerminal = (t: Task): boolean => TERMINAL.has(t.state);
+
+export class Cluster {
+  readonly tasks = new Map<string, Task>();
+  readonly workers = new Map<string, Worker>();
+  private readonly sessions = new Map<string, Session>();
+  /** Pending tasks waiting for a worker, in submission order. */
+  private readonly queue: string[] = [];
+  private readonly queued = new Set<string>();
+  /** Offers awaiting Accepted/Rejected; deadlines are FIFO because the ack timeout is constant. */
+  private readonly offers = new Map<string, Offer>();
+  private readonly offerDeadlines: Offer[] = [];
+  /** Workers that refused or ignored a task, so it is offered elsewhere. */
+  private readonly excluded = new Map<string, Set<string>>();
+  /** Offered or running task ids per worker: the load the scheduler sees. */
+  private readonly assigned = new Map<string, Set<string>>();
+  private readonly listeners = new Map<string, Set<TaskListener>>();
+  /** Records whose last write failed; rewritten on the next tick. */
+  private readonly dirtyTasks = new Set<string>();
+  private readonly dirtyWorkers = new Set<string>();
+  private placementHoldUntil = 0;
+  private readonly now: () => number;
+
+  constructor(
+    private readonly committer: GroupCommitter,
+    private readonly opts: ClusterOptions,
+    private readonly log: Logger,
+  ) {
+    this.now = opts.now ?? Date.now;
+  }
+
+  // ---- recovery ---------------------------------------------------------
+
+  /** load puts records read from the store back in place after a restart. */
+  load(tasks: Iterable<Task>, workers: Iterable<Worker>): void {
+    for (const w of workers) {
+      // No stream survives a restart: every worker must dial in again.
+      if (w.state === WorkerState.CONNECTED) {
+        w.state = WorkerState.DISCONNECTED;
+        this.persistWorker(w);
+      }
+      this.workers.set(w.id, w);
+    }
+    for (const t of tasks) {
+      this.tasks.set(t.id, t);
+      if (t.state === TaskState.PENDING) this.enqueue(t.id);
+      else if (t.state === TaskState.SCHEDULED) this.assign(t.workerId, t.id);
+    }
+    // Give workers time to reconnect and report what they run before pending tasks are offered again.
+    this.placementHoldUntil = this.now() + this.opts.recoveryGraceMs;
+  }
+
+  // ---- tasks ------------------------------------------------------------
+
+  async submit(spec: TaskSpec): Promise<Task> {
+    validateSpec(spec);
+    const now = this.now();
+    const task = create(TaskSchema, { id: newTaskId(now), spec, state: TaskState.PENDING, createdUnixMs: BigInt(now) });
+    this.tasks.set(task.id, task);
+    try {
+      await this.persistTask(task);
+    } catch (err) {
+      // Not acknowledged, so not kept: the client is told and may retry.
+      this.tasks.delete(task.id);
+      this.dirtyTasks.delete(task.id);
+      throw err;
+    }
+    this.enqueue(task.id);
+    this.placeQueued();
+    return task;
+  }
+
+  getTask(id: string): Task {
+    const task = this.tasks.get(id);
+    if (!task) throw new NotFoundError('task', id);
+    return task;
+  }
+
+  /** watch calls listener with each committed change of the task; returns the unsubscribe function. */
+  watch(id: string, listener: TaskListener): () => void {
+    this.getTask(id);
+    let set = this.listeners.get(id);
+    if (!set) this.listeners.set(id, (set = new Set()));
+    set.add(listener);
+    return () => {
+      set.delete(listener);
+      if (set.size === 0) this.listeners.delete(id);
+    };
+  }
+
+  // ---- workers ----------------------------------------------------------
+
+  getWorker(id: string): Worker {
+    const worker = this.workers.get(id);
+    if (!worker) throw new NotFoundError('worker', id);
+    return worker;
+  }
+
+  /** checkHello throws when a worker may not join; call it before sending Welcome. */
+  checkHello(hello: Hello): void {
+    if (!hello.workerId) throw new InvalidArgumentError('hello.worker_id', 'must not be empty');
+    if (this.opts.joinToken && hello.token !== this.opts.joinToken) {
+      throw new UnauthenticatedError(`worker ${hello.workerId}: invalid join token`);
+    }
+  }
+
+  /** hello registers a worker's new stream, after checkHello and Welcome. */
+  hello(link: WorkerLink, hello: Hello): void {
+    const now = this.now();
+    const previous = this.sessions.get(hello.workerId);
+    if (previous) {
+      // The newest stream wins; the old one is dead or half-open.
+      this.sessions.delete(hello.workerId);
+      previous.link.close('replaced by a new connection');
+    }
+    const known = this.workers.get(hello.workerId);
+    const worker = create(WorkerSchema, {
+      id: hello.workerId,
+      address: link.address,
+      state: WorkerState.CONNECTED,
+      labels: hello.labels,
+      version: hello.version,
+      connectedUnixMs: BigInt(now),
+      lastSeenUnixMs: BigInt(now),
+      draining: known?.draining ?? false,
+      ...(hello.capacity ? { capacity: hello.capacity } : {}),
+      ...(hello.hardware ? { hardware: hello.hardware } : {}),
+    });
+    this.workers.set(worker.id, worker);
+    this.sessions.set(worker.id, {
+      link,
+      workerId: worker.id,
+      lastPongAt: now,
+      nextPingAt: now + this.opts.pingIntervalMs,
+      pingSeq: 0n,
+    });
+    this.reconcile(worker.id, link, hello.running);
+    this.refreshLoad(worker);
+    this.log.info({ worker: worker.id, address: link.address, running: hello.running.length }, 'worker connected');
+    void this.persistWorker(worker).catch(() => undefined);
+    this.placeQueued();
+  }
+
+  /** reconcile compares what a reconnecting worker runs with what the cluster believes. */
+  private reconcile(workerId: string, link: WorkerLink, running: TaskAttempt[]): void {
+    for (const { taskId, attempt } of running) {
+      const task = this.tasks.get(taskId);
+      const ours = task && task.workerId === workerId && task.attempt === attempt;
+      if (task && ours && task.state === TaskState.SCHEDULED) continue;
+      if (task && task.state === TaskState.PENDING && !this.offers.has(taskId) && attempt >= task.attempt) {
+        // Accepted before a manager restart, but the scheduled write never landed.
+        this.dequeue(taskId);
+        task.workerId = workerId;
+        task.attempt = attempt;
+        this.markScheduled(task);
+        continue;
+      }
+      if (task && ours && this.offers.has(taskId)) continue; // Accepted is on its way.
+      link.send({ case: 'cancelTask', value: { task: { taskId, attempt }, reason: 'attempt superseded' } });
+    }
+  }
+
+  disconnect(link: WorkerLink, workerId: string, reason: string): void {
+    const session = this.sessions.get(workerId);
+    if (!session || session.link !== link) return;
+    this.sessions.delete(workerId);
+    const worker = this.workers.get(workerId);
+    if (!worker) return;
+    worker.state = WorkerState.DISCONNECTED;
+    worker.lastSeenUnixMs = BigInt(session.lastPongAt);
+    this.log.warn({ worker: workerId, reason }, 'worker disconnected');
+    void this.persistWorker(worker).catch(() => undefined);
+    // Offers the worker never answered go to someone else now.
+    for (const taskId of [...(this.assigned.get(workerId) ?? [])]) {
+      const offer = this.offers.get(taskId);
+      if (offer && offer.workerId === workerId) this.retryOffer(taskId, workerId);
+    }
+    this.placeQueued();
+  }
+
+  pong(workerId: string): void {
+    const session = this.sessions.get(workerId);
+    if (!session) return;
+    session.lastPongAt = this.now();
+    const worker = this.workers.get(workerId);
+    if (worker) worker.lastSeenUnixMs = BigInt(session.lastPongAt);
+  }
+
+  accepted(workerId: string, ta: TaskAttempt | undefined): void {
+    if (!ta) return;
+    const task = this.tasks.get(ta.taskId);
+    const offer = this.offers.get(ta.taskId);
+    if (!task || !offer || offer.workerId !== workerId || offer.attempt !== ta.attempt || task.attempt !== ta.attempt) {
+      if (!task || task.attempt !== ta.attempt || task.workerId !== workerId || isTerminal(task)) {
+        this.sendTo(workerId, { case: 'cancelTask', value: { task: ta, reason: 'offer expired' } });
+      }
+      return;
+    }
+    this.offers.delete(ta.taskId);
+    this.excluded.delete(ta.taskId);
+    this.markScheduled(task);
+  }
+
+  rejected(workerId: string, ta: TaskAttempt | undefined, reason: string): void {
+    if (!ta) return;
+    const offer = this.offers.get(ta.taskId);
+    if (!offer || offer.workerId !== workerId || offer.attempt !== ta.attempt) return;
+    this.log.info({ task: ta.taskId, worker: workerId, reason }, 'offer rejected');
+    this.retryOffer(ta.taskId, workerId, `rejected by worker ${workerId}: ${reason}`);
+  }
+
+  started(workerId: string, ta: TaskAttempt | undefined, pid: number, startedUnixMs: bigint): void {
+    const task = ta && this.currentAttempt(workerId, ta);
+    if (!task || isTerminal(task)) return;
+    task.pid = pid;
+    task.startedUnixMs = startedUnixMs;
+    if (task.state === TaskState.PENDING) this.acceptImplicitly(task);
+    else void this.persistTask(task).catch(() => undefined);
+  }
+
+  /** finished stores a result; the worker is acknowledged once it is committed (or was already). */
+  finished(workerId: string, f: Finished): void {
+    const ta = f.task;
+    if (!ta) return;
+    const ack = () => this.sendTo(workerId, { case: 'finishedAck', value: { task: ta } });
+    const task = this.currentAttempt(workerId, ta);
+    if (!task || isTerminal(task)) {
+      // Unknown, superseded or already recorded: nothing to store, but let the worker forget it.
+      ack();
+      return;
+    }
+    this.offers.delete(task.id);
+    this.excluded.delete(task.id);
+    this.unassign(workerId, task.id);
+    task.state = TaskState.DONE;
+    task.exitCode = f.exitCode;
+    task.signal = f.signal;
+    task.error = f.error;
+    task.pid = f.pid;
+    if (f.startedUnixMs) task.startedUnixMs = f.startedUnixMs;
+    if (!task.scheduledUnixMs) task.scheduledUnixMs = f.startedUnixMs;
+    task.finishedUnixMs = f.finishedUnixMs || BigInt(this.now());
+    task.stdoutTail = f.stdoutTail;
+    task.stderrTail = f.stderrTail;
+    this.persistTask(task).then(ack, () => undefined);
+    this.placeQueued();
+  }
+
+  // ---- placement --------------------------------------------------------
+
+  private enqueue(taskId: string): void {
+    if (this.queued.has(taskId)) return;
+    this.queued.add(taskId);
+    this.queue.push(taskId);
+  }
+
+  private dequeue(taskId: string): void {
+    this.queued.delete(taskId); // the array entry is skipped lazily
+  }
+
+  private workerViews(): WorkerView[] {
+    const views: WorkerView[] = [];
+    for (const session of this.sessions.values()) {
+      const w = this.workers.get(session.workerId);
+      if (!w) continue;
+      views.push({
+        id: w.id,
+        connected: true,
+        draining: w.draining,
+        load: this.assigned.get(w.id)?.size ?? 0,
+        slots: Math.max(1, Math.floor(Number(w.capacity?.millicpu ?? 1000n) / 1000)),
+      });
+    }
+    return views;
+  }
+
+  /** placeQueued offers queued tasks, oldest first, to the best workers. */
+  placeQueued(): void {
+    if (this.queue.length === 0 || this.sessions.size === 0 || this.now() < this.placementHoldUntil) return;
+    const views = this.workerViews();
+    const byId = new Map(views.map((v) => [v.id, v]));
+    let i = 0;
+    for (; i < this.queue.length; i++) {
+      const taskId = this.queue[i]!;
+      if (!this.queued.has(taskId)) continue;
+      const task = this.tasks.get(taskId);
+      if (!task || task.state !== TaskState.PENDING) {
+        this.queued.delete(taskId);
+        continue;
+      }
+      const excluded = this.excluded.get(taskId) ?? new Set<string>();
+      const choice = pickWorker(views, excluded);
+      if (!choice) {
+        if (views.length > 0 && views.every((v) => excluded.has(v.id))) {
+          this.queued.delete(taskId);
+          this.kill(task, 'no worker accepted the task');
+          continue;
+        }
+        break;
+      }
+      this.queued.delete(taskId);
+      this.offer(task, choice.id);
+      byId.get(choice.id)!.load++;
+    }
+    this.queue.splice(0, i);
+  }
+
+  private offer(task: Task, workerId: string): void {
+    task.attempt += 1;
+    task.workerId = workerId;
+    const offer: Offer = { taskId: task.id, attempt: task.attempt, workerId, deadline: this.now() + this.opts.ackTimeoutMs };
+    this.offers.set(task.id, offer);
+    this.offerDeadlines.push(offer);
+    this.assign(workerId, task.id);
+    void this.persistTask(task).catch(() => undefined);
+    this.sendTo(workerId, {
+      case: 'startTask',
+      value: { taskId: task.id, attempt: task.attempt, spec: task.spec },
+    });
+  }
+
+  /** retryOffer takes an unanswered or refused offer back and tries the next worker. */
+  private retryOffer(taskId: string, workerId: string, why?: string): void {
+    const task = this.tasks.get(taskId);
+    this.offers.delete(taskId);
+    this.unassign(workerId, taskId);
+    if (!task || task.state !== TaskState.PENDING) return;
+    if (why !== undefined) {
+      // Refused or ignored: do not offer it to this worker again.
+      let excluded = this.excluded.get(taskId);
+      if (!excluded) this.excluded.set(taskId, (excluded = new Set()));
+      excluded.add(workerId);
+      task.error = why;
+    }
+    task.workerId = '';
+    this.enqueue(taskId);
+  }
+
+  private markScheduled(task: Task): void {
+    task.state = TaskState.SCHEDULED;
+    task.scheduledUnixMs = BigInt(this.now());
+    this.assign(task.workerId, task.id);
+    void this.persistTask(task).catch(() => undefined);
+  }
+
+  /** Started before Accepted arrived (messages are ordered, so only after a restart). */
+  private acceptImplicitly(task: Task): void {
+    this.offers.delete(task.id);
+    this.dequeue(task.id);
+    this.markScheduled(task);
+  }
+
+  private kill(task: Task, reason: string): void {
+    this.offers.delete(task.id);
+    this.excluded.delete(task.id);
+    if (task.workerId) this.unassign(task.workerId, task.id);
+    task.state = TaskState.DEAD;
+    task.deadReason = reason;
+    task.finishedUnixMs = BigInt(this.now());
+    this.log.info({ task: task.id, reason }, 'task dead');
+    void this.persistTask(task).catch(() => undefined);
+  }
+
+  private currentAttempt(workerId: string, ta: TaskAttempt): Task | undefined {
+    const task = this.tasks.get(ta.taskId);
+    if (!task || task.workerId !== workerId || task.attempt !== ta.attempt) return undefined;
+    return task;
+  }
+
+  private assign(workerId: string, taskId: string): void {
+    let set = this.assigned.get(workerId);
+    if (!set) this.assigned.set(workerId, (set = new Set()));
+    set.add(taskId);
+    const w = this.workers.get(workerId);
+    if (w) w.runningTasks = set.size;
+  }
+
+  private unassign(workerId: string, taskId: string): void {
+    const set = this.assigned.get(workerId);
+    set?.delete(taskId);
+    const w = this.workers.get(workerId);
+    if (w) w.runningTasks = set?.size ?? 0;
+  }
+
+  private refreshLoad(worker: Worker): void {
+    worker.runningTasks = this.assigned.get(worker.id)?.size ?? 0;
+  }
+
+  private sendTo(workerId: string, msg: WorkerMessage): void {
+    this.sessions.get(workerId)?.link.send(msg);
+  }
+
+  // ---- timers -----------------------------------------------------------
+
+  /** tick runs from one interval timer: ack deadlines, pings, missed pongs, failed writes. */
+  tick(): void {
+    const now = this.now();
+    while (this.offerDeadlines.length > 0 && this.offerDeadlines[0]!.deadline <= now) {
+      const offer = this.offerDeadlines.shift()!;
+      if (this.offers.get(offer.taskId) !== offer) continue;
+      this.log.warn({ task: offer.taskId, worker: offer.workerId }, 'no answer to offer within the ack timeout');
+      // If it accepts late, it is told to drop the attempt (see accepted()).
+      this.sendTo(offer.workerId, {
+        case: 'cancelTask',
+        value: { task: { taskId: offer.taskId, attempt: offer.attempt }, reason: 'ack timeout' },
+      });
+      this.retryOffer(offer.taskId, offer.workerId, `no answer from worker ${offer.workerId} within the ack timeout`);
+      const task = this.tasks.get(offer.taskId);
+      if (task && task.state === TaskState.PENDING && this.sessionsExcept(this.excluded.get(task.id)) === 0) {
+        this.queued.delete(task.id);
+        this.kill(task, 'ack-timeout');
+      }
+    }
+    const silentAfter = this.opts.pingIntervalMs * this.opts.missedPings;
+    for (const session of [...this.sessions.values()]) {
+      if (now - session.lastPongAt > silentAfter) {
+        session.link.close(`missed ${this.opts.missedPings} pings`);
+        this.disconnect(session.link, session.workerId, `no pong for ${now - session.lastPongAt}ms`);
+        continue;
+      }
+      if (now >= session.nextPingAt) {
+        session.nextPingAt = now + this.opts.pingIntervalMs;
+        session.pingSeq += 1n;
+        session.link.send({ case: 'ping', value: { seq: session.pingSeq } });
+      }
+    }
+    for (const id of [...this.dirtyTasks]) {
+      const t = this.tasks.get(id);
+      this.dirtyTasks.delete(id);
+      if (t) void this.persistTask(t).catch(() => undefined);
+    }
+    for (const id of [...this.dirtyWorkers]) {
+      const w = this.workers.get(id);
+      this.dirtyWorkers.delete(id);
+      if (w) void this.persistWorker(w).catch(() => undefined);
+    }
+    this.placeQueued();
+  }
+
+  private sessionsExcept(excluded: Set<string> | undefined): number {
+    let n = 0;
+    for (const id of this.sessions.keys()) if (!excluded?.has(id)) n++;
+    return n;
+  }
+
+  /** closeAll ends every worker stream (shutdown). */
+  closeAll(reason: string): void {
+    for (const s of this.sessions.values()) s.link.close(reason);
+    this.sessions.clear();
+  }
+
+  // ---- persistence --------------------------------------------------------
+
+  private persistTask(task: Task): Promise<void> {
+    const listeners = this.listeners.get(task.id);
+    const snapshot = listeners ? clone(TaskSchema, task) : undefined;
+    return this.committer.write(taskKey(task.id), encodeTask(task)).then(
+      () => {
+        if (snapshot) for (const l of this.listeners.get(task.id) ?? []) l(snapshot);
+      },
+      (err: unknown) => {
+        if (this.tasks.get(task.id) === task) this.dirtyTasks.add(task.id);
+        throw err;
+      },
+    );
+  }
+
+  private persistWorker(worker: Worker): Promise<void> {
+    return this.committer.write(workerKey(worker.id), encodeWorker(worker)).catch((err: unknown) => {
+      this.dirtyWorkers.add(worker.id);
+      throw err;
+    });
+  }
+
+  counts(): { workersConnected: number; workersTotal: number; tasksByState: Record<string, number> } {
+    const tasksByState: Record<string, number> = { pending: 0, scheduled: 0, done: 0, dead: 0 };
+    for (const t of this.tasks.values()) {
+      const name = TaskState[t.state].toLowerCase();
+      tasksByState[name] = (tasksByState[name] ?? 0) + 1;
+    }
+    return { workersConnected: this.sessions.size, workersTotal: this.workers.size, tasksByState };
+  }
+}
+
+function validateSpec(spec: TaskSpec): void {
+  if (spec.argv.length === 0 || !spec.argv[0]) throw new InvalidArgumentError('spec.argv', 'must name a command to run');
+  spec.argv.forEach((a, i) => {
+    if (a.includes('\0')) throw new InvalidArgumentError(`spec.argv[${i}]`, 'must not contain NUL bytes');
+  });
+  for (const key of Object.keys(spec.env)) {
+    if (!key || key.includes('=') || key.includes('\0')) {
+      throw new InvalidArgumentError(`spec.env[${JSON.stringify(key)}]`, 'variable names must be non-empty without "=" or NUL');
+    }
+  }
+}

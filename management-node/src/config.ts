@@ -1,0 +1,33 @@
+import { z } from 'zod';
+import { duration, hostPort, loadConfig, logLevel } from '../../common/config.js';
+
+const storeSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('embedded'), path: z.string().min(1).default('./data/manager') }).strict(),
+  z
+    .object({
+      type: z.literal('etcd'),
+      endpoints: z.array(z.string().regex(/^https?:\/\/[^\s]+$/, 'expected a URL like http://127.0.0.1:2379')).min(1),
+      prefix: z.string().regex(/^\/.*\/$/, 'must start and end with "/", e.g. /sched/').default('/sched/'),
+      dial_timeout: duration().default(3000),
+    })
+    .strict(),
+]);
+
+export const managerConfigSchema = z
+  .object({
+    listen: hostPort().default('127.0.0.1:7070'),
+    store: storeSchema.default({ type: 'embedded', path: './data/manager' }),
+    ping_interval: duration().refine((v) => v >= 50, 'must be at least 50ms').default(1000),
+    /** Pings a worker may miss before it is marked disconnected. */
+    missed_pings: z.number().int().min(1).default(3),
+    ack_timeout: duration().refine((v) => v >= 50, 'must be at least 50ms').default(5000),
+    /** After a restart, how long recovered pending tasks wait for their workers to reconnect and report. */
+    recovery_grace: duration().default(3000),
+    join_token: z.string().optional(),
+    log_level: logLevel().default('info'),
+  })
+  .strict();
+
+export type ManagerConfig = z.output<typeof managerConfigSchema>;
+
+export const loadManagerConfig = (file: string): ManagerConfig => loadConfig(file, managerConfigSchema);

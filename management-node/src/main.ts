@@ -1,0 +1,121 @@
+import * as grpc from '@grpc/grpc-js';
+import { Command } from 'commander';
+import { ConfigError } from '../../common/config.js';
+import { serviceDefinition } from '../../common/grpc-service.js';
+import { createLogger } from '../../common/logger.js';
+import { VERSION } from '../../common/version.js';
+import { ManagementService } from '../../proto/gen/sched/v1/management_pb.js';
+import { WorkerService } from '../../proto/gen/sched/v1/worker_pb.js';
+import { Cluster } from './cluster.js';
+import { loadManagerConfig } from './config.js';
+import { managementHandlers } from './server/management-service.js';
+import { workerHandlers } from './server/worker-service.js';
+import { createGroupCommitter } from './store/group-commit.js';
+import { ensureSchema, openStore } from './store/open-store.js';
+import { decodeTask, decodeWorker, TASKS, WORKERS } from './store/records.js';
+import { rangeAll } from './store/store.js';
+import type { Task, Worker } from '../../proto/gen/sched/v1/types_pb.js';
+
+const TICK_MS = 100;
+
+async function main(): Promise<void> {
+  const opts = new Command('management-node')
+    .description('sched management node: accepts tasks, tracks workers, persists state')
+    .option('-f, --config <file>', 'config file', '/etc/sched/management-node.yaml')
+    .version(VERSION)
+    .parse()
+    .opts<{ config: string }>();
+
+  const config = loadManagerConfig(opts.config);
+  const log = createLogger('management-node', config.log_level);
+  const store = openStore(config.store);
+  const abort = new AbortController();
+  let stopping = false;
+  const onSignal = (sig: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal: sig }, 'shutting down');
+    abort.abort();
+  };
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  process.on('SIGINT', () => onSignal('SIGINT'));
+
+  try {
+    await ensureSchema(store, log, abort.signal);
+  } catch (err) {
+    await store.close();
+    if (abort.signal.aborted) return;
+    throw err;
+  }
+
+  const committer = createGroupCommitter(store, log);
+  const cluster = new Cluster(
+    committer,
+    {
+      pingIntervalMs: config.ping_interval,
+      missedPings: config.missed_pings,
+      ackTimeoutMs: config.ack_timeout,
+      recoveryGraceMs: config.recovery_grace,
+      joinToken: config.join_token,
+    },
+    log,
+  );
+  const tasks: Task[] = [];
+  const workers: Worker[] = [];
+  for await (const kv of rangeAll(store, TASKS)) tasks.push(decodeTask(kv.value));
+  for await (const kv of rangeAll(store, WORKERS)) workers.push(decodeWorker(kv.value));
+  cluster.load(tasks, workers);
+  log.info({ store: store.description, tasks: tasks.length, workers: workers.length }, 'state loaded');
+
+  const server = new grpc.Server({
+    'grpc.keepalive_time_ms': 10_000,
+    'grpc.keepalive_timeout_ms': 5_000,
+    'grpc.keepalive_permit_without_calls': 1,
+  });
+  server.addService(serviceDefinition(ManagementService), managementHandlers(cluster, store.description) as never);
+  server.addService(serviceDefinition(WorkerService), workerHandlers(cluster, config.ping_interval, log) as never);
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(config.listen, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  ).catch((err: Error) => {
+    throw new ConfigError(`cannot listen on ${config.listen}: ${err.message}`);
+  });
+  log.warn('serving without TLS (plain TCP)');
+  log.info({ listen: config.listen, port, version: VERSION }, 'management node ready');
+
+  const ticker = setInterval(() => {
+    try {
+      cluster.tick();
+    } catch (err) {
+      log.error({ err }, 'tick failed');
+    }
+  }, TICK_MS);
+
+  if (!abort.signal.aborted) await new Promise((resolve) => abort.signal.addEventListener('abort', resolve, { once: true }));
+  clearInterval(ticker);
+  cluster.closeAll('management node shutting down');
+  await new Promise<void>((resolve) => {
+    const force = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, 2000);
+    server.tryShutdown(() => {
+      clearTimeout(force);
+      resolve();
+    });
+  });
+  await committer.flush();
+  await store.close();
+  log.info('stopped');
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`management-node: ${err.message}\n`);
+      process.exit(2);
+    }
+    process.stderr.write(`management-node: fatal: ${err instanceof Error ? err.stack : String(err)}\n`);
+    process.exit(1);
+  },
+);

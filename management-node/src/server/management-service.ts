@@ -1,0 +1,111 @@
+// ManagementService handlers: thin; validation and state live in the cluster.
+import * as grpc from '@grpc/grpc-js';
+import { create } from '@bufbuild/protobuf';
+import {
+  GetTaskResponseSchema,
+  GetWorkerResponseSchema,
+  ListTasksResponseSchema,
+  ListWorkersResponseSchema,
+  RunTaskResponseSchema,
+  StatusResponseSchema,
+  WatchTasksResponseSchema,
+  type ManagementService,
+} from '../../../proto/gen/sched/v1/management_pb.js';
+import { TaskSpecSchema, TaskState, type Task } from '../../../proto/gen/sched/v1/types_pb.js';
+import type { ServiceHandlers } from '../../../common/grpc-service.js';
+import { InvalidArgumentError, toStatus } from '../../../common/errors.js';
+import { VERSION } from '../../../common/version.js';
+import { isTerminal, type Cluster } from '../cluster.js';
+
+const DEFAULT_PAGE = 100;
+const MAX_PAGE = 1000;
+const MAX_WATCHED = 1000;
+
+type Unary<Req, Res> = (req: Req) => Promise<Res> | Res;
+
+function unary<Req, Res>(fn: Unary<Req, Res>): grpc.handleUnaryCall<Req, Res> {
+  return (call, callback) => {
+    Promise.resolve()
+      .then(() => fn(call.request))
+      .then(
+        (res) => callback(null, res),
+        (err: unknown) => callback(toStatus(err)),
+      );
+  };
+}
+
+export function managementHandlers(
+  cluster: Cluster,
+  storeDescription: string,
+): ServiceHandlers<(typeof ManagementService)['method']> {
+  return {
+    runTask: unary(async (req) => {
+      const task = await cluster.submit(req.spec ?? create(TaskSpecSchema));
+      return create(RunTaskResponseSchema, { task });
+    }),
+    getTask: unary((req) => create(GetTaskResponseSchema, { task: cluster.getTask(requireId('id', req.id)) })),
+    listTasks: unary((req) => {
+      const limit = req.limit === 0 ? DEFAULT_PAGE : Math.min(req.limit, MAX_PAGE);
+      const tasks: Task[] = [];
+      let next = '';
+      // Ids are UUIDv7 and the map is filled in id order, so iteration order is submission order.
+      for (const t of cluster.tasks.values()) {
+        if (req.pageToken && t.id <= req.pageToken) continue;
+        if (req.state !== TaskState.UNSPECIFIED && t.state !== req.state) continue;
+        if (req.workerId && t.workerId !== req.workerId) continue;
+        if (tasks.length === limit) {
+          next = tasks[tasks.length - 1]!.id;
+          break;
+        }
+        tasks.push(t);
+      }
+      return create(ListTasksResponseSchema, { tasks, nextPageToken: next });
+    }),
+    watchTasks: (call) => {
+      const ids = [...new Set(call.request.ids)];
+      const unsubscribe: Array<() => void> = [];
+      const stop = () => unsubscribe.splice(0).forEach((u) => u());
+      try {
+        if (ids.length === 0) throw new InvalidArgumentError('ids', 'name at least one task');
+        if (ids.length > MAX_WATCHED) throw new InvalidArgumentError('ids', `at most ${MAX_WATCHED} tasks per watch`);
+        const open = new Set(ids);
+        const send = (task: Task) => {
+          if (call.cancelled || call.destroyed) return;
+          call.write(create(WatchTasksResponseSchema, { task }));
+          if (isTerminal(task)) open.delete(task.id);
+          if (open.size === 0) {
+            stop();
+            call.end();
+          }
+        };
+        for (const id of ids) unsubscribe.push(cluster.watch(id, send));
+        for (const id of ids) send(cluster.getTask(id));
+      } catch (err) {
+        stop();
+        call.emit('error', toStatus(err));
+        return;
+      }
+      call.on('cancelled', stop);
+      call.on('close', stop);
+    },
+    listWorkers: unary(() =>
+      create(ListWorkersResponseSchema, { workers: [...cluster.workers.values()].sort((a, b) => a.id.localeCompare(b.id)) }),
+    ),
+    getWorker: unary((req) => create(GetWorkerResponseSchema, { worker: cluster.getWorker(requireId('id', req.id)) })),
+    status: unary(() => {
+      const c = cluster.counts();
+      return create(StatusResponseSchema, {
+        version: VERSION,
+        store: storeDescription,
+        workersConnected: c.workersConnected,
+        workersTotal: c.workersTotal,
+        tasksByState: c.tasksByState,
+      });
+    }),
+  };
+}
+
+function requireId(field: string, id: string): string {
+  if (!id) throw new InvalidArgumentError(field, 'must not be empty');
+  return id;
+}

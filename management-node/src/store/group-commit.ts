@@ -1,0 +1,78 @@
+// Group commit: writes from concurrent requests share one store transaction.
+// While a batch is in flight new writes queue up; the next batch takes them
+// all (coalesced per key, split into MAX_TXN_OPS chunks). Each caller's
+// promise resolves only once its write (or a newer one to the same key) is
+// committed.
+import type { Logger } from '../../../common/logger.js';
+import { MAX_TXN_OPS, type Store, type StoreOp } from './store.js';
+
+interface Pending {
+  value: Uint8Array | null;
+  waiters: Array<{ resolve: () => void; reject: (err: unknown) => void }>;
+}
+
+export interface GroupCommitter {
+  write(key: string, value: Uint8Array | null): Promise<void>;
+  /** Resolves when everything written so far is committed (or has failed). */
+  flush(): Promise<void>;
+  readonly stats: { batches: number; ops: number };
+}
+
+export function createGroupCommitter(store: Store, log: Logger): GroupCommitter {
+  let pending = new Map<string, Pending>();
+  let inFlight: Promise<void> | undefined;
+  const stats = { batches: 0, ops: 0 };
+
+  async function commitBatch(batch: Map<string, Pending>): Promise<void> {
+    const entries = [...batch];
+    const chunks: Array<Array<[string, Pending]>> = [];
+    for (let i = 0; i < entries.length; i += MAX_TXN_OPS) chunks.push(entries.slice(i, i + MAX_TXN_OPS));
+    await Promise.all(
+      chunks.map(async (chunk) => {
+        const ops: StoreOp[] = chunk.map(([key, p]) => ({ key, value: p.value }));
+        try {
+          await store.commit(ops);
+          stats.batches++;
+          stats.ops += ops.length;
+          for (const [, p] of chunk) for (const w of p.waiters) w.resolve();
+        } catch (err) {
+          log.warn({ err: (err as Error).message, ops: ops.length }, 'store commit failed');
+          for (const [, p] of chunk) for (const w of p.waiters) w.reject(err);
+        }
+      }),
+    );
+  }
+
+  function kick(): void {
+    if (inFlight || pending.size === 0) return;
+    const batch = pending;
+    pending = new Map();
+    inFlight = commitBatch(batch).finally(() => {
+      inFlight = undefined;
+      kick();
+    });
+  }
+
+  return {
+    stats,
+    write(key, value) {
+      return new Promise<void>((resolve, reject) => {
+        const existing = pending.get(key);
+        if (existing) {
+          existing.value = value;
+          existing.waiters.push({ resolve, reject });
+        } else {
+          pending.set(key, { value, waiters: [{ resolve, reject }] });
+        }
+        // Let the current tick's writes join the batch before it leaves.
+        if (!inFlight) queueMicrotask(kick);
+      });
+    },
+    async flush() {
+      while (inFlight || pending.size > 0) {
+        kick();
+        await inFlight;
+      }
+    },
+  };
+}

@@ -1,0 +1,33 @@
+// What every command gets from the CLI core: I/O, settings, the client and
+// the printer. Settings and the client are made on first use so that help
+// and usage errors never need a config file or a manager.
+import type { CallOptions } from '../../../common/grpc-service.js';
+import type { ManagementClient } from '../client.js';
+import type { ResolvedConfig } from '../config.js';
+import type { OutputFormat, View } from '../printers/index.js';
+
+export interface CliIo {
+  out(text: string): void;
+  err(text: string): void;
+  /** Whether stdout is a terminal (colour, hints). */
+  isTTY: boolean;
+  env: Record<string, string | undefined>;
+}
+
+export interface Settings extends ResolvedConfig {
+  output: OutputFormat;
+  verbose: boolean;
+}
+
+export interface Ctx {
+  readonly io: CliIo;
+  settings(): Settings;
+  client(): ManagementClient;
+  /** Options for a unary call: the configured deadline. */
+  unary(): CallOptions;
+  print(view: View): void;
+  /** A line on stderr when -v is given. */
+  debug(message: string): void;
+  /** The process exit code once the command returns (default 0). */
+  exit(code: number): void;
+}

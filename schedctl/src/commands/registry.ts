@@ -1,0 +1,22 @@
+// The one place commands are registered: schedctl <target> <cmd>.
+import type { Command } from 'commander';
+import type { Ctx } from './context.js';
+import { registerStatus } from './status.js';
+import { registerTasksLs } from './tasks-ls.js';
+import { registerTasksRun } from './tasks-run.js';
+import { registerTasksShow } from './tasks-show.js';
+import { registerWorkersLs } from './workers-ls.js';
+import { registerWorkersShow } from './workers-show.js';
+
+export function registerCommands(program: Command, ctx: Ctx): void {
+  const workers = program.command('workers').description('remote servers that are used for running tasks');
+  registerWorkersLs(workers, ctx);
+  registerWorkersShow(workers, ctx);
+
+  const tasks = program.command('tasks').description('tasks that can be scheduled on the cluster of workers');
+  registerTasksRun(tasks, ctx);
+  registerTasksLs(tasks, ctx);
+  registerTasksShow(tasks, ctx);
+
+  registerStatus(program, ctx);
+}

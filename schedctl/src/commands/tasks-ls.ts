@@ -1,0 +1,80 @@
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { create } from '@bufbuild/protobuf';
+import { ListTasksResponseSchema } from '../../../proto/gen/sched/v1/management_pb.js';
+import { TaskState, type Task } from '../../../proto/gen/sched/v1/types_pb.js';
+import type { ManagementClient } from '../client.js';
+import type { CallOptions } from '../../../common/grpc-service.js';
+import { age, exitSummary, shellQuote, TASK_STATE_NAMES, taskDuration, taskStateFromName, taskStateName, truncate, type TaskStateName } from '../format.js';
+import { view } from '../printers/index.js';
+import type { Ctx } from './context.js';
+
+export function parseLimit(value: string): number {
+  if (!/^\d+$/.test(value)) throw new InvalidArgumentError('expected a whole number (0 means all)');
+  return Number(value);
+}
+
+export interface ListFilter {
+  state: TaskState;
+  workerId: string;
+  /** 0 means no limit. */
+  limit: number;
+}
+
+/**
+ * Pages through ListTasks until `limit` tasks are collected or the server has
+ * no more; `more` says whether tasks were left out.
+ */
+export async function listTasks(client: ManagementClient, filter: ListFilter, opts: CallOptions): Promise<{ tasks: Task[]; more: boolean }> {
+  const tasks: Task[] = [];
+  let pageToken = '';
+  for (;;) {
+    const room = filter.limit === 0 ? Infinity : filter.limit - tasks.length;
+    const page = await client.listTasks(
+      { state: filter.state, workerId: filter.workerId, limit: filter.limit === 0 ? 0 : room, pageToken },
+      opts,
+    );
+    tasks.push(...page.tasks.slice(0, room));
+    const next = page.nextPageToken;
+    // No token, an empty page or a token that does not move: the end (never loop forever).
+    const end = !next || page.tasks.length === 0 || next === pageToken;
+    if (page.tasks.length >= room) return { tasks, more: page.tasks.length > room || !end };
+    if (end) return { tasks, more: false };
+    pageToken = next;
+  }
+}
+
+export function registerTasksLs(tasks: Command, ctx: Ctx): void {
+  tasks
+    .command('ls')
+    .description('lists tasks in the order the management node keeps them (by id)')
+    .addOption(new Option('--state <state>', 'only tasks in this state').choices(TASK_STATE_NAMES))
+    .option('--worker <id>', 'only tasks placed on this worker')
+    .option('--limit <n>', 'at most this many tasks; 0 lists all', parseLimit, 100)
+    .action(async (opts: { state?: TaskStateName; worker?: string; limit: number }) => {
+      const filter: ListFilter = {
+        state: opts.state ? taskStateFromName(opts.state) : TaskState.UNSPECIFIED,
+        workerId: opts.worker ?? '',
+        limit: opts.limit,
+      };
+      const { tasks: list, more } = await listTasks(ctx.client(), filter, ctx.unary());
+      const now = Date.now();
+      ctx.print(
+        view(ListTasksResponseSchema, create(ListTasksResponseSchema, { tasks: list }), () => ({
+          kind: 'rows',
+          head: ['ID', 'STATE', 'WORKER', 'EXIT', 'COMMAND', 'AGE', 'DURATION'],
+          rows: list.map((t) => [
+            t.id,
+            taskStateName(t.state),
+            t.workerId,
+            exitSummary(t),
+            truncate(shellQuote(t.spec?.argv ?? []), 60),
+            age(t.createdUnixMs, now),
+            taskDuration(t, now),
+          ]),
+        })),
+      );
+      if (more && ctx.settings().output === 'table') {
+        ctx.io.err(`schedctl: showing the first ${filter.limit} tasks; use --limit to see more (0 = all)\n`);
+      }
+    });
+}

@@ -1,0 +1,100 @@
+// Display helpers shared by the commands: state names, times, sizes, argv.
+import { TaskState, WorkerState, type Task, type Worker } from '../../proto/gen/sched/v1/types_pb.js';
+import { formatDuration } from '../../common/duration.js';
+
+/** The CLI's names for task states, as the operator types them after --state. */
+export const TASK_STATE_NAMES = ['pending', 'scheduled', 'done', 'dead'] as const;
+export type TaskStateName = (typeof TASK_STATE_NAMES)[number];
+
+const TASK_STATE_BY_NAME: Record<TaskStateName, TaskState> = {
+  pending: TaskState.PENDING,
+  scheduled: TaskState.SCHEDULED,
+  done: TaskState.DONE,
+  dead: TaskState.DEAD,
+};
+
+export function taskStateFromName(name: TaskStateName): TaskState {
+  return TASK_STATE_BY_NAME[name];
+}
+
+export function taskStateName(state: TaskState): string {
+  return TASK_STATE_NAMES.find((n) => TASK_STATE_BY_NAME[n] === state) ?? 'unknown';
+}
+
+export function workerStateName(worker: Pick<Worker, 'state' | 'draining'>): string {
+  const base =
+    worker.state === WorkerState.CONNECTED ? 'connected' : worker.state === WorkerState.DISCONNECTED ? 'disconnected' : 'unknown';
+  return worker.draining ? `${base},draining` : base;
+}
+
+/** int64 milliseconds since the epoch; 0 means "never" in proto3. */
+export function isoTime(unixMs: bigint): string {
+  return unixMs > 0n ? new Date(Number(unixMs)).toISOString() : '-';
+}
+
+/** Coarse age like kubectl's ("42s", "5m", "3h", "2d"): a table wants one short token. */
+export function age(unixMs: bigint, nowMs: number): string {
+  if (unixMs <= 0n) return '-';
+  const s = Math.max(0, Math.floor((nowMs - Number(unixMs)) / 1000));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m`;
+  if (s < 86_400) return `${Math.floor(s / 3600)}h`;
+  return `${Math.floor(s / 86_400)}d`;
+}
+
+/** ISO time plus age, for the show commands. */
+export function timeWithAge(unixMs: bigint, nowMs: number): string {
+  return unixMs > 0n ? `${isoTime(unixMs)} (${age(unixMs, nowMs)} ago)` : '-';
+}
+
+/** Run time of a task: finished − started, or so far if it still runs. */
+export function taskDuration(task: Task, nowMs: number): string {
+  if (task.startedUnixMs <= 0n) return '-';
+  const end = task.finishedUnixMs > 0n ? Number(task.finishedUnixMs) : nowMs;
+  return formatDuration(Math.max(0, end - Number(task.startedUnixMs)));
+}
+
+/** The EXIT column: exit code (with the signal if any) for done tasks, the reason for dead ones. */
+export function exitSummary(task: Task): string {
+  if (task.state === TaskState.DEAD) return task.deadReason || 'dead';
+  if (task.state !== TaskState.DONE) return '-';
+  return task.signal ? `${task.exitCode} (${task.signal})` : String(task.exitCode);
+}
+
+export function bytes(n: bigint): string {
+  if (n <= 0n) return '-';
+  const units = ['B', 'Ki', 'Mi', 'Gi', 'Ti', 'Pi'];
+  let value = Number(n);
+  let i = 0;
+  while (value >= 1024 && i < units.length - 1) {
+    value /= 1024;
+    i++;
+  }
+  return i === 0 ? `${value}B` : `${value < 10 ? value.toFixed(1) : Math.round(value)}${units[i]}`;
+}
+
+/** Millicpu as cores ("2", "1.5"): what operators think in. */
+export function cores(millicpu: bigint): string {
+  if (millicpu <= 0n) return '-';
+  return String(Number(millicpu) / 1000);
+}
+
+/** argv as a shell would need it typed, so a displayed command can be copied back. */
+export function shellQuote(argv: readonly string[]): string {
+  return argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
+}
+
+export function truncate(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+}
+
+/** Labels and env as sorted k=v pairs: stable output for diffs and tests. */
+export function pairs(map: Record<string, string>): string {
+  const entries = Object.entries(map).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return entries.length ? entries.map(([k, v]) => `${k}=${v}`).join(', ') : '-';
+}
+
+/** "5s ago" for tables; "-" when it never happened. */
+export function ago(unixMs: bigint, nowMs: number): string {
+  return unixMs > 0n ? `${age(unixMs, nowMs)} ago` : '-';
+}

@@ -1,0 +1,179 @@
+// The cluster state machine on a real embedded store, with workers played by
+// in-memory links that record what the manager sends them.
+import { expect } from 'chai';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { create } from '@bufbuild/protobuf';
+import { pino } from 'pino';
+import { TaskSpecSchema, TaskState, WorkerState } from '../../proto/gen/sched/v1/types_pb.js';
+import { FinishedSchema, HelloSchema } from '../../proto/gen/sched/v1/worker_pb.js';
+import { Cluster, type WorkerLink, type WorkerMessage } from '../../management-node/src/cluster.js';
+import { createEmbeddedStore } from '../../management-node/src/store/embedded-store.js';
+import { createGroupCommitter } from '../../management-node/src/store/group-commit.js';
+import { decodeTask, decodeWorker, taskKey, workerKey } from '../../management-node/src/store/records.js';
+import type { Store } from '../../management-node/src/store/store.js';
+
+const log = pino({ level: 'silent' });
+
+class FakeLink implements WorkerLink {
+  readonly sessionId = 's';
+  readonly sent: WorkerMessage[] = [];
+  closed?: string;
+  constructor(readonly address = '10.0.0.1:5000') {}
+  send(msg: WorkerMessage) {
+    this.sent.push(msg);
+  }
+  close(reason: string) {
+    this.closed = reason;
+  }
+  of<C extends WorkerMessage['case']>(c: C) {
+    return this.sent.filter((m): m is Extract<WorkerMessage, { case: C }> => m.case === c);
+  }
+}
+
+describe('cluster', () => {
+  let dir: string;
+  let store: Store;
+  let now: number;
+  let cluster: Cluster;
+  const spec = (...argv: string[]) => create(TaskSpecSchema, { argv });
+  const hello = (id: string, running: Array<{ taskId: string; attempt: number }> = []) =>
+    create(HelloSchema, { workerId: id, capacity: { millicpu: 2000n, memoryBytes: 1n << 30n }, running });
+  const flush = () => new Promise((r) => setTimeout(r, 20));
+
+  const makeCluster = (s: Store) =>
+    new Cluster(
+      createGroupCommitter(s, log),
+      { pingIntervalMs: 1000, missedPings: 3, ackTimeoutMs: 500, recoveryGraceMs: 0, now: () => now },
+      log,
+    );
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'sched-cluster-'));
+    store = createEmbeddedStore(dir);
+    now = 1_000_000;
+    cluster = makeCluster(store);
+  });
+  afterEach(async () => {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('stores a task pending before answering, and waits for a worker when there is none', async () => {
+    const task = await cluster.submit(spec('true'));
+    expect(task.state).to.equal(TaskState.PENDING);
+    expect(decodeTask((await store.get(taskKey(task.id)))!).state).to.equal(TaskState.PENDING);
+  });
+
+  it('offers to a connected worker; Accepted → scheduled; Finished → done and acknowledged after commit', async () => {
+    const link = new FakeLink();
+    cluster.checkHello(hello('w1'));
+    cluster.hello(link, hello('w1'));
+    const task = await cluster.submit(spec('echo', 'hi'));
+    const [offer] = link.of('startTask');
+    expect(offer?.value.taskId).to.equal(task.id);
+    expect(offer?.value.attempt).to.equal(1);
+    cluster.accepted('w1', { taskId: task.id, attempt: 1 } as never);
+    expect(task.state).to.equal(TaskState.SCHEDULED);
+    cluster.finished('w1', create(FinishedSchema, { task: { taskId: task.id, attempt: 1 }, exitCode: 3 }));
+    expect(link.of('finishedAck')).to.have.length(0);
+    await flush();
+    expect(link.of('finishedAck')).to.have.length(1);
+    const stored = decodeTask((await store.get(taskKey(task.id)))!);
+    expect(stored.state).to.equal(TaskState.DONE);
+    expect(stored.exitCode).to.equal(3);
+    // A duplicate report (resent after a reconnect) changes nothing but is acknowledged again.
+    cluster.finished('w1', create(FinishedSchema, { task: { taskId: task.id, attempt: 1 }, exitCode: 99 }));
+    expect(task.exitCode).to.equal(3);
+    expect(link.of('finishedAck')).to.have.length(2);
+  });
+
+  it('rejected offers go to the next worker; when every worker refused, the task is dead', async () => {
+    const a = new FakeLink();
+    const b = new FakeLink();
+    cluster.hello(a, hello('a'));
+    cluster.hello(b, hello('b'));
+    const task = await cluster.submit(spec('true'));
+    const first = task.workerId;
+    cluster.rejected(first, { taskId: task.id, attempt: 1 } as never, 'busy');
+    cluster.tick();
+    expect(task.workerId).to.not.equal(first);
+    expect(task.attempt).to.equal(2);
+    cluster.rejected(task.workerId, { taskId: task.id, attempt: 2 } as never, 'busy');
+    cluster.tick();
+    expect(task.state).to.equal(TaskState.DEAD);
+    expect(task.deadReason).to.match(/no worker accepted/);
+  });
+
+  it('no answer within the ack timeout: dead with reason ack-timeout, and a late Accepted is cancelled', async () => {
+    const link = new FakeLink();
+    cluster.hello(link, hello('w1'));
+    const task = await cluster.submit(spec('true'));
+    now += 501;
+    cluster.tick();
+    expect(task.state).to.equal(TaskState.DEAD);
+    expect(task.deadReason).to.equal('ack-timeout');
+    cluster.accepted('w1', { taskId: task.id, attempt: 1 } as never);
+    expect(task.state).to.equal(TaskState.DEAD);
+    expect(link.of('cancelTask').map((m) => m.value.task?.taskId)).to.include(task.id);
+  });
+
+  it('pings every interval and disconnects a worker after the missed pings', async () => {
+    const link = new FakeLink();
+    cluster.hello(link, hello('w1'));
+    now += 1000;
+    cluster.tick();
+    expect(link.of('ping')).to.have.length(1);
+    cluster.pong('w1');
+    now += 3000;
+    cluster.tick();
+    expect(cluster.workers.get('w1')?.state).to.equal(WorkerState.CONNECTED);
+    now += 1;
+    cluster.tick();
+    expect(link.closed).to.match(/missed 3 pings/);
+    expect(cluster.workers.get('w1')?.state).to.equal(WorkerState.DISCONNECTED);
+    await flush();
+    expect(decodeWorker((await store.get(workerKey('w1')))!).state).to.equal(WorkerState.DISCONNECTED);
+  });
+
+  it('after a restart, keeps what a reconnecting worker runs and cancels what it must not', async () => {
+    const link = new FakeLink();
+    cluster.hello(link, hello('w1'));
+    const running = await cluster.submit(spec('sleep', '9'));
+    cluster.accepted('w1', { taskId: running.id, attempt: 1 } as never);
+    await flush();
+
+    const restarted = makeCluster(store);
+    const tasks = [decodeTask((await store.get(taskKey(running.id)))!)];
+    restarted.load(tasks, [decodeWorker((await store.get(workerKey('w1')))!)]);
+    expect(restarted.workers.get('w1')?.state).to.equal(WorkerState.DISCONNECTED);
+    const again = new FakeLink();
+    restarted.hello(again, hello('w1', [{ taskId: running.id, attempt: 1 }, { taskId: 'stranger', attempt: 1 }]));
+    expect(restarted.getTask(running.id).state).to.equal(TaskState.SCHEDULED);
+    expect(again.of('cancelTask').map((m) => m.value.task?.taskId)).to.deep.equal(['stranger']);
+  });
+
+  it('refuses invalid specs with the field named, storing nothing', async () => {
+    const failure = (argv: string[], env: Record<string, string> = {}) =>
+      cluster.submit(create(TaskSpecSchema, { argv, env })).then(
+        () => '',
+        (err: Error) => err.message,
+      );
+    expect(await failure([])).to.match(/^spec\.argv: /);
+    expect(await failure([''])).to.match(/^spec\.argv: /);
+    expect(await failure(['true'], { 'A=B': '1' })).to.match(/^spec\.env\["A=B"\]: /);
+    expect(cluster.tasks.size).to.equal(0);
+    expect(await store.range('tasks/')).to.have.length(0);
+  });
+
+  it('refuses a worker with the wrong join token', () => {
+    const guarded = new Cluster(
+      createGroupCommitter(store, log),
+      { pingIntervalMs: 1000, missedPings: 3, ackTimeoutMs: 500, recoveryGraceMs: 0, joinToken: 'secret' },
+      log,
+    );
+    expect(() => guarded.checkHello(hello('w1'))).to.throw(/invalid join token/);
+    expect(() => guarded.checkHello(create(HelloSchema, { workerId: 'w1', token: 'secret' }))).to.not.throw();
+  });
+});

@@ -1,0 +1,53 @@
+// worker-node.yaml: where the manager is, where results live on disk, and
+// what this node offers. Unknown keys are errors so typos do not go unnoticed.
+import { resolve, join } from 'node:path';
+import { z } from 'zod';
+import { duration, hostPort, logLevel, loadConfig, parseConfig } from '../../common/config.js';
+
+const MEMORY_UNITS: Record<string, number> = {
+  '': 1, k: 1e3, m: 1e6, g: 1e9, t: 1e12, ki: 2 ** 10, mi: 2 ** 20, gi: 2 ** 30, ti: 2 ** 40,
+};
+
+/** Bytes as a number or a quantity such as "512Mi", "4Gi", "2G". */
+export const memory = () =>
+  z.union([z.number().int().positive(), z.string()]).transform((value, ctx) => {
+    if (typeof value === 'number') return value;
+    const m = /^(\d+(?:\.\d+)?)\s*([kKmMgGtT]i?)?[bB]?$/.exec(value.trim());
+    const unit = MEMORY_UNITS[(m?.[2] ?? '').toLowerCase()];
+    const bytes = m && unit ? Math.round(Number(m[1]) * unit) : 0;
+    if (bytes <= 0) {
+      ctx.addIssue({ code: 'custom', message: `invalid memory size ${JSON.stringify(value)} (use e.g. 512Mi, 4Gi or bytes)` });
+      return z.NEVER;
+    }
+    return bytes;
+  });
+
+// YAML turns `rack: 3` into a number; a label is always text, so accept scalars.
+const labelValue = z.union([z.string(), z.number(), z.boolean()]).transform(String);
+
+export const workerConfigSchema = z
+  .object({
+    manager: hostPort(),
+    token: z.string().optional(),
+    data_dir: z.string().min(1).default('./data/worker'),
+    id_file: z.string().min(1).optional(),
+    capacity: z
+      .object({ cpu: z.number().positive().optional(), memory: memory().optional() })
+      .strict()
+      .optional(),
+    labels: z.record(z.string().min(1), labelValue).default({}),
+    reconnect_interval: duration().default(1000),
+    cancel_grace: duration().default(10_000),
+    log_level: logLevel().default('info'),
+  })
+  .strict()
+  // Paths become absolute once, so a task's cwd never changes where logs go.
+  .transform((c) => {
+    const dataDir = resolve(c.data_dir);
+    return { ...c, data_dir: dataDir, id_file: resolve(c.id_file ?? join(dataDir, 'worker-id')) };
+  });
+
+export type WorkerConfig = z.output<typeof workerConfigSchema>;
+
+export const loadWorkerConfig = (file: string): WorkerConfig => loadConfig(file, workerConfigSchema);
+export const parseWorkerConfig = (file: string, text: string): WorkerConfig => parseConfig(file, text, workerConfigSchema);

@@ -1,0 +1,289 @@
+// The worker's one dial-out stream to the manager (WorkerService.Connect).
+// It survives manager restarts: it redials forever, reports what still runs
+// in Hello, and keeps every result until the manager acknowledges it.
+import * as grpc from '@grpc/grpc-js';
+import { create, type MessageInitShape } from '@bufbuild/protobuf';
+import type { GenService } from '@bufbuild/protobuf/codegenv2';
+import { createServiceClient, type ServiceClient } from '../../common/grpc-service.js';
+import type { Logger } from '../../common/logger.js';
+import { VERSION } from '../../common/version.js';
+import {
+  ConnectRequestSchema,
+  FinishedSchema,
+  WorkerService,
+  type CancelTask,
+  type ConnectRequest,
+  type ConnectResponse,
+  type Finished,
+  type StartTask,
+  type Welcome,
+} from '../../proto/gen/sched/v1/worker_pb.js';
+import { checkTaskId, type Executor, type FinishedEvent, type StartedEvent, type TaskRef } from './executor.js';
+import type { NodeInfo } from './node-info.js';
+
+type WorkerMethods = typeof WorkerService extends GenService<infer T> ? T : never;
+type Stream = grpc.ClientDuplexStream<ConnectRequest, ConnectResponse>;
+type Outgoing = NonNullable<MessageInitShape<typeof ConnectRequestSchema>['msg']>;
+
+export interface SessionOptions {
+  manager: string;
+  token: string;
+  workerId: string;
+  node: NodeInfo;
+  executor: Executor;
+  logger: Logger;
+  reconnectIntervalMs: number;
+  cancelGraceMs: number;
+  credentials?: grpc.ChannelCredentials;
+}
+
+/** How long a fresh stream may wait for Welcome before it is given up and redialled. */
+const WELCOME_TIMEOUT_MS = 10_000;
+/** A manager silent for this many ping intervals (and at least the floor) is presumed gone: a half-open TCP connection never errors on its own. */
+const SILENT_PINGS = 5;
+const SILENT_FLOOR_MS = 5_000;
+const GOODBYE_TIMEOUT_MS = 2_000;
+
+const key = (t: TaskRef): string => `${t.taskId}:${t.attempt}`;
+
+export class Session {
+  private readonly o: SessionOptions;
+  private readonly client: ServiceClient<WorkerMethods>;
+  private stream: Stream | undefined;
+  private welcomed = false;
+  private stopping = false;
+  private redialTimer: NodeJS.Timeout | undefined;
+  private watchdog: NodeJS.Timeout | undefined;
+  /** Results the manager has not acknowledged yet, by task:attempt; replayed after every Welcome. */
+  private readonly outbox = new Map<string, Finished>();
+  private lastWarning = '';
+
+  constructor(options: SessionOptions) {
+    this.o = options;
+    this.client = createServiceClient(WorkerService, options.manager, options.credentials ?? grpc.credentials.createInsecure(), {
+      // grpc-js otherwise backs its channel off for up to two minutes, and
+      // every redial in that window fails without trying the network.
+      'grpc.initial_reconnect_backoff_ms': options.reconnectIntervalMs,
+      'grpc.max_reconnect_backoff_ms': Math.max(options.reconnectIntervalMs, 1000),
+    });
+    options.executor.on('started', this.onStarted);
+    options.executor.on('finished', this.onFinished);
+  }
+
+  /** True between Welcome and the loss of the stream. */
+  get connected(): boolean {
+    return this.welcomed;
+  }
+
+  /** Results kept until the manager sends FinishedAck. */
+  get unacknowledged(): number {
+    return this.outbox.size;
+  }
+
+  start(): void {
+    this.dial();
+  }
+
+  /** Says Goodbye, closes the stream and the channel. Running tasks are the caller's to stop. */
+  async stop(reason: string): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    clearTimeout(this.redialTimer);
+    clearTimeout(this.watchdog);
+    this.o.executor.off('started', this.onStarted);
+    this.o.executor.off('finished', this.onFinished);
+    const stream = this.stream;
+    if (stream) {
+      if (this.welcomed) stream.write(create(ConnectRequestSchema, { msg: { case: 'goodbye', value: { reason } } }));
+      this.welcomed = false;
+      stream.end();
+      // Wait for the manager to close its side so Goodbye is delivered, but not forever.
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          stream.cancel();
+          resolve();
+        }, GOODBYE_TIMEOUT_MS);
+        const done = (): void => {
+          clearTimeout(timer);
+          resolve();
+        };
+        stream.once('status', done);
+        stream.once('error', done);
+      });
+      this.stream = undefined;
+    }
+    this.client.close();
+  }
+
+  private dial(): void {
+    this.redialTimer = undefined;
+    if (this.stopping) return;
+    let stream: Stream;
+    try {
+      stream = this.client.connect();
+    } catch (err) {
+      this.o.logger.warn({ err }, 'cannot open a stream to the manager');
+      this.scheduleRedial();
+      return;
+    }
+    this.stream = stream;
+    this.welcomed = false;
+    stream.on('data', (m: ConnectResponse) => this.receive(stream, m));
+    stream.on('error', (err: Partial<grpc.StatusObject> & Error) => this.lost(stream, err.details || err.message));
+    stream.on('status', (s: grpc.StatusObject) => this.lost(stream, s.details || grpc.status[s.code]));
+    stream.on('end', () => this.lost(stream, 'stream ended by the manager'));
+    stream.on('close', () => this.lost(stream, 'stream closed'));
+    const { workerId, token, node, executor } = this.o;
+    stream.write(
+      create(ConnectRequestSchema, {
+        msg: {
+          case: 'hello',
+          value: {
+            workerId,
+            token,
+            capacity: node.capacity,
+            labels: node.labels,
+            hardware: node.hardware,
+            version: VERSION,
+            running: executor.running(),
+          },
+        },
+      }),
+    );
+    this.arm(stream, WELCOME_TIMEOUT_MS, 'no Welcome');
+  }
+
+  private receive(stream: Stream, m: ConnectResponse): void {
+    if (stream !== this.stream) return;
+    this.watchdog?.refresh();
+    try {
+      switch (m.msg.case) {
+        case 'welcome':
+          return this.welcome(stream, m.msg.value);
+        case 'ping':
+          return void this.send({ case: 'pong', value: { seq: m.msg.value.seq, runningTasks: this.o.executor.size } });
+        case 'startTask':
+          return this.startTask(m.msg.value);
+        case 'cancelTask':
+          return this.cancelTask(m.msg.value);
+        case 'finishedAck':
+          if (m.msg.value.task) this.outbox.delete(key(m.msg.value.task));
+          return;
+        default:
+          this.o.logger.debug('ignoring an unknown message from the manager');
+      }
+    } catch (err) {
+      // A bad message must not take the daemon down; the manager will time the task out.
+      this.o.logger.error({ err }, 'failed to handle a message from the manager');
+    }
+  }
+
+  private welcome(stream: Stream, w: Welcome): void {
+    this.welcomed = true;
+    this.lastWarning = '';
+    this.o.logger.info({ workerId: this.o.workerId, manager: this.o.manager, session: w.sessionId }, 'connected to manager');
+    // Results produced while the manager was away; it drops the ones it already has.
+    for (const finished of this.outbox.values()) this.send({ case: 'finished', value: finished });
+    const silentMs = w.pingIntervalMs > 0 ? Math.max(SILENT_PINGS * w.pingIntervalMs, SILENT_FLOOR_MS) : 0;
+    this.arm(stream, silentMs, 'no message from the manager');
+  }
+
+  private startTask(st: StartTask): void {
+    const task = { taskId: st.taskId, attempt: st.attempt };
+    const reject = (reason: string): void => {
+      this.o.logger.info({ task: st.taskId, attempt: st.attempt, reason }, 'rejected task');
+      this.send({ case: 'rejected', value: { task, reason } });
+    };
+    if (this.stopping) return reject('worker is shutting down');
+    const invalid = checkTaskId(st.taskId);
+    if (invalid) return reject(invalid);
+    const argv = st.spec?.argv ?? [];
+    if (!argv[0]) return reject('spec.argv: empty command');
+    // A repeated offer (the manager missed our answer) is answered again, never run twice.
+    const done = this.outbox.get(key(task));
+    if (done) {
+      this.send({ case: 'accepted', value: { task } });
+      this.send({ case: 'finished', value: done });
+      return;
+    }
+    const current = this.o.executor.get(st.taskId);
+    if (current && current.attempt !== st.attempt) return reject(`attempt ${current.attempt} of this task still runs here`);
+    this.send({ case: 'accepted', value: { task } });
+    if (current) {
+      if (current.spawned) this.onStarted(current);
+      return;
+    }
+    this.o.logger.debug({ task: st.taskId, attempt: st.attempt, argv }, 'starting task');
+    this.o.executor.start(st.taskId, st.attempt, { argv, env: st.spec?.env ?? {}, cwd: st.spec?.cwd ?? '' });
+  }
+
+  private cancelTask(ct: CancelTask): void {
+    const task = ct.task;
+    if (!task) return;
+    if (this.o.executor.cancel(task.taskId, task.attempt, this.o.cancelGraceMs)) {
+      this.o.logger.info({ task: task.taskId, attempt: task.attempt, reason: ct.reason }, 'cancelling task');
+      return;
+    }
+    // Not running: repeat its result if we still hold it, else say it will not run.
+    const done = this.outbox.get(key(task));
+    if (done) this.send({ case: 'finished', value: done });
+    else this.send({ case: 'rejected', value: { task, reason: 'not running on this worker' } });
+  }
+
+  private readonly onStarted = (e: StartedEvent): void => {
+    this.send({ case: 'started', value: { task: { taskId: e.taskId, attempt: e.attempt }, pid: e.pid, startedUnixMs: BigInt(e.startedUnixMs) } });
+  };
+
+  private readonly onFinished = (e: FinishedEvent): void => {
+    const finished = create(FinishedSchema, {
+      task: { taskId: e.taskId, attempt: e.attempt },
+      exitCode: e.exitCode,
+      signal: e.signal,
+      error: e.error,
+      startedUnixMs: BigInt(e.startedUnixMs),
+      finishedUnixMs: BigInt(e.finishedUnixMs),
+      stdoutTail: e.stdoutTail,
+      stderrTail: e.stderrTail,
+      pid: e.pid,
+    });
+    this.outbox.set(key(e), finished);
+    this.o.logger.debug({ task: e.taskId, attempt: e.attempt, exitCode: e.exitCode, signal: e.signal, error: e.error }, 'task finished');
+    this.send({ case: 'finished', value: finished });
+  };
+
+  /** Writes to the manager when connected; otherwise drops it (Hello and the outbox carry the state). */
+  private send(msg: Outgoing): boolean {
+    if (!this.stream || !this.welcomed || this.stopping) return false;
+    this.stream.write(create(ConnectRequestSchema, { msg }));
+    return true;
+  }
+
+  /** (Re)starts the silence watchdog for this stream; 0 disables it. */
+  private arm(stream: Stream, ms: number, reason: string): void {
+    clearTimeout(this.watchdog);
+    this.watchdog = ms > 0 ? setTimeout(() => this.lost(stream, `${reason} for ${ms}ms`), ms) : undefined;
+  }
+
+  private lost(stream: Stream, reason: string): void {
+    if (stream !== this.stream) return;
+    this.stream = undefined;
+    const wasConnected = this.welcomed;
+    this.welcomed = false;
+    clearTimeout(this.watchdog);
+    this.watchdog = undefined;
+    stream.cancel(); // no-op once the call has ended; frees a stream given up by the watchdog
+    if (this.stopping) return;
+    const message = `lost connection to manager at ${this.o.manager}: ${reason}`;
+    // Warn once per outage (or when the cause changes), not on every failed redial.
+    if (wasConnected || reason !== this.lastWarning) this.o.logger.warn(message);
+    else this.o.logger.debug(message);
+    this.lastWarning = reason;
+    this.scheduleRedial();
+  }
+
+  private scheduleRedial(): void {
+    if (this.stopping || this.redialTimer) return;
+    const ms = Math.round(this.o.reconnectIntervalMs * (0.8 + 0.4 * Math.random()));
+    this.redialTimer = setTimeout(() => this.dial(), ms);
+  }
+}
