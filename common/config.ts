@@ -1,7 +1,7 @@
 // Loads a YAML config file and validates it with a zod schema. Every failure
 // becomes a ConfigError whose one-line message names the file and the key.
 import { readFileSync } from 'node:fs';
-import { parseDocument } from 'yaml';
+import { LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
 import { parseDuration } from './duration.js';
 
@@ -32,6 +32,7 @@ export const logLevel = () => z.enum(['trace', 'debug', 'info', 'warn', 'error',
 
 function describeIssue(issue: z.core.$ZodIssue): string {
   const key = issue.path.length ? issue.path.join('.') : '(top level)';
+  if (issue.code === 'invalid_type' && /received undefined$/.test(issue.message)) return `${key}: required key is missing`;
   if (issue.code === 'unrecognized_keys') {
     const prefix = issue.path.length ? `${issue.path.join('.')}.` : '';
     return `unknown key ${issue.keys.map((k) => prefix + k).join(', ')}`;
@@ -40,15 +41,21 @@ function describeIssue(issue: z.core.$ZodIssue): string {
 }
 
 export function parseConfig<S extends z.ZodType>(file: string, text: string, schema: S): z.output<S> {
-  const doc = parseDocument(text, { prettyErrors: false });
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { prettyErrors: false, lineCounter });
   if (doc.errors.length > 0) {
     const e = doc.errors[0]!;
-    const where = e.linePos ? ` (line ${e.linePos[0].line}, column ${e.linePos[0].col})` : '';
+    const pos = lineCounter.linePos(e.pos[0]);
+    const where = ` (line ${pos.line}, column ${pos.col})`;
     throw new ConfigError(`${file}: invalid YAML${where}: ${e.message.split('\n')[0]}`);
   }
   const raw: unknown = doc.toJS() ?? {};
   const result = schema.safeParse(raw);
-  if (!result.success) throw new ConfigError(`${file}: ${describeIssue(result.error.issues[0]!)}`);
+  if (!result.success) {
+    // An unknown key (often a typo) explains the other issues best, so it is reported first.
+    const issues = [...result.error.issues].sort((a, b) => Number(b.code === 'unrecognized_keys') - Number(a.code === 'unrecognized_keys'));
+    throw new ConfigError(`${file}: ${describeIssue(issues[0]!)}`);
+  }
   return result.data;
 }
 

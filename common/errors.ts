@@ -44,7 +44,9 @@ export function toStatus(err: unknown): Partial<grpc.StatusObject> {
 export function describeRpcError(err: unknown, address: string): string {
   const e = err as Partial<grpc.ServiceError>;
   if (e.code === grpc.status.UNAVAILABLE && /ECONNREFUSED|No connection established|connect/i.test(e.details ?? '')) {
-    return `cannot reach management node at ${address}: ${e.details}`;
+    // grpc-js appends "Resolution note: ..." (often empty); the last connect error is what matters.
+    const details = (e.details ?? '').replace(/\.?\s*Resolution note:.*$/s, '').replace(/^No connection established\. Last error: (Error: )?/, '');
+    return `cannot reach management node at ${address}: ${details}`;
   }
   if (e.code === grpc.status.DEADLINE_EXCEEDED) return `management node at ${address} did not answer in time`;
   if (e.code !== undefined && e.details !== undefined) return e.details;

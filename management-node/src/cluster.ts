@@ -77,7 +77,9 @@ export class Cluster {
   /** Records whose last write failed; rewritten on the next tick. */
   private readonly dirtyTasks = new Set<string>();
   private readonly dirtyWorkers = new Set<string>();
-  private placementHoldUntil = 0;
+  /** Pending tasks loaded after a restart, held until holdRecoveredUntil. */
+  private readonly recovered = new Set<string>();
+  private holdRecoveredUntil = 0;
   private readonly now: () => number;
 
   constructor(
@@ -96,17 +98,21 @@ export class Cluster {
       // No stream survives a restart: every worker must dial in again.
       if (w.state === WorkerState.CONNECTED) {
         w.state = WorkerState.DISCONNECTED;
-        this.persistWorker(w);
+        void this.persistWorker(w).catch(() => undefined);
       }
       this.workers.set(w.id, w);
     }
     for (const t of tasks) {
       this.tasks.set(t.id, t);
-      if (t.state === TaskState.PENDING) this.enqueue(t.id);
+      if (t.state === TaskState.PENDING) {
+        this.enqueue(t.id);
+        this.recovered.add(t.id);
+      }
       else if (t.state === TaskState.SCHEDULED) this.assign(t.workerId, t.id);
     }
-    // Give workers time to reconnect and report what they run before pending tasks are offered again.
-    this.placementHoldUntil = this.now() + this.opts.recoveryGraceMs;
+    // A recovered pending task may be running on a worker whose Accepted never got stored: give
+    // workers time to reconnect and report what they run before offering it again. New tasks don't wait.
+    this.holdRecoveredUntil = this.now() + this.opts.recoveryGraceMs;
   }
 
   // ---- tasks ------------------------------------------------------------
@@ -335,13 +341,20 @@ export class Cluster {
 
   /** placeQueued offers queued tasks, oldest first, to the best workers. */
   placeQueued(): void {
-    if (this.queue.length === 0 || this.sessions.size === 0 || this.now() < this.placementHoldUntil) return;
+    if (this.queue.length === 0 || this.sessions.size === 0) return;
+    const holding = this.recovered.size > 0 && this.now() < this.holdRecoveredUntil;
+    if (!holding) this.recovered.clear();
     const views = this.workerViews();
     const byId = new Map(views.map((v) => [v.id, v]));
+    const held: string[] = [];
     let i = 0;
     for (; i < this.queue.length; i++) {
       const taskId = this.queue[i]!;
       if (!this.queued.has(taskId)) continue;
+      if (holding && this.recovered.has(taskId)) {
+        held.push(taskId);
+        continue;
+      }
       const task = this.tasks.get(taskId);
       if (!task || task.state !== TaskState.PENDING) {
         this.queued.delete(taskId);
@@ -361,7 +374,7 @@ export class Cluster {
       this.offer(task, choice.id);
       byId.get(choice.id)!.load++;
     }
-    this.queue.splice(0, i);
+    this.queue.splice(0, i, ...held);
   }
 
   private offer(task: Task, workerId: string): void {

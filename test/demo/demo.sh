@@ -45,11 +45,16 @@ for _ in $(seq 1 100); do
 done
 
 echo "==> schedctl tasks run --wait -- echo hello from sched"
-schedctl tasks run --wait -- echo hello from sched
+id=$(schedctl tasks run --wait -- echo hello from sched)
+echo
+echo "\$ schedctl tasks show $id"
+schedctl tasks show "$id"
+echo
 echo "==> submitting 6 more tasks"
 for i in 1 2 3 4 5 6; do schedctl tasks run -- sh -c "echo task $i on \$(hostname); sleep 0.$i" >/dev/null; done
-schedctl tasks run --wait -- sh -c 'exit 3' && true
-echo "(exit code of the last task: $?)"
+echo "==> schedctl tasks run --wait -- sh -c 'exit 3'"
+schedctl tasks run --wait -- sh -c 'exit 3' >/dev/null && true
+echo "(schedctl exited with $?, the task's exit code)"
 sleep 1
 
 echo

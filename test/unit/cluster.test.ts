@@ -154,6 +154,23 @@ describe('cluster', () => {
     expect(again.of('cancelTask').map((m) => m.value.task?.taskId)).to.deep.equal(['stranger']);
   });
 
+  it('after a restart, holds recovered pending tasks for the grace period but places new ones at once', async () => {
+    const old = await cluster.submit(spec('true'));
+    const restarted = new Cluster(
+      createGroupCommitter(store, log),
+      { pingIntervalMs: 1000, missedPings: 3, ackTimeoutMs: 500, recoveryGraceMs: 2000, now: () => now },
+      log,
+    );
+    restarted.load([decodeTask((await store.get(taskKey(old.id)))!)], []);
+    const link = new FakeLink();
+    restarted.hello(link, hello('w1'));
+    const fresh = await restarted.submit(spec('true'));
+    expect(link.of('startTask').map((m) => m.value.taskId)).to.deep.equal([fresh.id]);
+    now += 2001;
+    restarted.tick();
+    expect(link.of('startTask').map((m) => m.value.taskId)).to.deep.equal([fresh.id, old.id]);
+  });
+
   it('refuses invalid specs with the field named, storing nothing', async () => {
     const failure = (argv: string[], env: Record<string, string> = {}) =>
       cluster.submit(create(TaskSpecSchema, { argv, env })).then(

@@ -36,7 +36,8 @@ export const workerConfigSchema = z
       .strict()
       .optional(),
     labels: z.record(z.string().min(1), labelValue).default({}),
-    reconnect_interval: duration().default(1000),
+    // A zero interval would redial in a tight loop while the manager is down.
+    reconnect_interval: duration().pipe(z.number().min(10, 'must be at least 10ms')).default(1000),
     cancel_grace: duration().default(10_000),
     log_level: logLevel().default('info'),
   })

@@ -3,7 +3,7 @@
 // its output goes straight to files: no JS pipes on the hot path.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 
@@ -57,19 +57,29 @@ export function checkTaskId(taskId: string): string | undefined {
   return TASK_ID.test(taskId) ? undefined : 'task_id: must be 1-128 of [A-Za-z0-9._-], not starting with "."';
 }
 
+/** Every task process carries this variable, so a restarted worker can find what a crashed one left running. */
+export const WORKER_ENV = 'SCHED_WORKER_ID';
+
+export interface ExecutorOptions {
+  /** Task logs go to <dataDir>/logs. */
+  dataDir: string;
+  workerId: string;
+}
+
 export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: [FinishedEvent] }> {
   readonly logDir: string;
-  // One file per live process group, so a restarted worker can kill what a
-  // crashed one left behind (detached groups outlive their parent).
-  readonly runDir: string;
+  private readonly workerId: string;
+  // Built once: handing spawn a plain object is cheaper than process.env,
+  // which it would otherwise enumerate through getenv on every start.
+  private readonly baseEnv: NodeJS.ProcessEnv;
   private readonly procs = new Map<string, Proc>();
 
-  constructor(dataDir: string) {
+  constructor(options: ExecutorOptions) {
     super();
-    this.logDir = join(dataDir, 'logs');
-    this.runDir = join(dataDir, 'run');
+    this.workerId = options.workerId;
+    this.logDir = join(options.dataDir, 'logs');
+    this.baseEnv = { ...process.env, [WORKER_ENV]: options.workerId };
     mkdirSync(this.logDir, { recursive: true });
-    mkdirSync(this.runDir, { recursive: true });
   }
 
   get size(): number {
@@ -103,7 +113,7 @@ export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: 
     let child: ChildProcess;
     try {
       fds.push(openSync(logs.stdout, 'w'), openSync(logs.stderr, 'w'));
-      const env = spec.env && Object.keys(spec.env).length > 0 ? { ...process.env, ...spec.env } : process.env;
+      const env = spec.env && Object.keys(spec.env).length > 0 ? { ...this.baseEnv, ...spec.env, [WORKER_ENV]: this.workerId } : this.baseEnv;
       child = spawn(spec.argv[0] ?? '', spec.argv.slice(1), {
         ...(spec.cwd ? { cwd: spec.cwd } : {}),
         env,
@@ -111,8 +121,8 @@ export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: 
         stdio: ['ignore', fds[0]!, fds[1]!],
       });
     } catch (err) {
-      // Synchronous failures (EMFILE opening logs, a NUL byte in argv): the
-      // caller has not yet sent Accepted, so report on the next turn.
+      // Synchronous failures (EMFILE opening logs, a NUL byte in argv) are
+      // reported on the next turn, like async ones, after start() returned.
       setImmediate(() => this.finish(proc, 126, '', `spawn ${spec.argv[0]} ${(err as Error).message}`));
       return 'started';
     } finally {
@@ -120,7 +130,6 @@ export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: 
       for (const fd of fds) closeSync(fd);
     }
     proc.pid = child.pid ?? 0;
-    if (proc.pid) this.recordPid(proc);
     child.once('spawn', () => {
       proc.spawned = true;
       this.emit('started', { taskId, attempt, pid: proc.pid, startedUnixMs: proc.startedUnixMs });
@@ -168,32 +177,46 @@ export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: 
     await Promise.all(procs.map((p) => this.wait(p.taskId, p.attempt)));
   }
 
-  /** Kills process groups left by a previous worker process that died; returns their pids. */
+  /**
+   * Kills task processes a previous run of this worker left behind (detached
+   * groups outlive a worker killed with SIGKILL); the manager has given them
+   * up, so they must not run on beside a new attempt. Linux only: it finds
+   * them by the WORKER_ENV marker in /proc/<pid>/environ. Returns their pids.
+   */
   reapOrphans(): number[] {
+    let entries: string[];
+    try {
+      entries = readdirSync('/proc');
+    } catch {
+      return [];
+    }
+    const marker = `\0${WORKER_ENV}=${this.workerId}\0`;
+    const ownGroup = processGroup(process.pid);
     const killed: number[] = [];
-    for (const name of readdirSync(this.runDir)) {
-      const file = join(this.runDir, name);
+    for (const entry of entries) {
+      const pid = Number(entry);
+      if (!Number.isInteger(pid) || pid <= 1 || pid === process.pid || this.isOurs(pid)) continue;
       try {
-        const [pidText, recorded] = readFileSync(file, 'utf8').trim().split(' ');
-        const pid = Number(pidText);
-        const now = procStartTime(pid);
-        // A live leader with another start time means the pid was reused: not ours.
-        const reused = now !== undefined && recorded !== '-' && now !== recorded;
-        if (Number.isInteger(pid) && pid > 1 && !reused && killGroup(pid, 'SIGKILL')) killed.push(pid);
-        unlinkSync(file);
+        if (!`\0${readFileSync(`/proc/${pid}/environ`, 'latin1')}`.includes(marker)) continue;
       } catch {
-        // A file we cannot read or remove is left for the next start.
+        continue; // gone, or another user's process
+      }
+      // The group too, so a fork racing this scan dies with its parent.
+      const group = processGroup(pid);
+      if (group !== undefined && group > 1 && group !== ownGroup) killGroup(group, 'SIGKILL');
+      try {
+        process.kill(pid, 'SIGKILL');
+        killed.push(pid);
+      } catch {
+        // exited meanwhile, e.g. with its group
       }
     }
     return killed;
   }
 
-  private recordPid(proc: Proc): void {
-    try {
-      writeFileSync(join(this.runDir, `${proc.taskId}.${proc.attempt}`), `${proc.pid} ${procStartTime(proc.pid) ?? '-'}\n`);
-    } catch {
-      // Best effort: only orphan cleanup after a crash depends on it.
-    }
+  private isOurs(pid: number): boolean {
+    for (const p of this.procs.values()) if (p.pid === pid) return true;
+    return false;
   }
 
   private finish(proc: Proc, exitCode: number, signal: string, error: string): void {
@@ -201,16 +224,9 @@ export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: 
     proc.done = true;
     clearTimeout(proc.killTimer);
     if (this.procs.get(proc.taskId) === proc) this.procs.delete(proc.taskId);
-    if (proc.pid) {
-      // Whatever the task left running in its group dies with it: a finished
-      // task must not keep running where the manager cannot see it.
-      killGroup(proc.pid, 'SIGKILL');
-      try {
-        unlinkSync(join(this.runDir, `${proc.taskId}.${proc.attempt}`));
-      } catch {
-        // Already gone or never written.
-      }
-    }
+    // Whatever the task left running in its group dies with it: a finished
+    // task must not keep running where the manager cannot see it.
+    if (proc.pid) killGroup(proc.pid, 'SIGKILL');
     const logs = this.logPaths(proc.taskId, proc.attempt);
     const result: FinishedEvent = {
       taskId: proc.taskId,
@@ -239,12 +255,12 @@ function killGroup(pid: number, signal: NodeJS.Signals): boolean {
   }
 }
 
-/** The process's start time in clock ticks since boot (Linux), to tell a reused pid apart. */
-function procStartTime(pid: number): string | undefined {
+/** The process group of a process (Linux), from /proc/<pid>/stat. */
+function processGroup(pid: number): number | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after "(comm)" start at field 3; starttime is field 22.
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    // Fields after "(comm)" start at field 3 (state); pgrp is field 5.
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
   } catch {
     return undefined;
   }

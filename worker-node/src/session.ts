@@ -44,6 +44,12 @@ const SILENT_PINGS = 5;
 const SILENT_FLOOR_MS = 5_000;
 const GOODBYE_TIMEOUT_MS = 2_000;
 
+/** "UNAVAILABLE: connect ECONNREFUSED 10.0.0.1:7070" rather than grpc-js's long-winded details. */
+function describeStatus(code: grpc.status | undefined, details: string): string {
+  const text = details.replace(/^No connection established\. Last error: (?:Error: )?/, '').replace(/\.? Resolution note:.*$/, '');
+  return code === undefined ? text : `${grpc.status[code]}: ${text || 'no details'}`;
+}
+
 const key = (t: TaskRef): string => `${t.taskId}:${t.attempt}`;
 
 export class Session {
@@ -129,8 +135,8 @@ export class Session {
     this.stream = stream;
     this.welcomed = false;
     stream.on('data', (m: ConnectResponse) => this.receive(stream, m));
-    stream.on('error', (err: Partial<grpc.StatusObject> & Error) => this.lost(stream, err.details || err.message));
-    stream.on('status', (s: grpc.StatusObject) => this.lost(stream, s.details || grpc.status[s.code]));
+    stream.on('error', (err: Partial<grpc.StatusObject> & Error) => this.lost(stream, describeStatus(err.code, err.details ?? err.message)));
+    stream.on('status', (s: grpc.StatusObject) => this.lost(stream, describeStatus(s.code, s.details)));
     stream.on('end', () => this.lost(stream, 'stream ended by the manager'));
     stream.on('close', () => this.lost(stream, 'stream closed'));
     const { workerId, token, node, executor } = this.o;

@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { open, type RootDatabase } from 'lmdb';
-import type { KeyValue, RangeOptions, Store, StoreOp } from './store.js';
+import { checkOps, compareKeys, type KeyValue, type RangeOptions, type Store, type StoreOp } from './store.js';
 
 /** The embedded store: one lmdb file set in a directory, for a single manager. */
 export function createEmbeddedStore(path: string): Store {
@@ -16,20 +16,27 @@ export function createEmbeddedStore(path: string): Store {
     async range(prefix: string, opts: RangeOptions = {}): Promise<KeyValue[]> {
       const out: KeyValue[] = [];
       const limit = opts.limit ?? 1000;
-      for (const { key, value } of db.getRange({ start: opts.after ?? prefix })) {
+      // An `after` that sorts before the prefix does not narrow the range.
+      const after = opts.after !== undefined && compareKeys(opts.after, prefix) >= 0 ? opts.after : undefined;
+      for (const { key, value } of db.getRange({ start: after ?? prefix })) {
         if (!key.startsWith(prefix)) break;
-        if (opts.after !== undefined && key === opts.after) continue;
+        if (key === after) continue;
         out.push({ key, value: copy(value) });
         if (out.length >= limit) break;
       }
       return out;
     },
     async commit(ops: StoreOp[]) {
+      checkOps(ops);
+      if (ops.length === 0) return;
+      // Copy now: lmdb runs the transaction later, and the caller may reuse
+      // its buffers as soon as commit() returns.
+      const copied = ops.map((op) => ({ key: op.key, value: op.value === null ? null : Buffer.from(op.value) }));
       // One lmdb transaction: atomic, one fsync for the whole batch.
       await db.transaction(() => {
-        for (const op of ops) {
+        for (const op of copied) {
           if (op.value === null) void db.remove(op.key);
-          else void db.put(op.key, Buffer.from(op.value));
+          else void db.put(op.key, op.value);
         }
       });
     },

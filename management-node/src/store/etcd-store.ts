@@ -1,10 +1,27 @@
-import { Etcd3 } from 'etcd3';
+import { Etcd3, type IOptions } from 'etcd3';
 import { StoreUnavailableError } from '../../../common/errors.js';
-import type { KeyValue, RangeOptions, Store, StoreOp } from './store.js';
+import { checkOps, compareKeys, type KeyValue, type RangeOptions, type Store, type StoreOp } from './store.js';
+
+/**
+ * A pass-through fault policy. etcd3's defaults retry every call three times
+ * and put each host behind a circuit breaker that, after three failures,
+ * refuses every call for 5 s, even after etcd is back. The store's callers
+ * (group commit, startup) own the retry policy, so calls fail fast instead.
+ */
+type FaultPolicy = NonNullable<NonNullable<IOptions['faultHandling']>['global']>;
+const passThrough = {
+  async execute<T>(fn: (context: { signal: AbortSignal }) => PromiseLike<T> | T): Promise<T> {
+    return fn({ signal: new AbortController().signal });
+  },
+} as unknown as FaultPolicy;
 
 export interface EtcdStoreOptions {
   endpoints: string[];
   prefix: string;
+  /**
+   * Deadline of each etcd call, connecting included; default 5000 ms.
+   * (etcd3 ignores its own dialTimeout option, so this is what bounds a dial.)
+   */
   dialTimeoutMs?: number;
 }
 
@@ -28,13 +45,13 @@ function unavailable(endpoints: string[], err: unknown): StoreUnavailableError {
 export function createEtcdStore(options: EtcdStoreOptions): Store {
   const client = new Etcd3({
     hosts: options.endpoints,
-    dialTimeout: options.dialTimeoutMs ?? 3000,
     // Fail fast; callers (group commit, startup) own the retry policy.
-    faultHandling: {},
+    faultHandling: { host: () => passThrough, global: passThrough },
   });
   const prefix = options.prefix;
   const full = (key: string) => Buffer.from(prefix + key);
-  const deadline = () => ({ deadline: Date.now() + 5000 });
+  const callTimeoutMs = options.dialTimeoutMs ?? 5000;
+  const deadline = () => ({ deadline: Date.now() + callTimeoutMs });
 
   return {
     description: `etcd ${options.endpoints.join(',')} prefix ${prefix}`,
@@ -48,7 +65,11 @@ export function createEtcdStore(options: EtcdStoreOptions): Store {
       }
     },
     async range(keyPrefix: string, opts: RangeOptions = {}): Promise<KeyValue[]> {
-      const start = opts.after !== undefined ? Buffer.concat([full(opts.after), Buffer.from([0])]) : full(keyPrefix);
+      // An `after` that sorts before the prefix does not narrow the range.
+      const start =
+        opts.after !== undefined && compareKeys(opts.after, keyPrefix) >= 0
+          ? Buffer.concat([full(opts.after), Buffer.from([0])])
+          : full(keyPrefix);
       try {
         const res = await client.kv.range(
           { key: start, range_end: rangeEnd(full(keyPrefix)), limit: opts.limit ?? 1000 },
@@ -60,11 +81,13 @@ export function createEtcdStore(options: EtcdStoreOptions): Store {
       }
     },
     async commit(ops: StoreOp[]) {
+      checkOps(ops);
       if (ops.length === 0) return;
       const success = ops.map((op) =>
         op.value === null
           ? { request_delete_range: { key: full(op.key) } }
-          : { request_put: { key: full(op.key), value: Buffer.from(op.value.buffer, op.value.byteOffset, op.value.byteLength) } },
+          : // A copy: the caller may reuse its buffer as soon as commit() returns.
+            { request_put: { key: full(op.key), value: Buffer.from(op.value) } },
       );
       try {
         await client.kv.txn({ success }, deadline());

@@ -25,7 +25,7 @@ export interface View<D extends DescMessage = DescMessage> {
 
 /** Ties schema and message together so TypeScript checks they match. */
 export function view<D extends DescMessage>(schema: D, message: MessageShape<D>, human: () => Rows | Fields): View {
-  return { schema, message, human } as unknown as View;
+  return { schema, message, human };
 }
 
 export type Printer = (view: View) => string;

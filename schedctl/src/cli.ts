@@ -1,0 +1,164 @@
+// The schedctl program: global options, help, and the one place where errors
+// become a message on stderr and an exit code.
+import * as grpc from '@grpc/grpc-js';
+import { Command, CommanderError, Help, Option } from 'commander';
+import { ConfigError } from '../../common/config.js';
+import { describeRpcError } from '../../common/errors.js';
+import { VERSION } from '../../common/version.js';
+import { createManagementClient, type ManagementClient } from './client.js';
+import { CONFIG_ENV, DEFAULT_CONFIG_PATH, resolveConfig } from './config.js';
+import type { CliIo, Ctx, Settings } from './commands/context.js';
+import { registerCommands } from './commands/registry.js';
+import { OUTPUT_FORMATS, printerFor, type OutputFormat } from './printers/index.js';
+
+export type { CliIo } from './commands/context.js';
+
+/** Exit codes: 0 ok, 1 the management node failed or is unreachable, 2 usage or config error. */
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;
+
+interface GlobalOptions {
+  config?: string;
+  verbose?: boolean;
+  manager?: string;
+  output: OutputFormat;
+}
+
+/**
+ * `schedctl` or `schedctl tasks` without a command asks for help; it is not a
+ * mistake (commander would print help on stderr and exit 1).
+ */
+class SchedCommand extends Command {
+  override createCommand(name?: string): Command {
+    return new SchedCommand(name);
+  }
+  override help(): never {
+    return super.help();
+  }
+}
+
+function section(title: string, rows: Array<[string, string]>): string {
+  const width = Math.max(...rows.map(([term]) => term.length)) + 2;
+  return `${title}:\n${rows.map(([term, text]) => `  ${term.padEnd(width)}${text}`.trimEnd()).join('\n')}\n`;
+}
+
+/** The top-level usage text, after go-schedule's. */
+function rootHelp(cmd: Command, helper: Help): string {
+  const options = helper.visibleOptions(cmd).map((o): [string, string] => [helper.optionTerm(o), helper.optionDescription(o)]);
+  const targets = helper
+    .visibleCommands(cmd)
+    .filter((c) => c.name() !== 'help')
+    .map((c): [string, string] => [c.name(), c.description()]);
+  return [
+    'schedctl - is the utility that schedules running of arbitrary linux jobs\non the cluster of remote linux machines (workers).\n',
+    'usage:\n  schedctl [options] [target] [target cmd] [target cmd parameters]\n',
+    section('options', options),
+    `${section('targets', targets)}  for more information on each target: schedctl [target] help\n`,
+    section('examples', [
+      ['schedctl workers ls', 'shows all the remote linux machines that were and are connected'],
+      ['schedctl tasks run -- echo hello', 'schedules a task on a worker and prints its id'],
+      ['schedctl tasks run --wait -- make test', "waits for the task and exits with the task's exit code"],
+      ['schedctl tasks ls --state dead', 'lists the tasks that will never run, and why'],
+      ['schedctl -o json tasks show ID', 'prints one task as JSON'],
+    ]),
+    `config: -c FILE, else $${CONFIG_ENV}, else ${DEFAULT_CONFIG_PATH} if it exists, else defaults\n(manager 127.0.0.1:7070, timeout 10s).\n`,
+  ].join('\n');
+}
+
+function createProgram(io: CliIo): Command {
+  const program = new SchedCommand('schedctl');
+  // Settings below are inherited by the commands registered afterwards.
+  program
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => io.out(s),
+      writeErr: (s) => io.err(s),
+      outputError: (s, write) => write(s.replace(/^error: /, 'schedctl: ')),
+      getOutHelpWidth: () => 100,
+      getErrHelpWidth: () => 100,
+      getOutHasColors: () => false,
+      getErrHasColors: () => false,
+    })
+    .showHelpAfterError("(run 'schedctl help' for usage)")
+    .configureHelp({
+      showGlobalOptions: true,
+      // Only the root gets the custom text; targets use commander's layout.
+      formatHelp: (cmd, helper) => (cmd.parent ? Help.prototype.formatHelp.call(helper, cmd, helper) : rootHelp(cmd, helper)),
+    })
+    .option('-c, --config <file>', `config file (default: $${CONFIG_ENV} or ${DEFAULT_CONFIG_PATH})`)
+    .option('-v, --verbose', 'debug output on stderr (config file, manager address, stack traces)')
+    .option('--manager <host:port>', 'management node address, overrides the config')
+    .addOption(new Option('-o, --output <format>', 'output format').choices(OUTPUT_FORMATS).default('table'))
+    .version(VERSION, '-V, --version', 'print the schedctl version')
+    .helpOption('-h, --help', 'print this help');
+  return program;
+}
+
+function isRpcError(err: unknown): err is grpc.ServiceError {
+  return err instanceof Error && typeof (err as Partial<grpc.ServiceError>).code === 'number' && 'details' in err;
+}
+
+/** Commander codes for help/version: printed on request, so not failures. */
+const COMMANDER_OK = new Set(['commander.help', 'commander.helpDisplayed', 'commander.version']);
+
+/** Runs schedctl with the arguments after the program name; resolves to the exit code. */
+export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
+  const program = createProgram(io);
+  const opts = (): GlobalOptions => program.opts<GlobalOptions>();
+  let settings: Settings | undefined;
+  let client: ManagementClient | undefined;
+  let exitCode = EXIT_OK;
+
+  const ctx: Ctx = {
+    io,
+    settings() {
+      if (!settings) {
+        const { config, manager, output, verbose } = opts();
+        settings = { ...resolveConfig({ config, manager }, io.env), output, verbose: verbose === true };
+        ctx.debug(`config: ${settings.source}; manager: ${settings.manager}; timeout: ${settings.timeout}ms`);
+      }
+      return settings;
+    },
+    client() {
+      client ??= createManagementClient(ctx.settings().manager);
+      return client;
+    },
+    unary: () => ({ deadlineMs: ctx.settings().timeout }),
+    print(view) {
+      const { output } = ctx.settings();
+      io.out(printerFor(output, io.isTTY && !io.env.NO_COLOR)(view));
+    },
+    debug(message) {
+      if (opts().verbose) io.err(`schedctl: debug: ${message}\n`);
+    },
+    exit(code) {
+      exitCode = code;
+    },
+  };
+  registerCommands(program, ctx);
+
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+    return exitCode;
+  } catch (err) {
+    // Commander has already printed its message (usage errors, help, version).
+    if (err instanceof CommanderError) return COMMANDER_OK.has(err.code) ? EXIT_OK : EXIT_USAGE;
+    if (err instanceof ConfigError) {
+      io.err(`schedctl: ${err.message}\n`);
+      return EXIT_USAGE;
+    }
+    const verbose = opts().verbose === true;
+    if (isRpcError(err)) {
+      io.err(`schedctl: ${describeRpcError(err, settings?.manager ?? '?')}\n`);
+      if (verbose) io.err(`schedctl: debug: gRPC status ${grpc.status[err.code]} (${err.code})\n`);
+    } else {
+      io.err(`schedctl: ${err instanceof Error ? err.message : String(err)}\n`);
+    }
+    if (verbose && err instanceof Error && err.stack) io.err(`${err.stack}\n`);
+    return EXIT_FAILURE;
+  } finally {
+    // An open channel would keep the process alive.
+    client?.close();
+  }
+}

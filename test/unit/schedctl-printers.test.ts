@@ -1,0 +1,101 @@
+import { expect } from 'chai';
+import { create } from '@bufbuild/protobuf';
+import { parse as parseYaml } from 'yaml';
+import { ListWorkersResponseSchema } from '../../proto/gen/sched/v1/management_pb.js';
+import { TaskSchema, TaskState } from '../../proto/gen/sched/v1/types_pb.js';
+import { printerFor, view } from '../../schedctl/src/printers/index.js';
+import { taskFields } from '../../schedctl/src/commands/tasks-show.js';
+
+const ESC = '\u001b';
+
+const workers = create(ListWorkersResponseSchema, {
+  workers: [
+    { id: 'w-1', address: '10.0.0.1:5000', connectedUnixMs: 1_700_000_000_000n },
+    { id: 'w-22', address: '10.0.0.2:5000' },
+  ],
+});
+const workersView = view(ListWorkersResponseSchema, workers, () => ({
+  kind: 'rows',
+  head: ['ID', 'ADDRESS', 'STATE'],
+  rows: [
+    ['w-1', '10.0.0.1:5000', 'connected'],
+    ['w-22', '', 'disconnected,draining'],
+  ],
+}));
+
+describe('schedctl printers', () => {
+  describe('table', () => {
+    it('prints an upper-case header and one line per row, without escape codes when not a TTY', () => {
+      const out = printerFor('table', false)(workersView);
+      expect(out).to.not.include(ESC);
+      const lines = out.trimEnd().split('\n');
+      expect(lines).to.have.length(3);
+      expect(lines[0]).to.match(/^ID\s+ADDRESS\s+STATE$/);
+      expect(lines[1]).to.match(/^w-1\s+10\.0\.0\.1:5000\s+connected$/);
+      // Empty cells show "-" so columns stay countable with awk.
+      expect(lines[2]!.split(/\s+/)).to.deep.equal(['w-22', '-', 'disconnected,draining']);
+    });
+
+    it('aligns columns and leaves no trailing spaces', () => {
+      const lines = printerFor('table', false)(workersView).trimEnd().split('\n');
+      const col = lines[0]!.indexOf('ADDRESS');
+      expect(lines.map((l) => l.slice(col, col + 1))).to.deep.equal(['A', '1', '-']);
+      for (const line of lines) expect(line).to.equal(line.trimEnd());
+    });
+
+    it('escapes control characters coming from remote data', () => {
+      const v = view(ListWorkersResponseSchema, workers, () => ({ kind: 'rows', head: ['X'], rows: [[`a\nb${ESC}[31m`]] }));
+      const out = printerFor('table', false)(v);
+      expect(out).to.include('a\\nb\\x1b[31m');
+      expect(out.trimEnd().split('\n')).to.have.length(2);
+    });
+
+    it('prints a task as aligned fields with the output tails as text', () => {
+      const task = create(TaskSchema, {
+        id: 't-1',
+        state: TaskState.DONE,
+        spec: { argv: ['sh', '-c', 'echo hi'], env: { B: '2', A: '1' } },
+        exitCode: 0,
+        createdUnixMs: 1_700_000_000_000n,
+        stdoutTail: new TextEncoder().encode('hi\n'),
+      });
+      const out = printerFor('table', false)(view(TaskSchema, task, () => taskFields(task, 1_700_000_005_000)));
+      expect(out).to.match(/^ID:\s+t-1$/m);
+      expect(out).to.match(/^State:\s+done$/m);
+      expect(out).to.match(/^Command:\s+sh -c 'echo hi'$/m);
+      expect(out).to.match(/^Env:\s+A=1, B=2$/m);
+      expect(out).to.match(/^Exit code:\s+0$/m);
+      expect(out).to.match(/^Created:\s+2023-11-14T22:13:20\.000Z \(5s ago\)$/m);
+      expect(out).to.include('\nStdout (tail):\nhi\n');
+      expect(out).to.not.include('Stderr');
+    });
+  });
+
+  describe('json', () => {
+    it('prints the protobuf JSON form, including zero values', () => {
+      const task = create(TaskSchema, { id: 't-1', state: TaskState.DONE, exitCode: 0, createdUnixMs: 5n });
+      const parsed = JSON.parse(printerFor('json', true)(view(TaskSchema, task, () => ({ kind: 'rows', head: [], rows: [] }))));
+      expect(parsed).to.include({ id: 't-1', state: 'TASK_STATE_DONE', exitCode: 0, createdUnixMs: '5' });
+    });
+
+    it('prints lists under their response field', () => {
+      const parsed = JSON.parse(printerFor('json', false)(workersView));
+      expect(parsed.workers.map((w: { id: string }) => w.id)).to.deep.equal(['w-1', 'w-22']);
+      expect(parsed.workers[0].connectedUnixMs).to.equal('1700000000000');
+    });
+
+    it('never calls the table rendering', () => {
+      const v = view(TaskSchema, create(TaskSchema, {}), () => {
+        throw new Error('table built');
+      });
+      expect(() => printerFor('json', false)(v)).to.not.throw();
+    });
+  });
+
+  describe('yaml', () => {
+    it('prints the same document as json', () => {
+      const yaml = printerFor('yaml', false)(workersView);
+      expect(parseYaml(yaml)).to.deep.equal(JSON.parse(printerFor('json', false)(workersView)));
+    });
+  });
+});

@@ -1,0 +1,86 @@
+import { expect } from 'chai';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { ConfigError } from '../../common/config.js';
+import { parseWorkerConfig } from '../../worker-node/src/config.js';
+import { loadWorkerId } from '../../worker-node/src/identity.js';
+import { detectNodeInfo } from '../../worker-node/src/node-info.js';
+
+const parse = (text: string) => parseWorkerConfig('w.yaml', text);
+const fails = (text: string): string => {
+  try {
+    parse(text);
+  } catch (err) {
+    expect(err).to.be.instanceOf(ConfigError);
+    return (err as Error).message;
+  }
+  throw new Error('expected a ConfigError');
+};
+
+describe('worker config', () => {
+  it('applies defaults', () => {
+    const c = parse('manager: 127.0.0.1:7070\n');
+    expect(c.data_dir).to.equal(resolve('data/worker'));
+    expect(c.id_file).to.equal(resolve('data/worker/worker-id'));
+    expect(c.reconnect_interval).to.equal(1000);
+    expect(c.cancel_grace).to.equal(10_000);
+    expect(c.log_level).to.equal('info');
+    expect(c.labels).to.deep.equal({});
+  });
+
+  it('parses every key', () => {
+    const c = parse(
+      'manager: m:1\ntoken: t\ndata_dir: /d\nid_file: /i\ncapacity: {cpu: 1.5, memory: 512Mi}\nlabels: {rack: 3, gpu: true}\n' +
+        'reconnect_interval: 250ms\ncancel_grace: 2s\nlog_level: debug\n',
+    );
+    expect(c).to.deep.include({ manager: 'm:1', token: 't', data_dir: '/d', id_file: '/i', reconnect_interval: 250, cancel_grace: 2000 });
+    expect(c.capacity).to.deep.equal({ cpu: 1.5, memory: 512 * 2 ** 20 });
+    expect(c.labels).to.deep.equal({ rack: '3', gpu: 'true' });
+    expect(parse('manager: m:1\ncapacity: {memory: 4Gi}').capacity?.memory).to.equal(4 * 2 ** 30);
+    expect(parse('manager: m:1\ncapacity: {memory: 1000}').capacity?.memory).to.equal(1000);
+  });
+
+  it('names the key in errors', () => {
+    expect(fails('token: x\n')).to.match(/^w\.yaml: manager:/);
+    expect(fails('manager: nope\n')).to.match(/manager: expected host:port/);
+    expect(fails('manager: m:1\nreconnect_interval: soon\n')).to.match(/reconnect_interval: invalid duration/);
+    expect(fails('manager: m:1\nreconnect_interval: 0s\n')).to.match(/reconnect_interval: must be at least 10ms/);
+    expect(fails('manager: m:1\ncapacity: {memory: lots}\n')).to.match(/capacity\.memory: invalid memory size/);
+    expect(fails('manager: m:1\ncapacity: {cpu: -1}\n')).to.match(/capacity\.cpu/);
+    expect(fails('manager: m:1\ncapacity: {disk: 1}\n')).to.match(/unknown key capacity\.disk/);
+    expect(fails('manager: m:1\nmanger: x\n')).to.match(/unknown key manger/);
+    expect(fails('manager: m:1\nlog_level: loud\n')).to.match(/log_level/);
+    expect(fails('manager: m:1\nlabels: {a: [1]}\n')).to.match(/labels\.a/);
+  });
+
+  it('parses the example config', () => {
+    const c = parseWorkerConfig('worker-node.yaml', readFileSync('worker-node/worker-node.yaml', 'utf8'));
+    expect(c.manager).to.equal('127.0.0.1:7070');
+  });
+});
+
+describe('worker identity and node info', () => {
+  it('creates the id once and reads it back', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'worker-id-'));
+    try {
+      const file = join(dir, 'a', 'b', 'worker-id');
+      const id = loadWorkerId(file);
+      expect(id).to.match(/^[0-9a-f-]{36}$/);
+      expect(loadWorkerId(file)).to.equal(id);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('detects capacity and lets config override it and the labels', () => {
+    const detected = detectNodeInfo({ labels: {} });
+    expect(detected.capacity.millicpu > 0n).to.equal(true);
+    expect(detected.labels).to.include.keys('hostname', 'os', 'arch');
+    expect(detected.hardware.kernel).to.not.equal('');
+    const custom = detectNodeInfo({ capacity: { cpu: 1.5, memory: 1024 }, labels: { os: 'custom', zone: 'z' } });
+    expect(custom.capacity.millicpu).to.equal(1500n);
+    expect(custom.capacity.memoryBytes).to.equal(1024n);
+    expect(custom.labels).to.include({ os: 'custom', zone: 'z' });
+  });
+});

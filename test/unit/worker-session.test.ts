@@ -1,0 +1,196 @@
+import { expect } from 'chai';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { create, type MessageInitShape } from '@bufbuild/protobuf';
+import { pino } from 'pino';
+import { serviceDefinition } from '../../common/grpc-service.js';
+import {
+  ConnectResponseSchema,
+  WorkerService,
+  type ConnectRequest,
+  type ConnectResponse,
+} from '../../proto/gen/sched/v1/worker_pb.js';
+import { Executor } from '../../worker-node/src/executor.js';
+import { detectNodeInfo } from '../../worker-node/src/node-info.js';
+import { Session } from '../../worker-node/src/session.js';
+
+type Call = grpc.ServerDuplexStream<ConnectRequest, ConnectResponse>;
+type Case = NonNullable<ConnectRequest['msg']['case']>;
+type Payload<C extends Case> = Extract<ConnectRequest['msg'], { case: C }> extends { value: infer V } ? V : never;
+
+/** A real gRPC server playing the manager: records what each stream receives. */
+class FakeManager {
+  server = new grpc.Server();
+  calls: Call[] = [];
+  inbox: ConnectRequest[] = [];
+  private waiters: (() => void)[] = [];
+
+  async listen(port = 0): Promise<number> {
+    this.server.addService(serviceDefinition(WorkerService), {
+      connect: (call: Call) => {
+        this.calls.push(call);
+        call.on('data', (m: ConnectRequest) => {
+          this.inbox.push(m);
+          for (const w of this.waiters.splice(0)) w();
+        });
+        call.on('end', () => call.end());
+        call.on('error', () => {});
+      },
+    });
+    return new Promise((resolve, reject) =>
+      this.server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    );
+  }
+
+  /** Waits for the next unread message of the given case and returns it (consuming earlier ones). */
+  async next<C extends Case>(c: C, timeoutMs = 5000): Promise<Payload<C>> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const i = this.inbox.findIndex((m) => m.msg.case === c);
+      if (i >= 0) {
+        const [m] = this.inbox.splice(0, i + 1).slice(-1);
+        return m!.msg.value as unknown as Payload<C>;
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no ${c} within ${timeoutMs}ms; got ${this.inbox.map((m) => m.msg.case).join(',')}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  }
+
+  send(msg: NonNullable<MessageInitShape<typeof ConnectResponseSchema>['msg']>): void {
+    this.calls.at(-1)!.write(create(ConnectResponseSchema, { msg }));
+  }
+
+  stop(): void {
+    this.server.forceShutdown();
+  }
+}
+
+describe('worker session', function () {
+  let dir: string;
+  let executor: Executor;
+  let session: Session | undefined;
+  const managers: FakeManager[] = [];
+  const logger = pino({ level: 'silent' });
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'worker-session-'));
+    executor = new Executor({ dataDir: dir, workerId: randomUUID() });
+  });
+  afterEach(async () => {
+    await session?.stop('test over');
+    session = undefined;
+    await executor.stopAll(0);
+    for (const m of managers.splice(0)) m.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function connect(port = 0): Promise<{ manager: FakeManager; port: number }> {
+    const manager = new FakeManager();
+    managers.push(manager);
+    const bound = await manager.listen(port);
+    session ??= new Session({
+      manager: `127.0.0.1:${bound}`,
+      token: 'secret',
+      workerId: 'w-1',
+      node: detectNodeInfo({ labels: { zone: 'a' } }),
+      executor,
+      logger,
+      reconnectIntervalMs: 100,
+      cancelGraceMs: 1000,
+    });
+    return { manager, port: bound };
+  }
+
+  it('says Hello, answers Ping, runs a task and keeps its result until acknowledged', async () => {
+    const { manager } = await connect();
+    session!.start();
+    const hello = await manager.next('hello');
+    expect(hello.workerId).to.equal('w-1');
+    expect(hello.token).to.equal('secret');
+    expect(hello.labels.zone).to.equal('a');
+    expect(hello.capacity!.millicpu > 0n).to.equal(true);
+    manager.send({ case: 'welcome', value: { sessionId: 's1', pingIntervalMs: 1000 } });
+    manager.send({ case: 'ping', value: { seq: 7n } });
+    expect((await manager.next('pong')).seq).to.equal(7n);
+
+    manager.send({ case: 'startTask', value: { taskId: 't1', attempt: 1, spec: { argv: ['sh', '-c', 'echo hi; exit 3'] } } });
+    expect((await manager.next('accepted')).task!.taskId).to.equal('t1');
+    expect((await manager.next('started')).pid).to.be.greaterThan(0);
+    const finished = await manager.next('finished');
+    expect(finished.exitCode).to.equal(3);
+    expect(Buffer.from(finished.stdoutTail).toString()).to.equal('hi\n');
+    expect(session!.unacknowledged).to.equal(1);
+    manager.send({ case: 'finishedAck', value: { task: { taskId: 't1', attempt: 1 } } });
+    manager.send({ case: 'ping', value: { seq: 8n } });
+    await manager.next('pong');
+    expect(session!.unacknowledged).to.equal(0);
+  });
+
+  it('rejects an empty command and a cancel of an unknown attempt', async () => {
+    const { manager } = await connect();
+    session!.start();
+    await manager.next('hello');
+    manager.send({ case: 'welcome', value: { sessionId: 's1', pingIntervalMs: 0 } });
+    manager.send({ case: 'startTask', value: { taskId: 't2', attempt: 1, spec: { argv: [] } } });
+    expect((await manager.next('rejected')).reason).to.match(/argv/);
+    manager.send({ case: 'startTask', value: { taskId: '../x', attempt: 1, spec: { argv: ['true'] } } });
+    expect((await manager.next('rejected')).reason).to.match(/task_id/);
+    manager.send({ case: 'cancelTask', value: { task: { taskId: 'nope', attempt: 1 }, reason: 'x' } });
+    expect((await manager.next('rejected')).reason).to.match(/not running/);
+  });
+
+  it('reports running tasks after a reconnect and replays unacknowledged results', async () => {
+    const first = await connect();
+    session!.start();
+    await first.manager.next('hello');
+    first.manager.send({ case: 'welcome', value: { sessionId: 's1', pingIntervalMs: 0 } });
+    first.manager.send({ case: 'startTask', value: { taskId: 'long', attempt: 2, spec: { argv: ['sleep', '30'] } } });
+    await first.manager.next('started');
+    first.manager.send({ case: 'startTask', value: { taskId: 'quick', attempt: 1, spec: { argv: ['sh', '-c', 'sleep 0.3; exit 5'] } } });
+    await first.manager.next('started');
+    first.manager.stop(); // the manager dies while "quick" still runs
+
+    await new Promise((r) => setTimeout(r, 500)); // "quick" finishes while disconnected
+    const second = await connect(first.port);
+    const hello = await second.manager.next('hello');
+    expect(hello.running.map((t) => `${t.taskId}:${t.attempt}`)).to.deep.equal(['long:2']);
+    second.manager.send({ case: 'welcome', value: { sessionId: 's2', pingIntervalMs: 0 } });
+    const replayed = await second.manager.next('finished');
+    expect(replayed.task!.taskId).to.equal('quick');
+    expect(replayed.exitCode).to.equal(5);
+
+    // A repeated offer of the running attempt is answered, not run twice.
+    const pid = executor.get('long')!.pid;
+    second.manager.send({ case: 'startTask', value: { taskId: 'long', attempt: 2, spec: { argv: ['sleep', '30'] } } });
+    await second.manager.next('accepted');
+    expect((await second.manager.next('started')).pid).to.equal(pid);
+    second.manager.send({ case: 'startTask', value: { taskId: 'long', attempt: 3, spec: { argv: ['sleep', '30'] } } });
+    expect((await second.manager.next('rejected')).reason).to.match(/attempt 2/);
+
+    second.manager.send({ case: 'cancelTask', value: { task: { taskId: 'long', attempt: 2 }, reason: 'operator' } });
+    const cancelled = await second.manager.next('finished');
+    expect(cancelled.signal).to.equal('SIGTERM');
+    expect(cancelled.exitCode).to.equal(143);
+  });
+
+  it('says Goodbye on stop', async () => {
+    const { manager } = await connect();
+    session!.start();
+    await manager.next('hello');
+    manager.send({ case: 'welcome', value: { sessionId: 's1', pingIntervalMs: 0 } });
+    manager.send({ case: 'ping', value: { seq: 1n } });
+    await manager.next('pong');
+    await session!.stop('bye');
+    expect((await manager.next('goodbye')).reason).to.equal('bye');
+  });
+});
