@@ -35,6 +35,10 @@ export interface ClusterOptions {
   missedPings: number;
   ackTimeoutMs: number;
   recoveryGraceMs: number;
+  /** Done and dead tasks are deleted this long after they finished... */
+  retentionMs?: number;
+  /** ...or sooner, oldest first, while more than this many are kept. */
+  maxFinishedTasks?: number;
   joinToken?: string | undefined;
   now?: () => number;
 }
@@ -55,6 +59,11 @@ interface Offer {
 }
 
 export type TaskListener = (task: Task) => void;
+
+const RETENTION_SWEEP_MS = 5000;
+const SWEEP_BATCH = 1000;
+const DEFAULT_RETENTION_MS = 24 * 3600_000;
+const DEFAULT_MAX_FINISHED = 100_000;
 
 const TERMINAL = new Set([TaskState.DONE, TaskState.DEAD]);
 export const isTerminal = (t: Task): boolean => TERMINAL.has(t.state);
@@ -77,6 +86,8 @@ export class Cluster {
   /** Records whose last write failed; rewritten on the next tick. */
   private readonly dirtyTasks = new Set<string>();
   private readonly dirtyWorkers = new Set<string>();
+  private readonly dirtyDeletes = new Set<string>();
+  private nextRetentionSweep = 0;
   /** Pending tasks loaded after a restart, held until holdRecoveredUntil. */
   private readonly recovered = new Set<string>();
   private holdRecoveredUntil = 0;
@@ -125,9 +136,11 @@ export class Cluster {
     try {
       await this.persistTask(task);
     } catch (err) {
-      // Not acknowledged, so not kept: the client is told and may retry.
+      // Not acknowledged, so not kept: the client is told and may retry. The failed txn may
+      // still have been applied, so the key is deleted too (retried until the store answers).
       this.tasks.delete(task.id);
       this.dirtyTasks.delete(task.id);
+      this.deleteKey(taskKey(task.id));
       throw err;
     }
     this.enqueue(task.id);
@@ -208,20 +221,14 @@ export class Cluster {
 
   /** reconcile compares what a reconnecting worker runs with what the cluster believes. */
   private reconcile(workerId: string, link: WorkerLink, running: TaskAttempt[]): void {
-    for (const { taskId, attempt } of running) {
-      const task = this.tasks.get(taskId);
-      const ours = task && task.workerId === workerId && task.attempt === attempt;
-      if (task && ours && task.state === TaskState.SCHEDULED) continue;
-      if (task && task.state === TaskState.PENDING && !this.offers.has(taskId) && attempt >= task.attempt) {
-        // Accepted before a manager restart, but the scheduled write never landed.
-        this.dequeue(taskId);
-        task.workerId = workerId;
-        task.attempt = attempt;
-        this.markScheduled(task);
+    for (const ta of running) {
+      const task = this.currentAttempt(workerId, ta);
+      if (task && !isTerminal(task)) {
+        // Running there: its Accepted may have been lost with the old stream.
+        if (task.state === TaskState.PENDING) this.acceptImplicitly(task);
         continue;
       }
-      if (task && ours && this.offers.has(taskId)) continue; // Accepted is on its way.
-      link.send({ case: 'cancelTask', value: { task: { taskId, attempt }, reason: 'attempt superseded' } });
+      link.send({ case: 'cancelTask', value: { task: ta, reason: 'attempt superseded' } });
     }
   }
 
@@ -235,15 +242,12 @@ export class Cluster {
     worker.lastSeenUnixMs = BigInt(session.lastPongAt);
     this.log.warn({ worker: workerId, reason }, 'worker disconnected');
     void this.persistWorker(worker).catch(() => undefined);
-    // Offers the worker never answered go to someone else now.
-    for (const taskId of [...(this.assigned.get(workerId) ?? [])]) {
-      const offer = this.offers.get(taskId);
-      if (offer && offer.workerId === workerId) this.retryOffer(taskId, workerId);
-    }
-    this.placeQueued();
+    // Unanswered offers stay until their ack deadline: the worker may have accepted and run the
+    // task, and says so when it reconnects; re-offering at once could run it twice.
   }
 
-  pong(workerId: string): void {
+  /** seen records that a worker's stream carried a message (a pong or any report). */
+  seen(workerId: string): void {
     const session = this.sessions.get(workerId);
     if (!session) return;
     session.lastPongAt = this.now();
@@ -392,18 +396,16 @@ export class Cluster {
   }
 
   /** retryOffer takes an unanswered or refused offer back and tries the next worker. */
-  private retryOffer(taskId: string, workerId: string, why?: string): void {
+  private retryOffer(taskId: string, workerId: string, why: string): void {
     const task = this.tasks.get(taskId);
     this.offers.delete(taskId);
     this.unassign(workerId, taskId);
     if (!task || task.state !== TaskState.PENDING) return;
-    if (why !== undefined) {
-      // Refused or ignored: do not offer it to this worker again.
-      let excluded = this.excluded.get(taskId);
-      if (!excluded) this.excluded.set(taskId, (excluded = new Set()));
-      excluded.add(workerId);
-      task.error = why;
-    }
+    // Refused or ignored: do not offer it to this worker again.
+    let excluded = this.excluded.get(taskId);
+    if (!excluded) this.excluded.set(taskId, (excluded = new Set()));
+    excluded.add(workerId);
+    task.error = why;
     task.workerId = '';
     this.enqueue(taskId);
   }
@@ -433,11 +435,25 @@ export class Cluster {
     void this.persistTask(task).catch(() => undefined);
   }
 
+  /**
+   * currentAttempt returns the task if (workerId, attempt) is its current attempt. A recovered
+   * pending task not offered since the restart also adopts a report of the same or a newer
+   * attempt: the worker accepted it before the crash, but the write of the offer or the
+   * acceptance never landed. Adopting it is what keeps the task from running twice.
+   */
   private currentAttempt(workerId: string, ta: TaskAttempt): Task | undefined {
     const task = this.tasks.get(ta.taskId);
-    if (!task || task.workerId !== workerId || task.attempt !== ta.attempt) return undefined;
-    return task;
+    if (!task) return undefined;
+    if (task.workerId === workerId && task.attempt === ta.attempt) return task;
+    if (task.state === TaskState.PENDING && !this.offers.has(task.id) && ta.attempt >= task.attempt) {
+      this.dequeue(task.id);
+      task.workerId = workerId;
+      task.attempt = ta.attempt;
+      return task;
+    }
+    return undefined;
   }
+
 
   private assign(workerId: string, taskId: string): void {
     let set = this.assigned.get(workerId);
@@ -501,12 +517,48 @@ export class Cluster {
       this.dirtyTasks.delete(id);
       if (t) void this.persistTask(t).catch(() => undefined);
     }
+    for (const key of [...this.dirtyDeletes]) {
+      this.dirtyDeletes.delete(key);
+      this.deleteKey(key);
+    }
+    if (now >= this.nextRetentionSweep) {
+      this.nextRetentionSweep = now + RETENTION_SWEEP_MS;
+      this.sweepFinished(now);
+    }
     for (const id of [...this.dirtyWorkers]) {
       const w = this.workers.get(id);
       this.dirtyWorkers.delete(id);
       if (w) void this.persistWorker(w).catch(() => undefined);
     }
     this.placeQueued();
+  }
+
+  /**
+   * sweepFinished deletes done/dead tasks past the retention period, and the oldest finished
+   * ones beyond max_finished_tasks, at most SWEEP_BATCH per sweep so the store sees small txns.
+   */
+  sweepFinished(now: number): number {
+    const cutoff = BigInt(now - (this.opts.retentionMs ?? DEFAULT_RETENTION_MS));
+    let finished = 0;
+    for (const t of this.tasks.values()) if (isTerminal(t)) finished++;
+    let excess = finished - (this.opts.maxFinishedTasks ?? DEFAULT_MAX_FINISHED);
+    let deleted = 0;
+    // Ids are time-ordered, so this walks the oldest submissions first.
+    for (const t of this.tasks.values()) {
+      if (deleted >= SWEEP_BATCH) break;
+      if (!isTerminal(t) || (excess <= 0 && t.finishedUnixMs > cutoff)) continue;
+      this.tasks.delete(t.id);
+      this.listeners.delete(t.id);
+      this.deleteKey(taskKey(t.id));
+      excess--;
+      deleted++;
+    }
+    if (deleted > 0) this.log.info({ deleted }, 'removed finished tasks past retention');
+    return deleted;
+  }
+
+  private deleteKey(key: string): void {
+    this.committer.write(key, null).catch(() => this.dirtyDeletes.add(key));
   }
 
   private sessionsExcept(excluded: Set<string> | undefined): number {

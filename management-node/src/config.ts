@@ -23,6 +23,10 @@ export const managerConfigSchema = z
     ack_timeout: duration().refine((v) => v >= 50, 'must be at least 50ms').default(5000),
     /** After a restart, how long recovered pending tasks wait for their workers to reconnect and report. */
     recovery_grace: duration().default(3000),
+    /** Done and dead tasks are deleted from the store this long after they finished. */
+    retention: duration().default(24 * 3600_000),
+    /** At most this many finished tasks are kept; the oldest go first. */
+    max_finished_tasks: z.number().int().min(0).default(100_000),
     join_token: z.string().optional(),
     log_level: logLevel().default('info'),
   })

@@ -56,6 +56,8 @@ async function main(): Promise<void> {
       missedPings: config.missed_pings,
       ackTimeoutMs: config.ack_timeout,
       recoveryGraceMs: config.recovery_grace,
+      retentionMs: config.retention,
+      maxFinishedTasks: config.max_finished_tasks,
       joinToken: config.join_token,
     },
     log,

@@ -125,7 +125,7 @@ describe('cluster', () => {
     now += 1000;
     cluster.tick();
     expect(link.of('ping')).to.have.length(1);
-    cluster.pong('w1');
+    cluster.seen('w1');
     now += 3000;
     cluster.tick();
     expect(cluster.workers.get('w1')?.state).to.equal(WorkerState.CONNECTED);
@@ -169,6 +169,31 @@ describe('cluster', () => {
     now += 2001;
     restarted.tick();
     expect(link.of('startTask').map((m) => m.value.taskId)).to.deep.equal([fresh.id, old.id]);
+  });
+
+  it('removes finished tasks past retention or beyond max_finished_tasks, oldest first, from memory and store', async () => {
+    const c = new Cluster(
+      createGroupCommitter(store, log),
+      { pingIntervalMs: 1000, missedPings: 3, ackTimeoutMs: 500, recoveryGraceMs: 0, retentionMs: 60_000, maxFinishedTasks: 2, now: () => now },
+      log,
+    );
+    const link = new FakeLink();
+    c.hello(link, hello('w1'));
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      now += 1;
+      const t = await c.submit(spec('true'));
+      c.accepted('w1', { taskId: t.id, attempt: 1 } as never);
+      if (i < 4) c.finished('w1', create(FinishedSchema, { task: { taskId: t.id, attempt: 1 }, finishedUnixMs: BigInt(now) }));
+      ids.push(t.id);
+    }
+    await flush();
+    expect(c.sweepFinished(now)).to.equal(2); // 4 finished, keep 2
+    expect([...c.tasks.keys()]).to.deep.equal(ids.slice(2));
+    now += 60_001;
+    expect(c.sweepFinished(now)).to.equal(2); // the rest are past retention; the running one stays
+    await flush();
+    expect((await store.range('tasks/')).map((kv) => kv.key)).to.deep.equal([taskKey(ids[4]!)]);
   });
 
   it('refuses invalid specs with the field named, storing nothing', async () => {

@@ -63,9 +63,11 @@ export function workerHandlers(
           cluster.hello(link, m.value);
           return;
         }
+        // Any message proves the worker alive, not just a pong: a busy worker's pongs queue behind its reports.
+        cluster.seen(workerId);
         switch (m.case) {
           case 'pong':
-            return cluster.pong(workerId);
+            return undefined;
           case 'accepted':
             return cluster.accepted(workerId, m.value.task);
           case 'rejected':

@@ -1,6 +1,21 @@
-import { Etcd3, type IOptions } from 'etcd3';
+import { Etcd3, EtcdLeaseInvalidError, type IKeyValue, type IOptions, type Lease as EtcdLease, type Watcher } from 'etcd3';
 import { StoreUnavailableError } from '../../../common/errors.js';
-import { checkOps, compareKeys, type KeyValue, type RangeOptions, type Store, type StoreOp } from './store.js';
+import {
+  checkOps,
+  checkTxn,
+  compareKeys,
+  leaseTtlSeconds,
+  LeaseRevokedError,
+  type CancelWatch,
+  type KeyValue,
+  type Lease,
+  type RangeOptions,
+  type Store,
+  type StoreOp,
+  type TxnRequest,
+  type TxnResult,
+  type WatchEvent,
+} from './store.js';
 
 /**
  * A pass-through fault policy. etcd3's defaults retry every call three times
@@ -14,6 +29,18 @@ const passThrough = {
     return fn({ signal: new AbortController().signal });
   },
 } as unknown as FaultPolicy;
+
+/**
+ * Watch reconnect backoff: 100 ms doubling to 2 s (etcd3's default climbs to
+ * 30 s, so a watch would lag long after etcd is back).
+ */
+type WatchBackoff = NonNullable<NonNullable<IOptions['faultHandling']>['watchBackoff']>;
+function watchBackoff(duration = 100): WatchBackoff {
+  return { duration, next: () => watchBackoff(Math.min(duration * 2, 2000)) };
+}
+
+/** How long close() and a watch's cancel wait for etcd before giving up on it. */
+const CANCEL_WAIT_MS = 1000;
 
 export interface EtcdStoreOptions {
   endpoints: string[];
@@ -46,24 +73,99 @@ export function createEtcdStore(options: EtcdStoreOptions): Store {
   const client = new Etcd3({
     hosts: options.endpoints,
     // Fail fast; callers (group commit, startup) own the retry policy.
-    faultHandling: { host: () => passThrough, global: passThrough },
+    faultHandling: { host: () => passThrough, global: passThrough, watchBackoff: watchBackoff() },
   });
   const prefix = options.prefix;
   const full = (key: string) => Buffer.from(prefix + key);
   const callTimeoutMs = options.dialTimeoutMs ?? 5000;
   const deadline = () => ({ deadline: Date.now() + callTimeoutMs });
+  const fail = (err: unknown) => unavailable(options.endpoints, err);
+  const toKeyValue = (kv: IKeyValue): KeyValue => ({
+    key: kv.key.toString().slice(prefix.length),
+    value: new Uint8Array(kv.value),
+    modRevision: BigInt(kv.mod_revision),
+  });
+  const toRequestOps = (ops: StoreOp[]) =>
+    ops.map((op) =>
+      op.value === null
+        ? { request_delete_range: { key: full(op.key) } }
+        : // A copy: the caller may reuse its buffer as soon as commit() returns.
+          { request_put: { key: full(op.key), value: Buffer.from(op.value) } },
+    );
+
+  /** Live leases and watches, so close() can end them: etcd3's close() stops neither keep-alives nor watch retries. */
+  const leases = new Set<EtcdLease>();
+  const watches = new Set<CancelWatch>();
+
+  const getWithRevision = async (key: string): Promise<KeyValue | undefined> => {
+    try {
+      const res = await client.kv.range({ key: full(key) }, deadline());
+      const kv = res.kvs[0];
+      return kv ? toKeyValue(kv) : undefined;
+    } catch (err) {
+      throw fail(err);
+    }
+  };
+
+  const txn = async (request: TxnRequest): Promise<TxnResult> => {
+    checkTxn(request);
+    const compare = request.compare.map((c) => ({
+      key: full(c.key),
+      target: 'Mod' as const,
+      result: 'Equal' as const,
+      mod_revision: c.modRevision.toString(),
+    }));
+    const success = toRequestOps(request.ops);
+    try {
+      const res = await client.kv.txn({ compare, success, failure: [] }, deadline());
+      return { succeeded: res.succeeded, revision: BigInt(res.header.revision) };
+    } catch (err) {
+      throw fail(err);
+    }
+  };
+
+  /** Waits for a watcher's first 'connected' (or 'error'), at most callTimeoutMs. */
+  const connected = (watcher: Watcher) =>
+    new Promise<void>((resolve, reject) => {
+      const done = (err?: Error) => {
+        clearTimeout(timer);
+        watcher.off('connected', onConnected);
+        watcher.off('error', onError);
+        if (err) reject(err);
+        else resolve();
+      };
+      const onConnected = () => done();
+      const onError = (err: Error) => done(err);
+      const timer = setTimeout(() => done(new Error(`watch not established within ${callTimeoutMs} ms`)), callTimeoutMs);
+      watcher.on('connected', onConnected);
+      watcher.on('error', onError);
+    });
+
+  /** Bounds a promise to CANCEL_WAIT_MS (etcd may be gone); never rejects. */
+  const bounded = (promise: Promise<unknown>) =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, CANCEL_WAIT_MS);
+      timer.unref();
+      promise.then(
+        () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        () => {
+          clearTimeout(timer);
+          resolve();
+        },
+      );
+    });
+
+  let closed = false;
 
   return {
     description: `etcd ${options.endpoints.join(',')} prefix ${prefix}`,
     async get(key) {
-      try {
-        const res = await client.kv.range({ key: full(key) }, deadline());
-        const kv = res.kvs[0];
-        return kv ? new Uint8Array(kv.value) : undefined;
-      } catch (err) {
-        throw unavailable(options.endpoints, err);
-      }
+      return (await getWithRevision(key))?.value;
     },
+    getWithRevision,
     async range(keyPrefix: string, opts: RangeOptions = {}): Promise<KeyValue[]> {
       // An `after` that sorts before the prefix does not narrow the range.
       const start =
@@ -75,27 +177,117 @@ export function createEtcdStore(options: EtcdStoreOptions): Store {
           { key: start, range_end: rangeEnd(full(keyPrefix)), limit: opts.limit ?? 1000 },
           deadline(),
         );
-        return res.kvs.map((kv) => ({ key: kv.key.toString().slice(prefix.length), value: new Uint8Array(kv.value) }));
+        return res.kvs.map(toKeyValue);
       } catch (err) {
-        throw unavailable(options.endpoints, err);
+        throw fail(err);
       }
     },
     async commit(ops: StoreOp[]) {
       checkOps(ops);
       if (ops.length === 0) return;
-      const success = ops.map((op) =>
-        op.value === null
-          ? { request_delete_range: { key: full(op.key) } }
-          : // A copy: the caller may reuse its buffer as soon as commit() returns.
-            { request_put: { key: full(op.key), value: Buffer.from(op.value) } },
-      );
+      await txn({ compare: [], ops });
+    },
+    txn,
+    async watch(keyPrefix, onEvent, onError) {
+      if (closed) throw fail(new Error('store closed'));
+      // watcher() attaches at once, so the listeners below are in place before
+      // the first event can arrive; create() would add them a tick too late.
+      const watcher = client.watch().inRange({ start: full(keyPrefix), end: rangeEnd(full(keyPrefix)) }).watcher();
+      let active = true;
+      let established = false;
+      let earlyError: Error | undefined;
+      const cancel: CancelWatch = async () => {
+        if (!watches.delete(cancel)) return;
+        active = false;
+        await bounded(watcher.cancel());
+      };
+      const emit = (type: WatchEvent['type'], kv: IKeyValue) => {
+        if (!active) return;
+        const key = kv.key.toString().slice(prefix.length);
+        const modRevision = BigInt(kv.mod_revision);
+        onEvent(type === 'put' ? { type, key, value: new Uint8Array(kv.value), modRevision } : { type, key, modRevision });
+      };
+      watcher.on('put', (kv) => emit('put', kv));
+      watcher.on('delete', (kv) => emit('delete', kv));
+      // An 'error' means etcd ended the watch for good (e.g. the revision to
+      // resume from was compacted) and etcd3 has dropped it. Before it is
+      // established, connected() turns it into watch()'s rejection.
+      watcher.on('error', (err: Error) => {
+        if (!active) return;
+        active = false;
+        if (!established) {
+          earlyError = err;
+          return;
+        }
+        watches.delete(cancel);
+        onError?.(err);
+      });
       try {
-        await client.kv.txn({ success }, deadline());
+        await connected(watcher);
+        if (earlyError) throw earlyError;
       } catch (err) {
-        throw unavailable(options.endpoints, err);
+        active = false;
+        await bounded(watcher.cancel());
+        throw fail(err);
       }
+      established = true;
+      watches.add(cancel);
+      return cancel;
+    },
+    async grantLease(ttlMs) {
+      const ttl = leaseTtlSeconds(ttlMs);
+      if (closed) throw fail(new Error('store closed'));
+      const lease = client.lease(ttl, deadline());
+      let resolveLost!: (err: Error) => void;
+      const lost = new Promise<Error>((resolve) => (resolveLost = resolve));
+      let ended = false;
+      lease.on('lost', (err: Error) => {
+        leases.delete(lease);
+        if (ended) return;
+        ended = true;
+        resolveLost(err);
+      });
+      let id: string;
+      try {
+        id = await lease.grant();
+      } catch (err) {
+        ended = true;
+        throw fail(err);
+      }
+      leases.add(lease);
+      const handle: Lease = {
+        id,
+        lost,
+        async put(key, value) {
+          if (ended || lease.revoked()) throw new LeaseRevokedError(id);
+          try {
+            await client.kv.put({ key: full(key), value: Buffer.from(value), lease: id }, deadline());
+          } catch (err) {
+            if (err instanceof EtcdLeaseInvalidError) throw new LeaseRevokedError(id);
+            throw fail(err);
+          }
+        },
+        async revoke() {
+          ended = true;
+          leases.delete(lease);
+          try {
+            // Stops the keep-alive first, then asks etcd to revoke.
+            await lease.revoke(deadline());
+          } catch (err) {
+            throw fail(err);
+          }
+        },
+      };
+      return handle;
     },
     async close() {
+      if (closed) return;
+      closed = true;
+      // Revoke (not just release): keys go now rather than a TTL later, and
+      // etcd3's client.close() would leave the keep-alive timers running.
+      await Promise.all([...leases].map((lease) => bounded(lease.revoke(deadline()))));
+      leases.clear();
+      await Promise.all([...watches].map((cancel) => cancel()));
       client.close();
     },
   };
