@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Executor, TAIL_BYTES, WORKER_ENV, type FinishedEvent, type StartedEvent } from '../../worker-node/src/executor.js';
+import { Executor, REAPED_ERROR, TAIL_BYTES, TASK_ID_ENV, WORKER_ENV, type FinishedEvent, type StartedEvent } from '../../worker-node/src/executor.js';
 
 // A killed grandchild is re-parented to init, which may reap it late; a
 // zombie runs nothing, so it counts as gone.
@@ -147,22 +147,31 @@ describe('worker executor', function () {
     expect(executor.running()).to.deep.equal([]);
   });
 
-  it('kills the processes a crashed worker left behind, and only its own', async () => {
-    executor.start('t10', 1, { argv: ['sh', '-c', 'sleep 30 & echo $!; wait'], env: { [WORKER_ENV]: 'spoofed' } });
+  it('kills the processes a crashed worker left behind, only its own, and reports each attempt killed', async () => {
+    // The task's env cannot override the markers; its output tail goes into the reaped result.
+    const argv = ['sh', '-c', 'echo "$SCHED_TASK_ID.$SCHED_TASK_ATTEMPT"; sleep 30 & echo $!; wait'];
+    executor.start('t10', 1, { argv, env: { [WORKER_ENV]: 'spoofed', [TASK_ID_ENV]: 'other' } });
     const other = new Executor({ dataDir: dir, workerId: randomUUID() });
     other.start('t11', 1, { argv: ['sleep', '30'] });
     const pid = executor.get('t10')!.pid;
     pids.push(pid, other.get('t11')!.pid);
     let child = 0;
-    await until(() => (child = Number(readLines(executor.logPaths('t10', 1).stdout)[0] ?? 0)) > 0);
+    await until(() => (child = Number(readLines(executor.logPaths('t10', 1).stdout)[1] ?? 0)) > 0);
     pids.push(child);
     // A new executor with the same worker id plays the restarted worker.
-    const killed = new Executor({ dataDir: dir, workerId }).reapOrphans();
-    // The group's first member found takes the rest with it, so the list holds at least the task itself.
-    expect(killed).to.include(pid);
-    expect(killed.every((p) => p === pid || p === child)).to.equal(true);
+    const reaped = new Executor({ dataDir: dir, workerId }).reapOrphans();
+    const waited = executor.wait('t10', 1);
+    // The group dies with its first member killed, so a child reaped meanwhile may be missing from the list.
+    expect(reaped.pids).to.include(pid);
+    expect(reaped.pids.every((p) => p === pid || p === child)).to.equal(true);
+    // The task and its child make one attempt.
+    expect(reaped.results).to.have.length(1);
+    const r = reaped.results[0]!;
+    expect(r).to.include({ taskId: 't10', attempt: 1, pid, exitCode: 137, signal: 'SIGKILL', error: REAPED_ERROR });
+    expect(r.finishedUnixMs).to.be.closeTo(Date.now(), 5000);
+    expect(Buffer.from(r.stdoutTail).toString()).to.equal(`t10.1\n${child}\n`);
     await until(() => !alive(child));
-    expect((await executor.wait('t10', 1))!.signal).to.equal('SIGKILL');
+    expect((await waited)!.signal).to.equal('SIGKILL');
     expect(other.running()).to.have.length(1);
     await other.stopAll(0);
   });

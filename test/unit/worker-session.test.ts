@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -9,12 +9,14 @@ import { pino } from 'pino';
 import { serviceDefinition } from '../../common/grpc-service.js';
 import {
   ConnectResponseSchema,
+  FinishedSchema,
   WorkerService,
   type ConnectRequest,
   type ConnectResponse,
 } from '../../proto/gen/sched/v1/worker_pb.js';
-import { Executor } from '../../worker-node/src/executor.js';
+import { Executor, REAPED_ERROR } from '../../worker-node/src/executor.js';
 import { detectNodeInfo } from '../../worker-node/src/node-info.js';
+import { Outbox } from '../../worker-node/src/outbox.js';
 import { Session } from '../../worker-node/src/session.js';
 
 type Call = grpc.ServerDuplexStream<ConnectRequest, ConnectResponse>;
@@ -25,7 +27,10 @@ type Payload<C extends Case> = Extract<ConnectRequest['msg'], { case: C }> exten
 class FakeManager {
   server = new grpc.Server();
   calls: Call[] = [];
+  /** Unread messages; next() consumes them. */
   inbox: ConnectRequest[] = [];
+  /** Every message received, never consumed. */
+  received: ConnectRequest[] = [];
   private waiters: (() => void)[] = [];
 
   async listen(port = 0): Promise<number> {
@@ -34,6 +39,7 @@ class FakeManager {
         this.calls.push(call);
         call.on('data', (m: ConnectRequest) => {
           this.inbox.push(m);
+          this.received.push(m);
           for (const w of this.waiters.splice(0)) w();
         });
         call.on('end', () => call.end());
@@ -78,6 +84,7 @@ class FakeManager {
 describe('worker session', function () {
   let dir: string;
   let executor: Executor;
+  let outbox: Outbox | undefined;
   let session: Session | undefined;
   const managers: FakeManager[] = [];
   const logger = pino({ level: 'silent' });
@@ -90,6 +97,8 @@ describe('worker session', function () {
     await session?.stop('test over');
     session = undefined;
     await executor.stopAll(0);
+    await outbox?.flush();
+    outbox = undefined;
     for (const m of managers.splice(0)) m.stop();
     rmSync(dir, { recursive: true, force: true });
   });
@@ -98,12 +107,15 @@ describe('worker session', function () {
     const manager = new FakeManager();
     managers.push(manager);
     const bound = await manager.listen(port);
+    // Opened with the session, so what a test put in the outbox before plays a previous run's leftovers.
+    outbox ??= new Outbox(dir);
     session ??= new Session({
       manager: `127.0.0.1:${bound}`,
       token: 'secret',
       workerId: 'w-1',
       node: detectNodeInfo({ labels: { zone: 'a' } }),
       executor,
+      outbox,
       logger,
       reconnectIntervalMs: 100,
       cancelGraceMs: 1000,
@@ -130,10 +142,13 @@ describe('worker session', function () {
     expect(finished.exitCode).to.equal(3);
     expect(Buffer.from(finished.stdoutTail).toString()).to.equal('hi\n');
     expect(session!.unacknowledged).to.equal(1);
+    // Saved before it was sent.
+    expect(readdirSync(join(dir, 'outbox'))).to.deep.equal(['t1.1.bin']);
     manager.send({ case: 'finishedAck', value: { task: { taskId: 't1', attempt: 1 } } });
     manager.send({ case: 'ping', value: { seq: 8n } });
     await manager.next('pong');
     expect(session!.unacknowledged).to.equal(0);
+    expect(readdirSync(join(dir, 'outbox'))).to.deep.equal([]);
   });
 
   it('rejects an empty command and a cancel of an unknown attempt', async () => {
@@ -161,6 +176,7 @@ describe('worker session', function () {
     first.manager.stop(); // the manager dies while "quick" still runs
 
     await new Promise((r) => setTimeout(r, 500)); // "quick" finishes while disconnected
+    expect(existsSync(join(dir, 'outbox', 'quick.1.bin'))).to.equal(true);
     const second = await connect(first.port);
     const hello = await second.manager.next('hello');
     expect(hello.running.map((t) => `${t.taskId}:${t.attempt}`)).to.deep.equal(['long:2']);
@@ -181,6 +197,59 @@ describe('worker session', function () {
     const cancelled = await second.manager.next('finished');
     expect(cancelled.signal).to.equal('SIGTERM');
     expect(cancelled.exitCode).to.equal(143);
+  });
+
+  it('resends what a previous run left in the outbox after Welcome, and nothing once acknowledged', async () => {
+    // The previous worker process: one real result and one for an attempt killed when it restarted.
+    const previous = new Outbox(dir);
+    await previous.add(create(FinishedSchema, { task: { taskId: 'done', attempt: 1 }, exitCode: 4, stdoutTail: Buffer.from('x\n') }));
+    await previous.add(create(FinishedSchema, { task: { taskId: 'reaped', attempt: 2 }, exitCode: 137, signal: 'SIGKILL', error: REAPED_ERROR }));
+
+    const first = await connect();
+    expect(session!.unacknowledged).to.equal(2);
+    session!.start();
+    await first.manager.next('hello');
+    expect(first.manager.received.filter((m) => m.msg.case === 'finished')).to.deep.equal([]); // not before Welcome
+    first.manager.send({ case: 'welcome', value: { sessionId: 's1', pingIntervalMs: 0 } });
+    const resent = [await first.manager.next('finished'), await first.manager.next('finished')];
+    const byId = new Map(resent.map((f) => [f.task!.taskId, f]));
+    expect(byId.get('done')!.exitCode).to.equal(4);
+    expect(Buffer.from(byId.get('done')!.stdoutTail).toString()).to.equal('x\n');
+    expect(byId.get('reaped')!).to.include({ exitCode: 137, signal: 'SIGKILL', error: REAPED_ERROR });
+
+    // A repeated offer of a finished attempt gets its result, not a second run.
+    first.manager.send({ case: 'startTask', value: { taskId: 'done', attempt: 1, spec: { argv: ['sh', '-c', 'exit 9'] } } });
+    await first.manager.next('accepted');
+    expect((await first.manager.next('finished')).exitCode).to.equal(4);
+    expect(executor.size).to.equal(0);
+
+    // Only "done" is acknowledged before the manager goes away.
+    first.manager.send({ case: 'finishedAck', value: { task: { taskId: 'done', attempt: 1 } } });
+    first.manager.send({ case: 'ping', value: { seq: 1n } });
+    await first.manager.next('pong');
+    expect(session!.unacknowledged).to.equal(1);
+    expect(readdirSync(join(dir, 'outbox'))).to.deep.equal(['reaped.2.bin']);
+    first.manager.stop();
+
+    const second = await connect(first.port);
+    await second.manager.next('hello');
+    second.manager.send({ case: 'welcome', value: { sessionId: 's2', pingIntervalMs: 0 } });
+    expect((await second.manager.next('finished')).task!.taskId).to.equal('reaped');
+    second.manager.send({ case: 'finishedAck', value: { task: { taskId: 'reaped', attempt: 2 } } });
+    second.manager.send({ case: 'ping', value: { seq: 2n } });
+    await second.manager.next('pong');
+    expect(session!.unacknowledged).to.equal(0);
+    second.manager.stop();
+
+    // After the next reconnect nothing is resent: Welcome, then straight to Pong.
+    const third = await connect(first.port);
+    await third.manager.next('hello');
+    third.manager.send({ case: 'welcome', value: { sessionId: 's3', pingIntervalMs: 0 } });
+    third.manager.send({ case: 'ping', value: { seq: 3n } });
+    await third.manager.next('pong');
+    expect(third.manager.received.map((m) => m.msg.case)).to.deep.equal(['hello', 'pong']);
+    // Nor after a worker restart.
+    expect(new Outbox(dir).size).to.equal(0);
   });
 
   it('says Goodbye on stop', async () => {

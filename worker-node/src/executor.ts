@@ -59,6 +59,18 @@ export function checkTaskId(taskId: string): string | undefined {
 
 /** Every task process carries this variable, so a restarted worker can find what a crashed one left running. */
 export const WORKER_ENV = 'SCHED_WORKER_ID';
+/** The attempt a task process belongs to, so a restarted worker can report the ones it had to kill. */
+export const TASK_ID_ENV = 'SCHED_TASK_ID';
+export const TASK_ATTEMPT_ENV = 'SCHED_TASK_ATTEMPT';
+/** The error of an attempt killed because the worker that ran it restarted. */
+export const REAPED_ERROR = 'worker restarted; task killed';
+
+export interface Reaped {
+  /** Every process killed. */
+  pids: number[];
+  /** One result per attempt identified among them: SIGKILL, exit code 137, REAPED_ERROR. */
+  results: FinishedEvent[];
+}
 
 export interface ExecutorOptions {
   /** Task logs go to <dataDir>/logs. */
@@ -69,8 +81,8 @@ export interface ExecutorOptions {
 export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: [FinishedEvent] }> {
   readonly logDir: string;
   private readonly workerId: string;
-  // Built once: handing spawn a plain object is cheaper than process.env,
-  // which it would otherwise enumerate through getenv on every start.
+  // Built once: copying a plain object is cheaper than process.env, which
+  // spawn would otherwise enumerate through getenv on every start.
   private readonly baseEnv: NodeJS.ProcessEnv;
   private readonly procs = new Map<string, Proc>();
 
@@ -113,7 +125,8 @@ export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: 
     let child: ChildProcess;
     try {
       fds.push(openSync(logs.stdout, 'w'), openSync(logs.stderr, 'w'));
-      const env = spec.env && Object.keys(spec.env).length > 0 ? { ...this.baseEnv, ...spec.env, [WORKER_ENV]: this.workerId } : this.baseEnv;
+      // The markers come last, so a task's own env cannot hide it from reapOrphans.
+      const env = { ...this.baseEnv, ...spec.env, [WORKER_ENV]: this.workerId, [TASK_ID_ENV]: taskId, [TASK_ATTEMPT_ENV]: String(attempt) };
       child = spawn(spec.argv[0] ?? '', spec.argv.slice(1), {
         ...(spec.cwd ? { cwd: spec.cwd } : {}),
         env,
@@ -180,29 +193,38 @@ export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: 
   /**
    * Kills task processes a previous run of this worker left behind (detached
    * groups outlive a worker killed with SIGKILL); the manager has given them
-   * up, so they must not run on beside a new attempt. Linux only: it finds
-   * them by the WORKER_ENV marker in /proc/<pid>/environ. Returns their pids.
+   * up or will, so they must not run on beside a new attempt. Linux only: it
+   * finds them by the WORKER_ENV marker in /proc/<pid>/environ, and the attempt
+   * each belongs to by TASK_ID_ENV / TASK_ATTEMPT_ENV. Their exit code is
+   * unknowable, so each attempt's result says it was killed (SIGKILL, 137,
+   * REAPED_ERROR), with the output tails its log files hold.
    */
-  reapOrphans(): number[] {
+  reapOrphans(): Reaped {
     let entries: string[];
     try {
       entries = readdirSync('/proc');
     } catch {
-      return [];
+      return { pids: [], results: [] };
     }
-    const marker = `\0${WORKER_ENV}=${this.workerId}\0`;
+    const marker = `${WORKER_ENV}=${this.workerId}`;
     const ownGroup = processGroup(process.pid);
-    const killed: number[] = [];
+    // Find them all first, then kill: a group killed early would hide the environ of its other members.
+    const found: { pid: number; group: number | undefined; task: TaskRef | undefined }[] = [];
     for (const entry of entries) {
       const pid = Number(entry);
       if (!Number.isInteger(pid) || pid <= 1 || pid === process.pid || this.isOurs(pid)) continue;
+      let env: string[];
       try {
-        if (!`\0${readFileSync(`/proc/${pid}/environ`, 'latin1')}`.includes(marker)) continue;
+        env = readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0');
       } catch {
         continue; // gone, or another user's process
       }
+      if (!env.includes(marker)) continue;
+      found.push({ pid, group: processGroup(pid), task: taskOf(env) });
+    }
+    const killed: number[] = [];
+    for (const { pid, group } of found) {
       // The group too, so a fork racing this scan dies with its parent.
-      const group = processGroup(pid);
       if (group !== undefined && group > 1 && group !== ownGroup) killGroup(group, 'SIGKILL');
       try {
         process.kill(pid, 'SIGKILL');
@@ -211,7 +233,27 @@ export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: 
         // exited meanwhile, e.g. with its group
       }
     }
-    return killed;
+    const results = new Map<string, FinishedEvent>();
+    const now = Date.now();
+    for (const { pid, group, task } of found) {
+      if (!task) continue;
+      const k = `${task.taskId}.${task.attempt}`;
+      if (results.has(k)) continue; // its children carry the same markers
+      const logs = this.logPaths(task.taskId, task.attempt);
+      results.set(k, {
+        ...task,
+        // The task's own process leads its group (it was spawned detached): that is the pid Started reported.
+        pid: group !== undefined && group > 1 ? group : pid,
+        exitCode: 128 + os.constants.signals.SIGKILL,
+        signal: 'SIGKILL',
+        error: REAPED_ERROR,
+        startedUnixMs: 0, // unknown here; the manager keeps the time from Started
+        finishedUnixMs: now,
+        stdoutTail: readTail(logs.stdout),
+        stderrTail: readTail(logs.stderr),
+      });
+    }
+    return { pids: killed, results: [...results.values()] };
   }
 
   private isOurs(pid: number): boolean {
@@ -243,6 +285,19 @@ export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: 
     this.emit('finished', result);
     for (const resolve of proc.waiters) resolve(result);
   }
+}
+
+/** The attempt named by a process's environment, if it names a valid one. */
+function taskOf(env: string[]): TaskRef | undefined {
+  let taskId: string | undefined;
+  let attempt: number | undefined;
+  for (const kv of env) {
+    if (kv.startsWith(`${TASK_ID_ENV}=`)) taskId = kv.slice(TASK_ID_ENV.length + 1);
+    else if (kv.startsWith(`${TASK_ATTEMPT_ENV}=`)) attempt = Number(kv.slice(TASK_ATTEMPT_ENV.length + 1));
+  }
+  // The id becomes a file name: it must be one the executor would have accepted.
+  if (taskId === undefined || checkTaskId(taskId) || attempt === undefined || !Number.isInteger(attempt) || attempt < 0 || attempt > 0xffffffff) return undefined;
+  return { taskId, attempt };
 }
 
 /** Signals a whole process group; true when it still existed. */

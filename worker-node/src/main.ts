@@ -7,6 +7,7 @@ import { loadWorkerConfig, type WorkerConfig } from './config.js';
 import { Executor } from './executor.js';
 import { loadWorkerId } from './identity.js';
 import { detectNodeInfo } from './node-info.js';
+import { Outbox, toFinished } from './outbox.js';
 import { Session } from './session.js';
 
 /** How long running tasks get between SIGTERM and SIGKILL when the worker stops. */
@@ -34,9 +35,11 @@ try {
 const logger = createLogger('worker-node', config.log_level);
 let workerId: string;
 let executor: Executor;
+let outbox: Outbox;
 try {
   workerId = loadWorkerId(config.id_file);
   executor = new Executor({ dataDir: config.data_dir, workerId });
+  outbox = new Outbox(config.data_dir);
 } catch (err) {
   fail(`cannot use data_dir ${config.data_dir}: ${(err as Error).message}`, 1);
 }
@@ -50,9 +53,19 @@ process.on('unhandledRejection', (err) => {
   process.exit(1);
 });
 
-// A previous run that died (kill -9) leaves its detached tasks running.
-const orphans = executor.reapOrphans();
-if (orphans.length > 0) logger.warn({ pids: orphans }, 'killed task processes left by a previous worker process');
+if (outbox.skipped.length > 0) logger.error({ dir: outbox.dir, files: outbox.skipped }, 'unreadable results in the outbox; renamed to *.bad');
+// A previous run that died (kill -9) leaves its detached tasks running. They
+// are killed, and each attempt's end goes to the outbox so the manager hears
+// of it after Welcome (unless its real result is there already).
+const reaped = executor.reapOrphans();
+if (reaped.pids.length > 0) {
+  const tasks = reaped.results.map((r) => `${r.taskId}.${r.attempt}`);
+  logger.warn({ pids: reaped.pids, tasks }, 'killed task processes left by a previous worker process');
+}
+for (const result of reaped.results) {
+  void outbox.addIfAbsent(toFinished(result)).catch((err: unknown) => logger.error({ err, task: result.taskId }, 'cannot save the result of a killed task'));
+}
+if (outbox.size > 0) logger.info({ results: outbox.size }, 'results to resend once connected');
 
 const node = detectNodeInfo(config);
 const session = new Session({
@@ -61,6 +74,7 @@ const session = new Session({
   workerId,
   node,
   executor,
+  outbox,
   logger,
   reconnectIntervalMs: config.reconnect_interval,
   cancelGraceMs: config.cancel_grace,
@@ -87,6 +101,7 @@ async function shutdown(signal: NodeJS.Signals): Promise<void> {
   // Goodbye goes out first, so the manager reschedules at once instead of
   // waiting out the reconnect grace; the killed tasks' results are not sent.
   await Promise.all([session.stop(`worker-node received ${signal}`), executor.stopAll(SHUTDOWN_GRACE_MS)]);
+  await outbox.flush(); // results still being written
   logger.info('stopped');
   // Everything is closed, so the event loop should drain now; if some handle
   // lingers, do not hang the service manager.

@@ -1,6 +1,7 @@
 // The worker's one dial-out stream to the manager (WorkerService.Connect).
 // It survives manager restarts: it redials forever, reports what still runs
-// in Hello, and keeps every result until the manager acknowledges it.
+// in Hello, and keeps every result in the on-disk outbox until the manager
+// acknowledges it, so results outlive a worker restart too.
 import * as grpc from '@grpc/grpc-js';
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import type { GenService } from '@bufbuild/protobuf/codegenv2';
@@ -9,17 +10,16 @@ import type { Logger } from '../../common/logger.js';
 import { VERSION } from '../../common/version.js';
 import {
   ConnectRequestSchema,
-  FinishedSchema,
   WorkerService,
   type CancelTask,
   type ConnectRequest,
   type ConnectResponse,
-  type Finished,
   type StartTask,
   type Welcome,
 } from '../../proto/gen/sched/v1/worker_pb.js';
-import { checkTaskId, type Executor, type FinishedEvent, type StartedEvent, type TaskRef } from './executor.js';
+import { checkTaskId, type Executor, type FinishedEvent, type StartedEvent } from './executor.js';
 import type { NodeInfo } from './node-info.js';
+import { toFinished, type Outbox } from './outbox.js';
 
 type WorkerMethods = typeof WorkerService extends GenService<infer T> ? T : never;
 type Stream = grpc.ClientDuplexStream<ConnectRequest, ConnectResponse>;
@@ -31,6 +31,8 @@ export interface SessionOptions {
   workerId: string;
   node: NodeInfo;
   executor: Executor;
+  /** Unacknowledged results, including those a previous run of this worker left. */
+  outbox: Outbox;
   logger: Logger;
   reconnectIntervalMs: number;
   cancelGraceMs: number;
@@ -50,8 +52,6 @@ function describeStatus(code: grpc.status | undefined, details: string): string 
   return code === undefined ? text : `${grpc.status[code]}: ${text || 'no details'}`;
 }
 
-const key = (t: TaskRef): string => `${t.taskId}:${t.attempt}`;
-
 export class Session {
   private readonly o: SessionOptions;
   private readonly client: ServiceClient<WorkerMethods>;
@@ -60,8 +60,6 @@ export class Session {
   private stopping = false;
   private redialTimer: NodeJS.Timeout | undefined;
   private watchdog: NodeJS.Timeout | undefined;
-  /** Results the manager has not acknowledged yet, by task:attempt; replayed after every Welcome. */
-  private readonly outbox = new Map<string, Finished>();
   private lastWarning = '';
 
   constructor(options: SessionOptions) {
@@ -83,7 +81,7 @@ export class Session {
 
   /** Results kept until the manager sends FinishedAck. */
   get unacknowledged(): number {
-    return this.outbox.size;
+    return this.o.outbox.size;
   }
 
   start(): void {
@@ -173,7 +171,7 @@ export class Session {
         case 'cancelTask':
           return this.cancelTask(m.msg.value);
         case 'finishedAck':
-          if (m.msg.value.task) this.outbox.delete(key(m.msg.value.task));
+          if (m.msg.value.task) this.o.outbox.ack(m.msg.value.task.taskId, m.msg.value.task.attempt);
           return;
         default:
           this.o.logger.debug('ignoring an unknown message from the manager');
@@ -188,8 +186,9 @@ export class Session {
     this.welcomed = true;
     this.lastWarning = '';
     this.o.logger.info({ workerId: this.o.workerId, manager: this.o.manager, session: w.sessionId }, 'connected to manager');
-    // Results produced while the manager was away; it drops the ones it already has.
-    for (const finished of this.outbox.values()) this.send({ case: 'finished', value: finished });
+    // Results produced while the manager was away or before this worker restarted;
+    // it stores each (task, attempt) once and acknowledges repeats without storing them.
+    for (const finished of this.o.outbox.all()) this.send({ case: 'finished', value: finished });
     const silentMs = w.pingIntervalMs > 0 ? Math.max(SILENT_PINGS * w.pingIntervalMs, SILENT_FLOOR_MS) : 0;
     this.arm(stream, silentMs, 'no message from the manager');
   }
@@ -206,7 +205,7 @@ export class Session {
     const argv = st.spec?.argv ?? [];
     if (!argv[0]) return reject('spec.argv: empty command');
     // A repeated offer (the manager missed our answer) is answered again, never run twice.
-    const done = this.outbox.get(key(task));
+    const done = this.o.outbox.get(task.taskId, task.attempt);
     if (done) {
       this.send({ case: 'accepted', value: { task } });
       this.send({ case: 'finished', value: done });
@@ -231,7 +230,7 @@ export class Session {
       return;
     }
     // Not running: repeat its result if we still hold it, else say it will not run.
-    const done = this.outbox.get(key(task));
+    const done = this.o.outbox.get(task.taskId, task.attempt);
     if (done) this.send({ case: 'finished', value: done });
     else this.send({ case: 'rejected', value: { task, reason: 'not running on this worker' } });
   }
@@ -241,20 +240,17 @@ export class Session {
   };
 
   private readonly onFinished = (e: FinishedEvent): void => {
-    const finished = create(FinishedSchema, {
-      task: { taskId: e.taskId, attempt: e.attempt },
-      exitCode: e.exitCode,
-      signal: e.signal,
-      error: e.error,
-      startedUnixMs: BigInt(e.startedUnixMs),
-      finishedUnixMs: BigInt(e.finishedUnixMs),
-      stdoutTail: e.stdoutTail,
-      stderrTail: e.stderrTail,
-      pid: e.pid,
-    });
-    this.outbox.set(key(e), finished);
+    const finished = toFinished(e);
     this.o.logger.debug({ task: e.taskId, attempt: e.attempt, exitCode: e.exitCode, signal: e.signal, error: e.error }, 'task finished');
-    this.send({ case: 'finished', value: finished });
+    // On disk first, so a result the manager never gets is resent after a worker restart.
+    void this.o.outbox
+      .add(finished)
+      .catch((err: unknown) => {
+        // Still resent until acknowledged, but lost if this process dies first.
+        this.o.logger.error({ err, task: e.taskId, attempt: e.attempt }, 'cannot save a task result to the outbox; it is kept in memory only');
+      })
+      .then(() => this.send({ case: 'finished', value: finished }))
+      .catch((err: unknown) => this.o.logger.error({ err, task: e.taskId, attempt: e.attempt }, 'failed to report a task result'));
   };
 
   /** Writes to the manager when connected; otherwise drops it (Hello and the outbox carry the state). */

@@ -1,0 +1,139 @@
+import { expect } from 'chai';
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { create, equals, toBinary } from '@bufbuild/protobuf';
+import { FinishedSchema, type Finished } from '../../proto/gen/sched/v1/worker_pb.js';
+import { Executor, REAPED_ERROR } from '../../worker-node/src/executor.js';
+import { Outbox, toFinished } from '../../worker-node/src/outbox.js';
+
+const finished = (taskId: string, attempt: number, exitCode = 0): Finished =>
+  create(FinishedSchema, {
+    task: { taskId, attempt },
+    exitCode,
+    startedUnixMs: 1_700_000_000_000n,
+    finishedUnixMs: 1_700_000_000_500n,
+    stdoutTail: Buffer.from('out\n'),
+    pid: 42,
+  });
+
+describe('worker outbox', function () {
+  let dir: string;
+  let outboxDir: string;
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'worker-outbox-'));
+    outboxDir = join(dir, 'outbox');
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('keeps results across a restart until they are acknowledged', async () => {
+    const box = new Outbox(dir);
+    const a = finished('build-1', 1, 3);
+    const b = finished('build.2', 7);
+    await Promise.all([box.add(a), box.add(b)]);
+    expect(readdirSync(outboxDir).sort()).to.deep.equal(['build-1.1.bin', 'build.2.7.bin']);
+    expect(box.size).to.equal(2);
+
+    // A new instance on the same directory plays the restarted worker.
+    const restarted = new Outbox(dir);
+    expect(restarted.size).to.equal(2);
+    expect(restarted.skipped).to.deep.equal([]);
+    expect(equals(FinishedSchema, restarted.get('build-1', 1)!, a)).to.equal(true);
+    expect(equals(FinishedSchema, restarted.get('build.2', 7)!, b)).to.equal(true);
+    expect(restarted.all().map((f) => f.task!.taskId).sort()).to.deep.equal(['build-1', 'build.2']);
+
+    expect(restarted.ack('build-1', 1)).to.equal(true);
+    expect(restarted.ack('build-1', 1)).to.equal(false); // a repeated ack is harmless
+    expect(restarted.ack('build.2', 6)).to.equal(false); // another attempt is not this one
+    expect(readdirSync(outboxDir)).to.deep.equal(['build.2.7.bin']);
+    expect(new Outbox(dir).all().map((f) => f.task!.taskId)).to.deep.equal(['build.2']);
+  });
+
+  it('is in the index at once and on disk when add() resolves', async () => {
+    const box = new Outbox(dir);
+    const saving = box.add(finished('t1', 1));
+    expect(box.has('t1', 1)).to.equal(true);
+    await saving;
+    expect(existsSync(join(outboxDir, 't1.1.bin'))).to.equal(true);
+    expect(readdirSync(outboxDir).filter((n) => n.endsWith('.tmp'))).to.deep.equal([]);
+  });
+
+  it('leaves no file behind when the ack comes before the write is done', async () => {
+    const box = new Outbox(dir);
+    const saving = box.add(finished('t1', 1));
+    expect(box.ack('t1', 1)).to.equal(true);
+    await saving;
+    await box.flush();
+    await new Promise((r) => setImmediate(r)); // the removal runs after the write settles
+    expect(readdirSync(outboxDir)).to.deep.equal([]);
+    expect(new Outbox(dir).size).to.equal(0);
+  });
+
+  it('drops half-written files and sets unreadable ones aside on startup', async () => {
+    await new Outbox(dir).add(finished('good', 1));
+    writeFileSync(join(outboxDir, 'torn.1.bin.tmp'), Buffer.from([0x0a, 0x05]));
+    writeFileSync(join(outboxDir, 'garbage.1.bin'), Buffer.from([0xff, 0xff, 0xff]));
+    writeFileSync(join(outboxDir, 'empty.1.bin'), Buffer.alloc(0)); // parses, but names no task
+    writeFileSync(join(outboxDir, 'renamed.1.bin'), toBinary(FinishedSchema, finished('other', 1)));
+    const box = new Outbox(dir);
+    expect(box.all().map((f) => f.task!.taskId)).to.deep.equal(['good']);
+    expect(box.skipped.sort()).to.deep.equal(['empty.1.bin', 'garbage.1.bin', 'renamed.1.bin']);
+    expect(readdirSync(outboxDir).sort()).to.deep.equal(['empty.1.bin.bad', 'garbage.1.bin.bad', 'good.1.bin', 'renamed.1.bin.bad']);
+    // Set aside once, not reported again on the next start.
+    expect(new Outbox(dir).skipped).to.deep.equal([]);
+  });
+
+  it('refuses a task id that would name another path', async () => {
+    const box = new Outbox(dir);
+    let error: unknown;
+    await box.add(finished('../escape', 1)).catch((err: unknown) => (error = err));
+    expect(String(error)).to.match(/task_id/);
+    expect(box.size).to.equal(0);
+    expect(existsSync(join(dir, 'escape.1.bin'))).to.equal(false);
+  });
+
+  it('lets a real result win over a guessed one', async () => {
+    const box = new Outbox(dir);
+    await box.add(finished('t1', 2, 5));
+    expect(await box.addIfAbsent(finished('t1', 2, 137))).to.equal(false);
+    expect(await box.addIfAbsent(finished('t1', 3, 137))).to.equal(true);
+    expect(new Outbox(dir).get('t1', 2)!.exitCode).to.equal(5);
+    expect(new Outbox(dir).get('t1', 3)!.exitCode).to.equal(137);
+  });
+
+  it('records a task killed by a restarted worker as a Finished with the reason', async () => {
+    const workerId = randomUUID();
+    const crashed = new Executor({ dataDir: dir, workerId });
+    crashed.start('orphan', 4, { argv: ['sh', '-c', 'echo started; exec sleep 30'] });
+    const pid = crashed.get('orphan')!.pid;
+    const waited = crashed.wait('orphan', 4);
+    try {
+      // Wait until it runs and has written its output.
+      const deadline = Date.now() + 5000;
+      while (!readFileSync(crashed.logPaths('orphan', 4).stdout, 'utf8').includes('started')) {
+        if (Date.now() > deadline) throw new Error('task did not start');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      // What main.ts does on startup: reap, and keep each killed attempt's end.
+      const reaped = new Executor({ dataDir: dir, workerId }).reapOrphans();
+      const box = new Outbox(dir);
+      for (const r of reaped.results) await box.addIfAbsent(toFinished(r));
+    } finally {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // reaped
+      }
+    }
+    await waited;
+    const f = new Outbox(dir).get('orphan', 4)!;
+    expect(f).to.not.equal(undefined);
+    expect(f.error).to.equal(REAPED_ERROR);
+    expect(f.signal).to.equal('SIGKILL');
+    expect(f.exitCode).to.equal(137);
+    expect(f.pid).to.equal(pid);
+    expect(Buffer.from(f.stdoutTail).toString()).to.equal('started\n');
+  });
+});
