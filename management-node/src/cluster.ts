@@ -35,6 +35,8 @@ export interface ClusterOptions {
   missedPings: number;
   ackTimeoutMs: number;
   recoveryGraceMs: number;
+  /** Tasks a worker runs at once per cpu core it reports; more wait in the manager's queue. */
+  tasksPerCpu: number;
   /** Done and dead tasks are deleted this long after they finished... */
   retentionMs?: number;
   /** ...or sooner, oldest first, while more than this many are kept. */
@@ -337,7 +339,7 @@ export class Cluster {
         connected: true,
         draining: w.draining,
         load: this.assigned.get(w.id)?.size ?? 0,
-        slots: Math.max(1, Math.floor(Number(w.capacity?.millicpu ?? 1000n) / 1000)),
+        slots: Math.max(1, Math.floor(Number(w.capacity?.millicpu ?? 1000n) / 1000)) * this.opts.tasksPerCpu,
       });
     }
     return views;

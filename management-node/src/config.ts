@@ -27,6 +27,8 @@ export const managerConfigSchema = z
     retention: duration().default(24 * 3600_000),
     /** At most this many finished tasks are kept; the oldest go first. */
     max_finished_tasks: z.number().int().min(0).default(100_000),
+    /** Tasks offered to or running on one worker at once, per cpu core it reports. */
+    tasks_per_cpu: z.number().int().min(1).default(4),
     join_token: z.string().optional(),
     log_level: logLevel().default('info'),
   })

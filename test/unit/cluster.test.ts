@@ -45,7 +45,7 @@ describe('cluster', () => {
   const makeCluster = (s: Store) =>
     new Cluster(
       createGroupCommitter(s, log),
-      { pingIntervalMs: 1000, missedPings: 3, ackTimeoutMs: 500, recoveryGraceMs: 0, now: () => now },
+      { pingIntervalMs: 1000, missedPings: 3, ackTimeoutMs: 500, recoveryGraceMs: 0, tasksPerCpu: 4, now: () => now },
       log,
     );
 
@@ -158,7 +158,7 @@ describe('cluster', () => {
     const old = await cluster.submit(spec('true'));
     const restarted = new Cluster(
       createGroupCommitter(store, log),
-      { pingIntervalMs: 1000, missedPings: 3, ackTimeoutMs: 500, recoveryGraceMs: 2000, now: () => now },
+      { pingIntervalMs: 1000, missedPings: 3, ackTimeoutMs: 500, recoveryGraceMs: 2000, tasksPerCpu: 4, now: () => now },
       log,
     );
     restarted.load([decodeTask((await store.get(taskKey(old.id)))!)], []);
@@ -174,7 +174,7 @@ describe('cluster', () => {
   it('removes finished tasks past retention or beyond max_finished_tasks, oldest first, from memory and store', async () => {
     const c = new Cluster(
       createGroupCommitter(store, log),
-      { pingIntervalMs: 1000, missedPings: 3, ackTimeoutMs: 500, recoveryGraceMs: 0, retentionMs: 60_000, maxFinishedTasks: 2, now: () => now },
+      { pingIntervalMs: 1000, missedPings: 3, ackTimeoutMs: 500, recoveryGraceMs: 0, tasksPerCpu: 4, retentionMs: 60_000, maxFinishedTasks: 2, now: () => now },
       log,
     );
     const link = new FakeLink();
@@ -212,7 +212,7 @@ describe('cluster', () => {
   it('refuses a worker with the wrong join token', () => {
     const guarded = new Cluster(
       createGroupCommitter(store, log),
-      { pingIntervalMs: 1000, missedPings: 3, ackTimeoutMs: 500, recoveryGraceMs: 0, joinToken: 'secret' },
+      { pingIntervalMs: 1000, missedPings: 3, ackTimeoutMs: 500, recoveryGraceMs: 0, tasksPerCpu: 4, joinToken: 'secret' },
       log,
     );
     expect(() => guarded.checkHello(hello('w1'))).to.throw(/invalid join token/);

@@ -13,7 +13,7 @@ export interface WorkerView {
 
 /** feasible: the worker may take one more task. */
 export function feasible(worker: WorkerView, excluded: ReadonlySet<string>): boolean {
-  return worker.connected && !worker.draining && !excluded.has(worker.id);
+  return worker.connected && !worker.draining && worker.load < worker.slots && !excluded.has(worker.id);
 }
 
 /** score: lower is better; spreads by load relative to the worker's slots. */

@@ -156,21 +156,31 @@ export function createEmbeddedStore(path: string): Store {
 
   // ---- open: convert an old store, drop leases of a dead process ----
 
-  db.transactionSync(() => {
-    if (db.get(FORMAT_KEY)?.toString() !== FORMAT) {
-      let any = false;
-      for (const { key, value } of db.getRange({ start: '' })) {
-        if (typeof key !== 'string') break;
-        any = true;
-        void db.put(key, encodeValue(1n, value));
+  try {
+    db.transactionSync(() => {
+      const format = db.get(FORMAT_KEY)?.toString();
+      if (format !== undefined && format !== FORMAT) {
+        throw new Error(`embedded store ${path} has format ${format}; this management node understands format ${FORMAT}`);
       }
-      if (any) void db.put(REV_KEY, encodeRev(1n));
-      void db.put(FORMAT_KEY, Buffer.from(FORMAT));
-    }
-    const owner = (leaseId: string) => leaseId.slice(0, leaseId.indexOf('-'));
-    const stale = new Set([...leaseMembers().keys()].filter((id) => !liveInstances.has(owner(id))));
-    if (stale.size > 0) revokeBody(stale);
-  });
+      if (format === undefined) {
+        // Read everything first, then rewrite: no writes under an open cursor.
+        const old: Array<[string, Buffer]> = [];
+        for (const { key, value } of db.getRange({ start: '' })) {
+          if (typeof key !== 'string') break;
+          old.push([key, Buffer.from(value)]);
+        }
+        for (const [key, value] of old) void db.put(key, encodeValue(1n, value));
+        if (old.length > 0) void db.put(REV_KEY, encodeRev(1n));
+        void db.put(FORMAT_KEY, Buffer.from(FORMAT));
+      }
+      const owner = (leaseId: string) => leaseId.slice(0, leaseId.indexOf('-'));
+      const stale = new Set([...leaseMembers().keys()].filter((id) => !liveInstances.has(owner(id))));
+      if (stale.size > 0) revokeBody(stale);
+    });
+  } catch (err) {
+    void db.close();
+    throw err;
+  }
   liveInstances.add(instance);
 
   // ---- watches: in-process, fed in commit order ----
@@ -208,6 +218,9 @@ export function createEmbeddedStore(path: string): Store {
    */
   const write = (body: () => Applied): Promise<TxnResult> => {
     const committed = db.childTransaction(body);
+    // Handled below once the earlier txns are delivered; this keeps a failure
+    // that comes first from counting as an unhandled rejection meanwhile.
+    committed.catch(() => {});
     const done = delivered.then(() => committed).then((applied) => {
       dispatch(applied.events);
       return applied.result;

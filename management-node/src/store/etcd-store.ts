@@ -231,6 +231,11 @@ export function createEtcdStore(options: EtcdStoreOptions): Store {
         throw fail(err);
       }
       established = true;
+      if (closed) {
+        active = false;
+        await bounded(watcher.cancel());
+        throw fail(new Error('store closed'));
+      }
       watches.add(cancel);
       return cancel;
     },
@@ -253,6 +258,12 @@ export function createEtcdStore(options: EtcdStoreOptions): Store {
       } catch (err) {
         ended = true;
         throw fail(err);
+      }
+      if (closed) {
+        // close() ran while this was granted: it must not outlive the store.
+        ended = true;
+        await bounded(lease.revoke(deadline()));
+        throw fail(new Error('store closed'));
       }
       leases.add(lease);
       const handle: Lease = {

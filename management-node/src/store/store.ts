@@ -100,7 +100,8 @@ export interface Store {
   /**
    * Calls onEvent for every change to a key starting with prefix committed
    * after the returned promise resolves, in revision order (one txn's changes
-   * in op order). onEvent must not throw (a throw is rethrown asynchronously,
+   * in op order; separate watches are not ordered against each other). A
+   * delete of a missing key is no change and no event. onEvent must not throw (a throw is rethrown asynchronously,
    * as an uncaught exception). A watch survives etcd restarts, resuming where
    * it left off; if etcd ends it for good (e.g. the revision to resume from was
    * compacted away), onError is called once and no events follow.
