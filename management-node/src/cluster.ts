@@ -1,9 +1,10 @@
 // The cluster is the manager's working copy of every task and worker. Each
 // state change is written through the group committer; nobody hears of a
 // change (RPC answer, watcher, FinishedAck) before it is committed.
-import { clone, create, type MessageInitShape } from '@bufbuild/protobuf';
+import { clone, create, toBinary, type MessageInitShape } from '@bufbuild/protobuf';
 import {
   TaskSchema,
+  TaskSpecSchema,
   TaskState,
   WorkerSchema,
   WorkerState,
@@ -135,19 +136,38 @@ export class Cluster {
     const now = this.now();
     const task = create(TaskSchema, { id: newTaskId(now), spec, state: TaskState.PENDING, createdUnixMs: BigInt(now) });
     this.tasks.set(task.id, task);
+    // The offer goes out while the pending write is in flight: the client still hears only after
+    // the commit, but the task does not wait one store round trip before it can start.
+    const persisted = this.persistTask(task);
+    this.enqueue(task.id);
+    this.placeQueued();
     try {
-      await this.persistTask(task);
+      await persisted;
     } catch (err) {
       // Not acknowledged, so not kept: the client is told and may retry. The failed txn may
       // still have been applied, so the key is deleted too (retried until the store answers).
-      this.tasks.delete(task.id);
-      this.dirtyTasks.delete(task.id);
-      this.deleteKey(taskKey(task.id));
+      this.withdraw(task);
       throw err;
     }
-    this.enqueue(task.id);
-    this.placeQueued();
     return task;
+  }
+
+  /** withdraw forgets a task whose submission failed, stopping an attempt already offered. */
+  private withdraw(task: Task): void {
+    const offer = this.offers.get(task.id);
+    if (offer) {
+      this.offers.delete(task.id);
+      this.unassign(offer.workerId, task.id);
+      this.sendTo(offer.workerId, { case: 'cancelTask', value: { task: { taskId: task.id, attempt: offer.attempt }, reason: 'submission failed' } });
+    }
+    if (task.state === TaskState.SCHEDULED && task.workerId) {
+      this.unassign(task.workerId, task.id);
+      this.sendTo(task.workerId, { case: 'cancelTask', value: { task: { taskId: task.id, attempt: task.attempt }, reason: 'submission failed' } });
+    }
+    this.dequeue(task.id);
+    this.tasks.delete(task.id);
+    this.dirtyTasks.delete(task.id);
+    this.deleteKey(taskKey(task.id));
   }
 
   getTask(id: string): Task {
@@ -608,7 +628,12 @@ export class Cluster {
   }
 }
 
+/** A task record must fit many to a store txn (see MAX_TXN_BYTES). */
+const MAX_SPEC_BYTES = 64 * 1024;
+
 function validateSpec(spec: TaskSpec): void {
+  const size = toBinary(TaskSpecSchema, spec).byteLength;
+  if (size > MAX_SPEC_BYTES) throw new InvalidArgumentError('spec', `is ${size} bytes; at most ${MAX_SPEC_BYTES} allowed (argv, env and cwd together)`);
   if (spec.argv.length === 0 || !spec.argv[0]) throw new InvalidArgumentError('spec.argv', 'must name a command to run');
   spec.argv.forEach((a, i) => {
     if (a.includes('\0')) throw new InvalidArgumentError(`spec.argv[${i}]`, 'must not contain NUL bytes');

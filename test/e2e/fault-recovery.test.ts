@@ -77,6 +77,8 @@ for (const storeKind of ['embedded', 'etcd'] as const) {
       const acked = new Map<string, string>(); // token → task id
       const tried = new Set<string>();
       const faults: string[] = [];
+      const outageErrors: grpc.ServiceError[] = [];
+      let etcdDown = false;
       const killManagerAt = between(300, 1000);
       const killEtcdAt = between(1200, 1700);
       let faultInProgress: Promise<void> | undefined;
@@ -93,7 +95,9 @@ for (const storeKind of ['embedded', 'etcd'] as const) {
           faultInProgress = (async () => {
             faults.push(`etcd killed at ${acked.size} acked`);
             await etcd!.kill9();
+            etcdDown = true;
             await sleep(500);
+            etcdDown = false;
             await etcd!.restart();
           })();
         }
@@ -118,7 +122,8 @@ for (const storeKind of ['embedded', 'etcd'] as const) {
               );
               acked.set(token, res.task!.id);
               break;
-            } catch {
+            } catch (err) {
+              if (etcdDown) outageErrors.push(err as grpc.ServiceError);
               await sleep(100);
             }
           }
@@ -129,6 +134,14 @@ for (const storeKind of ['embedded', 'etcd'] as const) {
       await faultInProgress;
       expect(acked.size).to.equal(TASKS);
       expect(faults).to.have.length(storeKind === 'etcd' ? 2 : 1);
+      if (storeKind === 'etcd') {
+        // While etcd is down, submissions fail fast with UNAVAILABLE and a message naming etcd.
+        expect(outageErrors.length).to.be.greaterThan(0);
+        for (const e of outageErrors) {
+          expect(e.code).to.equal(grpc.status.UNAVAILABLE);
+          expect(e.details).to.match(/store unavailable: etcd at http:\/\/127\.0\.0\.1:\d+/);
+        }
+      }
 
       const counts = () => {
         const c = new Map<string, number>();

@@ -196,6 +196,27 @@ describe('cluster', () => {
     expect((await store.range('tasks/')).map((kv) => kv.key)).to.deep.equal([taskKey(ids[4]!)]);
   });
 
+  it('a submission whose write fails is refused, forgotten and its offer withdrawn', async () => {
+    let failing = true;
+    const flaky: Store = { ...store, commit: (ops) => (failing ? Promise.reject(new Error('store down')) : store.commit(ops)) };
+    const c = new Cluster(
+      createGroupCommitter(flaky, log),
+      { pingIntervalMs: 1000, missedPings: 3, ackTimeoutMs: 500, recoveryGraceMs: 0, tasksPerCpu: 4, now: () => now },
+      log,
+    );
+    const link = new FakeLink();
+    c.hello(link, hello('w1'));
+    const err = await c.submit(spec('true')).then(() => undefined, (e: Error) => e);
+    expect(err?.message).to.equal('store down');
+    expect(c.tasks.size).to.equal(0);
+    const [offer] = link.of('startTask');
+    expect(link.of('cancelTask').map((m) => m.value.task?.taskId)).to.deep.equal([offer!.value.taskId]);
+    failing = false;
+    c.tick(); // the delete is retried once the store answers
+    await flush();
+    expect(await store.range('tasks/')).to.have.length(0);
+  });
+
   it('refuses invalid specs with the field named, storing nothing', async () => {
     const failure = (argv: string[], env: Record<string, string> = {}) =>
       cluster.submit(create(TaskSpecSchema, { argv, env })).then(

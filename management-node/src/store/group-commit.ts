@@ -18,15 +18,35 @@ export interface GroupCommitter {
   readonly stats: { batches: number; ops: number };
 }
 
+/** Bytes per txn, kept well under etcd's default 1.5 MiB request limit. */
+export const MAX_TXN_BYTES = 1024 * 1024;
+
+/** chunkBatch splits writes into txns of at most MAX_TXN_OPS ops and about MAX_TXN_BYTES bytes. */
+export function chunkBatch<P extends { value: Uint8Array | null }>(entries: Array<[string, P]>): Array<Array<[string, P]>> {
+  const chunks: Array<Array<[string, P]>> = [];
+  let chunk: Array<[string, P]> = [];
+  let bytes = 0;
+  for (const entry of entries) {
+    const size = entry[0].length + (entry[1].value?.byteLength ?? 0) + 16;
+    if (chunk.length > 0 && (chunk.length === MAX_TXN_OPS || bytes + size > MAX_TXN_BYTES)) {
+      chunks.push(chunk);
+      chunk = [];
+      bytes = 0;
+    }
+    chunk.push(entry);
+    bytes += size;
+  }
+  if (chunk.length > 0) chunks.push(chunk);
+  return chunks;
+}
+
 export function createGroupCommitter(store: Store, log: Logger): GroupCommitter {
   let pending = new Map<string, Pending>();
   let inFlight: Promise<void> | undefined;
   const stats = { batches: 0, ops: 0 };
 
   async function commitBatch(batch: Map<string, Pending>): Promise<void> {
-    const entries = [...batch];
-    const chunks: Array<Array<[string, Pending]>> = [];
-    for (let i = 0; i < entries.length; i += MAX_TXN_OPS) chunks.push(entries.slice(i, i + MAX_TXN_OPS));
+    const chunks = chunkBatch([...batch]);
     await Promise.all(
       chunks.map(async (chunk) => {
         const ops: StoreOp[] = chunk.map(([key, p]) => ({ key, value: p.value }));
