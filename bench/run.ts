@@ -34,22 +34,21 @@ async function etcdRawWrites(endpoint: string, n: number): Promise<number> {
   const client = new Etcd3({ hosts: endpoint });
   try {
     const t0 = performance.now();
-    const batches: Array<Promise<unknown>> = [];
-    let inFlight = 0;
-    for (let i = 0; i < n; i += 128) {
-      while (inFlight >= 8) await Promise.race(batches);
-      const success = [];
-      for (let j = i; j < Math.min(n, i + 128); j++) {
-        success.push({ request_put: { key: Buffer.from(`/raw/${j}`), value: Buffer.from(VALUE) } });
-      }
-      inFlight++;
-      const p = client.kv.txn({ success }).finally(() => {
-        inFlight--;
-        batches.splice(batches.indexOf(p), 1);
-      });
-      batches.push(p);
-    }
-    await Promise.all(batches);
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        for (;;) {
+          const first = next;
+          next += 128;
+          if (first >= n) return;
+          const success = [];
+          for (let j = first; j < Math.min(n, first + 128); j++) {
+            success.push({ request_put: { key: Buffer.from(`/raw/${j}`), value: Buffer.from(VALUE) } });
+          }
+          await client.kv.txn({ success });
+        }
+      }),
+    );
     return n / ((performance.now() - t0) / 1000);
   } finally {
     client.close();
