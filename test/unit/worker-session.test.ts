@@ -142,8 +142,8 @@ describe('worker session', function () {
     expect(finished.exitCode).to.equal(3);
     expect(Buffer.from(finished.stdoutTail).toString()).to.equal('hi\n');
     expect(session!.unacknowledged).to.equal(1);
-    // Saved before it was sent.
-    expect(readdirSync(join(dir, 'outbox'))).to.deep.equal(['t1.1.bin']);
+    // Saved on disk (while it was being sent) until acknowledged.
+    await waitUntil(() => readdirSync(join(dir, 'outbox')).join() === 't1.1.bin');
     manager.send({ case: 'finishedAck', value: { task: { taskId: 't1', attempt: 1 } } });
     manager.send({ case: 'ping', value: { seq: 8n } });
     await manager.next('pong');
@@ -263,3 +263,11 @@ describe('worker session', function () {
     expect((await manager.next('goodbye')).reason).to.equal('bye');
   });
 });
+
+async function waitUntil(check: () => boolean, timeoutMs = 5000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

@@ -242,15 +242,14 @@ export class Session {
   private readonly onFinished = (e: FinishedEvent): void => {
     const finished = toFinished(e);
     this.o.logger.debug({ task: e.taskId, attempt: e.attempt, exitCode: e.exitCode, signal: e.signal, error: e.error }, 'task finished');
-    // On disk first, so a result the manager never gets is resent after a worker restart.
-    void this.o.outbox
-      .add(finished)
-      .catch((err: unknown) => {
-        // Still resent until acknowledged, but lost if this process dies first.
-        this.o.logger.error({ err, task: e.taskId, attempt: e.attempt }, 'cannot save a task result to the outbox; it is kept in memory only');
-      })
-      .then(() => this.send({ case: 'finished', value: finished }))
-      .catch((err: unknown) => this.o.logger.error({ err, task: e.taskId, attempt: e.attempt }, 'failed to report a task result'));
+    // Sent at once and saved at the same time: the manager gets it a disk sync sooner, and the
+    // copy on disk is what is resent (after a reconnect or restart) until it is acknowledged. A
+    // crash before the save completes loses the result either way, unless the manager has it.
+    this.o.outbox.add(finished).catch((err: unknown) => {
+      // Still resent until acknowledged, but lost if this process dies first.
+      this.o.logger.error({ err, task: e.taskId, attempt: e.attempt }, 'cannot save a task result to the outbox; it is kept in memory only');
+    });
+    this.send({ case: 'finished', value: finished });
   };
 
   /** Writes to the manager when connected; otherwise drops it (Hello and the outbox carry the state). */
