@@ -36,6 +36,8 @@ export interface ClusterOptions {
   missedPings: number;
   ackTimeoutMs: number;
   recoveryGraceMs: number;
+  /** How long the tasks of a disconnected worker wait for it to come back before they are lost. */
+  reconnectGraceMs?: number;
   /** Tasks a worker runs at once per cpu core it reports; more wait in the manager's queue. */
   tasksPerCpu: number;
   /** Done and dead tasks are deleted this long after they finished... */
@@ -52,6 +54,11 @@ interface Session {
   lastPongAt: number;
   nextPingAt: number;
   pingSeq: bigint;
+  /**
+   * Tasks scheduled here that the worker's Hello did not list as running. Results it kept
+   * arrive right after Welcome, before its first Pong; whatever is still here then is lost.
+   */
+  unreported?: Set<string>;
 }
 
 interface Offer {
@@ -67,6 +74,7 @@ const RETENTION_SWEEP_MS = 5000;
 const SWEEP_BATCH = 1000;
 const DEFAULT_RETENTION_MS = 24 * 3600_000;
 const DEFAULT_MAX_FINISHED = 100_000;
+const DEFAULT_RECONNECT_GRACE_MS = 10_000;
 
 const TERMINAL = new Set([TaskState.DONE, TaskState.DEAD]);
 export const isTerminal = (t: Task): boolean => TERMINAL.has(t.state);
@@ -91,10 +99,15 @@ export class Cluster {
   private readonly dirtyWorkers = new Set<string>();
   private readonly dirtyDeletes = new Set<string>();
   private nextRetentionSweep = 0;
+  /** Disconnected workers with scheduled tasks: when their reconnect grace ends. */
+  private readonly graceEnds = new Map<string, number>();
   /** Pending tasks loaded after a restart, held until holdRecoveredUntil. */
   private readonly recovered = new Set<string>();
   private holdRecoveredUntil = 0;
   private readonly now: () => number;
+  private get reconnectGrace(): number {
+    return this.opts.reconnectGraceMs ?? DEFAULT_RECONNECT_GRACE_MS;
+  }
 
   constructor(
     private readonly committer: GroupCommitter,
@@ -115,6 +128,7 @@ export class Cluster {
         void this.persistWorker(w).catch(() => undefined);
       }
       this.workers.set(w.id, w);
+      this.graceEnds.set(w.id, this.now() + this.reconnectGrace);
     }
     for (const t of tasks) {
       this.tasks.set(t.id, t);
@@ -234,6 +248,7 @@ export class Cluster {
       nextPingAt: now + this.opts.pingIntervalMs,
       pingSeq: 0n,
     });
+    this.graceEnds.delete(worker.id);
     this.reconcile(worker.id, link, hello.running);
     this.refreshLoad(worker);
     this.log.info({ worker: worker.id, address: link.address, running: hello.running.length }, 'worker connected');
@@ -243,6 +258,12 @@ export class Cluster {
 
   /** reconcile compares what a reconnecting worker runs with what the cluster believes. */
   private reconcile(workerId: string, link: WorkerLink, running: TaskAttempt[]): void {
+    const listed = new Set(running.map((ta) => ta.taskId));
+    const unreported = new Set<string>();
+    for (const taskId of this.assigned.get(workerId) ?? []) {
+      if (!listed.has(taskId) && this.tasks.get(taskId)?.state === TaskState.SCHEDULED) unreported.add(taskId);
+    }
+    if (unreported.size > 0) this.sessions.get(workerId)!.unreported = unreported;
     for (const ta of running) {
       const task = this.currentAttempt(workerId, ta);
       if (task && !isTerminal(task)) {
@@ -254,7 +275,11 @@ export class Cluster {
     }
   }
 
-  disconnect(link: WorkerLink, workerId: string, reason: string): void {
+  /**
+   * disconnect marks a worker gone. Its scheduled tasks wait for the reconnect grace, unless it
+   * said goodbye (graceful: it stopped them itself), in which case they are lost at once.
+   */
+  disconnect(link: WorkerLink, workerId: string, reason: string, graceful = false): void {
     const session = this.sessions.get(workerId);
     if (!session || session.link !== link) return;
     this.sessions.delete(workerId);
@@ -264,8 +289,22 @@ export class Cluster {
     worker.lastSeenUnixMs = BigInt(session.lastPongAt);
     this.log.warn({ worker: workerId, reason }, 'worker disconnected');
     void this.persistWorker(worker).catch(() => undefined);
+    this.graceEnds.set(workerId, this.now() + (graceful ? 0 : this.reconnectGrace));
     // Unanswered offers stay until their ack deadline: the worker may have accepted and run the
     // task, and says so when it reconnects; re-offering at once could run it twice.
+  }
+
+  /** pong: the first one after a Hello ends the window in which kept results are resent. */
+  pong(workerId: string): void {
+    this.seen(workerId);
+    const session = this.sessions.get(workerId);
+    if (!session?.unreported) return;
+    for (const taskId of session.unreported) {
+      const task = this.tasks.get(taskId);
+      if (task && task.state === TaskState.SCHEDULED && task.workerId === workerId) this.kill(task, 'worker-lost: the worker no longer runs it');
+    }
+    delete session.unreported;
+    this.placeQueued();
   }
 
   /** seen records that a worker's stream carried a message (a pong or any report). */
@@ -519,6 +558,15 @@ export class Cluster {
       if (task && task.state === TaskState.PENDING && this.sessionsExcept(this.excluded.get(task.id)) === 0) {
         this.queued.delete(task.id);
         this.kill(task, 'ack-timeout');
+      }
+    }
+    for (const [workerId, end] of this.graceEnds) {
+      if (now < end) continue;
+      this.graceEnds.delete(workerId);
+      if (this.sessions.has(workerId)) continue;
+      for (const taskId of [...(this.assigned.get(workerId) ?? [])]) {
+        const task = this.tasks.get(taskId);
+        if (task && task.state === TaskState.SCHEDULED && task.workerId === workerId) this.kill(task, 'worker-lost');
       }
     }
     const silentAfter = this.opts.pingIntervalMs * this.opts.missedPings;

@@ -21,6 +21,8 @@ export const managerConfigSchema = z
     /** Pings a worker may miss before it is marked disconnected. */
     missed_pings: z.number().int().min(1).default(3),
     ack_timeout: duration().refine((v) => v >= 50, 'must be at least 50ms').default(5000),
+    /** How long a disconnected worker's scheduled tasks wait for it before they are lost (dead, reason worker-lost). */
+    reconnect_grace: duration().default(10_000),
     /** After a restart, how long recovered pending tasks wait for their workers to reconnect and report. */
     recovery_grace: duration().default(3000),
     /** Done and dead tasks are deleted from the store this long after they finished. */

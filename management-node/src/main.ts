@@ -56,6 +56,7 @@ async function main(): Promise<void> {
       missedPings: config.missed_pings,
       ackTimeoutMs: config.ack_timeout,
       recoveryGraceMs: config.recovery_grace,
+      reconnectGraceMs: config.reconnect_grace,
       tasksPerCpu: config.tasks_per_cpu,
       retentionMs: config.retention,
       maxFinishedTasks: config.max_finished_tasks,

@@ -1,7 +1,7 @@
 // The walking skeleton end to end: a real etcd, the built management node and
 // two built workers as child processes, driven only through the built schedctl.
 import { expect } from 'chai';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
@@ -186,6 +186,24 @@ describe('e2e: walking skeleton (etcd, manager, two workers, schedctl)', functio
     expect(new Set(ids(after))).to.deep.equal(new Set(ids(tasksBefore)));
     const show = await schedctl('tasks', 'show', id);
     expect(show.stdout).to.match(/exit[^\n]*\b5\b/i);
+  });
+
+  it('a worker stopped with SIGTERM says goodbye: disconnected at once, its running task dead (worker-lost)', async () => {
+    const id = (await schedctl('tasks', 'run', '--', 'sleep', '30')).stdout.trim();
+    const workerId = await waitFor('task scheduled', async () => {
+      const out = (await schedctl('tasks', 'show', id, '-o', 'json')).stdout;
+      const t = JSON.parse(out) as { state?: string; workerId?: string };
+      return t.state === 'TASK_STATE_SCHEDULED' && t.workerId;
+    });
+    const index = workers.findIndex((_, i) => readFileSync(join(dir, `worker-${i + 1}`, 'worker-id'), 'utf8').trim() === workerId);
+    expect(index, `worker ${workerId}`).to.be.at.least(0);
+    await workers[index]!.stop();
+    const show = await schedctl('tasks', 'show', id);
+    expect(show.stdout).to.match(/\bdead\b/);
+    expect(show.stdout).to.include('worker-lost');
+    expect((await workerRows()).some((l) => l.startsWith(workerId) && /disconnected/.test(l))).to.equal(true);
+    workers[index] = startWorker(index + 1);
+    await waitFor('worker back', async () => (await connectedCount()) === 2);
   });
 
   it('no answer within the ack timeout makes the task dead', async () => {

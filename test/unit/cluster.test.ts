@@ -217,6 +217,46 @@ describe('cluster', () => {
     expect(await store.range('tasks/')).to.have.length(0);
   });
 
+  it('a disconnected worker\'s scheduled tasks are lost after the reconnect grace, unless it comes back', async () => {
+    const link = new FakeLink();
+    cluster.hello(link, hello('w1'));
+    const a = await cluster.submit(spec('sleep', '9'));
+    const b = await cluster.submit(spec('sleep', '9'));
+    cluster.accepted('w1', { taskId: a.id, attempt: 1 } as never);
+    cluster.accepted('w1', { taskId: b.id, attempt: 1 } as never);
+    cluster.disconnect(link, 'w1', 'stream broke');
+    now += 9_000;
+    cluster.tick();
+    expect(a.state).to.equal(TaskState.SCHEDULED);
+    // Back in time, running only a; b's result was not kept either, so b is lost at the first pong.
+    const again = new FakeLink();
+    cluster.hello(again, hello('w1', [{ taskId: a.id, attempt: 1 }]));
+    now += 2_000;
+    cluster.tick();
+    expect(a.state).to.equal(TaskState.SCHEDULED);
+    expect(b.state).to.equal(TaskState.SCHEDULED);
+    cluster.pong('w1');
+    expect(a.state).to.equal(TaskState.SCHEDULED);
+    expect(b.state).to.equal(TaskState.DEAD);
+    expect(b.deadReason).to.match(/^worker-lost/);
+    // Gone for good this time.
+    cluster.disconnect(again, 'w1', 'stream broke');
+    now += 10_001;
+    cluster.tick();
+    expect(a.state).to.equal(TaskState.DEAD);
+    expect(a.deadReason).to.equal('worker-lost');
+  });
+
+  it('a worker that says goodbye loses its scheduled tasks at once', async () => {
+    const link = new FakeLink();
+    cluster.hello(link, hello('w1'));
+    const a = await cluster.submit(spec('sleep', '9'));
+    cluster.accepted('w1', { taskId: a.id, attempt: 1 } as never);
+    cluster.disconnect(link, 'w1', 'goodbye', true);
+    cluster.tick();
+    expect(a.state).to.equal(TaskState.DEAD);
+  });
+
   it('refuses invalid specs with the field named, storing nothing', async () => {
     const failure = (argv: string[], env: Record<string, string> = {}) =>
       cluster.submit(create(TaskSpecSchema, { argv, env })).then(

@@ -67,7 +67,7 @@ export function workerHandlers(
         cluster.seen(workerId);
         switch (m.case) {
           case 'pong':
-            return undefined;
+            return cluster.pong(workerId);
           case 'accepted':
             return cluster.accepted(workerId, m.value.task);
           case 'rejected':
@@ -78,7 +78,8 @@ export function workerHandlers(
             return cluster.finished(workerId, m.value);
           case 'goodbye':
             log.info({ worker: workerId, reason: m.value.reason }, 'worker said goodbye');
-            return lost(`goodbye: ${m.value.reason}`);
+            closed = true;
+            return cluster.disconnect(link, workerId, `goodbye: ${m.value.reason}`, true);
           default:
             return undefined;
         }
