@@ -99,6 +99,8 @@ export class Cluster {
   private readonly dirtyWorkers = new Set<string>();
   private readonly dirtyDeletes = new Set<string>();
   private nextRetentionSweep = 0;
+  /** Scheduled tasks being cancelled, with their SIGTERM→SIGKILL grace (0 = worker default). */
+  private readonly cancelling = new Map<string, number>();
   /** Disconnected workers with scheduled tasks: when their reconnect grace ends. */
   private readonly graceEnds = new Map<string, number>();
   /** Pending tasks loaded after a restart, held until holdRecoveredUntil. */
@@ -202,6 +204,33 @@ export class Cluster {
     };
   }
 
+  /**
+   * cancel stops tasks: pending ones end dead at once (an outstanding offer is withdrawn);
+   * scheduled ones are told to stop and end dead when their worker reports the exit.
+   * Resolves once the changes are stored.
+   */
+  async cancel(ids: string[], graceMs: number): Promise<Task[]> {
+    const tasks = ids.map((id) => this.getTask(id));
+    const writes: Array<Promise<void>> = [];
+    for (const task of tasks) {
+      if (task.state === TaskState.PENDING) {
+        const offer = this.offers.get(task.id);
+        if (offer) this.sendCancel(offer.workerId, task.id, offer.attempt, 'cancelled', graceMs);
+        this.dequeue(task.id);
+        writes.push(this.kill(task, 'cancelled'));
+      } else if (task.state === TaskState.SCHEDULED) {
+        this.cancelling.set(task.id, graceMs);
+        this.sendCancel(task.workerId, task.id, task.attempt, 'cancelled', graceMs);
+      }
+    }
+    await Promise.all(writes);
+    return tasks;
+  }
+
+  private sendCancel(workerId: string, taskId: string, attempt: number, reason: string, graceMs = 0): void {
+    this.sendTo(workerId, { case: 'cancelTask', value: { task: { taskId, attempt }, reason, graceMs } });
+  }
+
   // ---- workers ----------------------------------------------------------
 
   getWorker(id: string): Worker {
@@ -269,6 +298,8 @@ export class Cluster {
       if (task && !isTerminal(task)) {
         // Running there: its Accepted may have been lost with the old stream.
         if (task.state === TaskState.PENDING) this.acceptImplicitly(task);
+        const grace = this.cancelling.get(task.id);
+        if (grace !== undefined) this.sendCancel(workerId, task.id, task.attempt, 'cancelled', grace);
         continue;
       }
       link.send({ case: 'cancelTask', value: { task: ta, reason: 'attempt superseded' } });
@@ -301,7 +332,7 @@ export class Cluster {
     if (!session?.unreported) return;
     for (const taskId of session.unreported) {
       const task = this.tasks.get(taskId);
-      if (task && task.state === TaskState.SCHEDULED && task.workerId === workerId) this.kill(task, 'worker-lost: the worker no longer runs it');
+      if (task && task.state === TaskState.SCHEDULED && task.workerId === workerId) void this.kill(task, 'worker-lost: the worker no longer runs it');
     }
     delete session.unreported;
     this.placeQueued();
@@ -362,7 +393,10 @@ export class Cluster {
     this.offers.delete(task.id);
     this.excluded.delete(task.id);
     this.unassign(workerId, task.id);
-    task.state = TaskState.DONE;
+    // A cancelled task that exited ran, but not to its end: it is dead, with how it ended kept.
+    const cancelled = this.cancelling.delete(task.id);
+    task.state = cancelled ? TaskState.DEAD : TaskState.DONE;
+    if (cancelled) task.deadReason = 'cancelled';
     task.exitCode = f.exitCode;
     task.signal = f.signal;
     task.error = f.error;
@@ -430,7 +464,7 @@ export class Cluster {
       if (!choice) {
         if (views.length > 0 && views.every((v) => excluded.has(v.id))) {
           this.queued.delete(taskId);
-          this.kill(task, 'no worker accepted the task');
+          void this.kill(task, 'no worker accepted the task');
           continue;
         }
         break;
@@ -485,15 +519,18 @@ export class Cluster {
     this.markScheduled(task);
   }
 
-  private kill(task: Task, reason: string): void {
+  private kill(task: Task, reason: string): Promise<void> {
     this.offers.delete(task.id);
     this.excluded.delete(task.id);
+    this.cancelling.delete(task.id);
     if (task.workerId) this.unassign(task.workerId, task.id);
     task.state = TaskState.DEAD;
     task.deadReason = reason;
     task.finishedUnixMs = BigInt(this.now());
     this.log.info({ task: task.id, reason }, 'task dead');
-    void this.persistTask(task).catch(() => undefined);
+    const stored = this.persistTask(task);
+    stored.catch(() => undefined);
+    return stored;
   }
 
   /**
@@ -557,7 +594,7 @@ export class Cluster {
       const task = this.tasks.get(offer.taskId);
       if (task && task.state === TaskState.PENDING && this.sessionsExcept(this.excluded.get(task.id)) === 0) {
         this.queued.delete(task.id);
-        this.kill(task, 'ack-timeout');
+        void this.kill(task, 'ack-timeout');
       }
     }
     for (const [workerId, end] of this.graceEnds) {
@@ -566,7 +603,7 @@ export class Cluster {
       if (this.sessions.has(workerId)) continue;
       for (const taskId of [...(this.assigned.get(workerId) ?? [])]) {
         const task = this.tasks.get(taskId);
-        if (task && task.state === TaskState.SCHEDULED && task.workerId === workerId) this.kill(task, 'worker-lost');
+        if (task && task.state === TaskState.SCHEDULED && task.workerId === workerId) void this.kill(task, 'worker-lost');
       }
     }
     const silentAfter = this.opts.pingIntervalMs * this.opts.missedPings;

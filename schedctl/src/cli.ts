@@ -61,6 +61,7 @@ function rootHelp(cmd: Command, helper: Help): string {
       ['schedctl tasks run --wait -- make test', "waits for the task and exits with the task's exit code"],
       ['schedctl tasks ls --state dead', 'lists the tasks that will never run, and why'],
       ['schedctl -o json tasks show ID', 'prints one task as JSON'],
+      ['schedctl tasks cancel ID', 'stops a task; it ends dead with reason cancelled'],
     ]),
     `config: -c FILE, else $${CONFIG_ENV}, else ${DEFAULT_CONFIG_PATH} if it exists, else defaults\n(manager 127.0.0.1:7070, timeout 10s).\n`,
   ].join('\n');

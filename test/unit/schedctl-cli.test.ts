@@ -32,6 +32,14 @@ class FakeManager {
         this.tasks.set(task.id, task);
         cb(null, { $typeName: 'sched.v1.RunTaskResponse', task });
       },
+      cancelTask: (call, cb) => {
+        const tasks = call.request.ids.map((id) => {
+          const task = create(TaskSchema, { ...this.tasks.get(id)!, state: TaskState.DEAD, deadReason: 'cancelled' });
+          this.tasks.set(id, task);
+          return task;
+        });
+        cb(null, { $typeName: 'sched.v1.CancelTaskResponse', tasks });
+      },
       getTask: (call, cb) => {
         const task = this.tasks.get(call.request.id);
         if (!task) return cb(toStatus(new NotFoundError('task', call.request.id)));

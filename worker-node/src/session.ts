@@ -225,7 +225,7 @@ export class Session {
   private cancelTask(ct: CancelTask): void {
     const task = ct.task;
     if (!task) return;
-    if (this.o.executor.cancel(task.taskId, task.attempt, this.o.cancelGraceMs)) {
+    if (this.o.executor.cancel(task.taskId, task.attempt, ct.graceMs || this.o.cancelGraceMs)) {
       this.o.logger.info({ task: task.taskId, attempt: task.attempt, reason: ct.reason }, 'cancelling task');
       return;
     }

@@ -2,6 +2,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { create } from '@bufbuild/protobuf';
 import {
+  CancelTaskResponseSchema,
   GetTaskResponseSchema,
   GetWorkerResponseSchema,
   ListTasksResponseSchema,
@@ -42,6 +43,12 @@ export function managementHandlers(
     runTask: unary(async (req) => {
       const task = await cluster.submit(req.spec ?? create(TaskSpecSchema));
       return create(RunTaskResponseSchema, { task });
+    }),
+    cancelTask: unary(async (req) => {
+      const ids = [...new Set(req.ids)];
+      if (ids.length === 0) throw new InvalidArgumentError('ids', 'name at least one task');
+      ids.forEach((id, i) => requireId(`ids[${i}]`, id));
+      return create(CancelTaskResponseSchema, { tasks: await cluster.cancel(ids, req.graceMs) });
     }),
     getTask: unary((req) => create(GetTaskResponseSchema, { task: cluster.getTask(requireId('id', req.id)) })),
     listTasks: unary((req) => {

@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import type { Ctx } from './context.js';
 import { registerStatus } from './status.js';
+import { registerTasksCancel } from './tasks-cancel.js';
 import { registerTasksLs } from './tasks-ls.js';
 import { registerTasksRun } from './tasks-run.js';
 import { registerTasksShow } from './tasks-show.js';
@@ -17,6 +18,7 @@ export function registerCommands(program: Command, ctx: Ctx): void {
   registerTasksRun(tasks, ctx);
   registerTasksLs(tasks, ctx);
   registerTasksShow(tasks, ctx);
+  registerTasksCancel(tasks, ctx);
 
   registerStatus(program, ctx);
 }

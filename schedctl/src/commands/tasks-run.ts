@@ -58,7 +58,7 @@ function watchOnce(client: ManagementClient, id: string, onUpdate: () => void): 
  * server resends the task's current state); give up after `patienceMs` with
  * no answer.
  */
-async function waitForTask(ctx: Ctx, id: string, patienceMs: number): Promise<Task> {
+export async function waitForTask(ctx: Ctx, id: string, patienceMs: number): Promise<Task> {
   let failingSince: number | undefined;
   let delay = 200;
   for (;;) {

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sched/v1/management.proto.
  */
 export const file_sched_v1_management: GenFile = /*@__PURE__*/
-  fileDesc("ChlzY2hlZC92MS9tYW5hZ2VtZW50LnByb3RvEghzY2hlZC52MSIyCg5SdW5UYXNrUmVxdWVzdBIgCgRzcGVjGAEgASgLMhIuc2NoZWQudjEuVGFza1NwZWMiLwoPUnVuVGFza1Jlc3BvbnNlEhwKBHRhc2sYASABKAsyDi5zY2hlZC52MS5UYXNrIhwKDkdldFRhc2tSZXF1ZXN0EgoKAmlkGAEgASgJIi8KD0dldFRhc2tSZXNwb25zZRIcCgR0YXNrGAEgASgLMg4uc2NoZWQudjEuVGFzayJsChBMaXN0VGFza3NSZXF1ZXN0EiIKBXN0YXRlGAEgASgOMhMuc2NoZWQudjEuVGFza1N0YXRlEhEKCXdvcmtlcl9pZBgCIAEoCRINCgVsaW1pdBgDIAEoDRISCgpwYWdlX3Rva2VuGAQgASgJIksKEUxpc3RUYXNrc1Jlc3BvbnNlEh0KBXRhc2tzGAEgAygLMg4uc2NoZWQudjEuVGFzaxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiIAoRV2F0Y2hUYXNrc1JlcXVlc3QSCwoDaWRzGAEgAygJIjIKEldhdGNoVGFza3NSZXNwb25zZRIcCgR0YXNrGAEgASgLMg4uc2NoZWQudjEuVGFzayIUChJMaXN0V29ya2Vyc1JlcXVlc3QiOAoTTGlzdFdvcmtlcnNSZXNwb25zZRIhCgd3b3JrZXJzGAEgAygLMhAuc2NoZWQudjEuV29ya2VyIh4KEEdldFdvcmtlclJlcXVlc3QSCgoCaWQYASABKAkiNQoRR2V0V29ya2VyUmVzcG9uc2USIAoGd29ya2VyGAEgASgLMhAuc2NoZWQudjEuV29ya2VyIg8KDVN0YXR1c1JlcXVlc3Qi2wEKDlN0YXR1c1Jlc3BvbnNlEg8KB3ZlcnNpb24YASABKAkSDQoFc3RvcmUYAiABKAkSGQoRd29ya2Vyc19jb25uZWN0ZWQYAyABKA0SFQoNd29ya2Vyc190b3RhbBgEIAEoDRJCCg50YXNrc19ieV9zdGF0ZRgFIAMoCzIqLnNjaGVkLnYxLlN0YXR1c1Jlc3BvbnNlLlRhc2tzQnlTdGF0ZUVudHJ5GjMKEVRhc2tzQnlTdGF0ZUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoDToCOAEy8wMKEU1hbmFnZW1lbnRTZXJ2aWNlEj4KB1J1blRhc2sSGC5zY2hlZC52MS5SdW5UYXNrUmVxdWVzdBoZLnNjaGVkLnYxLlJ1blRhc2tSZXNwb25zZRI+CgdHZXRUYXNrEhguc2NoZWQudjEuR2V0VGFza1JlcXVlc3QaGS5zY2hlZC52MS5HZXRUYXNrUmVzcG9uc2USRAoJTGlzdFRhc2tzEhouc2NoZWQudjEuTGlzdFRhc2tzUmVxdWVzdBobLnNjaGVkLnYxLkxpc3RUYXNrc1Jlc3BvbnNlEkkKCldhdGNoVGFza3MSGy5zY2hlZC52MS5XYXRjaFRhc2tzUmVxdWVzdBocLnNjaGVkLnYxLldhdGNoVGFza3NSZXNwb25zZTABEkoKC0xpc3RXb3JrZXJzEhwuc2NoZWQudjEuTGlzdFdvcmtlcnNSZXF1ZXN0Gh0uc2NoZWQudjEuTGlzdFdvcmtlcnNSZXNwb25zZRJECglHZXRXb3JrZXISGi5zY2hlZC52MS5HZXRXb3JrZXJSZXF1ZXN0Ghsuc2NoZWQudjEuR2V0V29ya2VyUmVzcG9uc2USOwoGU3RhdHVzEhcuc2NoZWQudjEuU3RhdHVzUmVxdWVzdBoYLnNjaGVkLnYxLlN0YXR1c1Jlc3BvbnNlYgZwcm90bzM", [file_sched_v1_types]);
+  fileDesc("ChlzY2hlZC92MS9tYW5hZ2VtZW50LnByb3RvEghzY2hlZC52MSIyCg5SdW5UYXNrUmVxdWVzdBIgCgRzcGVjGAEgASgLMhIuc2NoZWQudjEuVGFza1NwZWMiLwoPUnVuVGFza1Jlc3BvbnNlEhwKBHRhc2sYASABKAsyDi5zY2hlZC52MS5UYXNrIhwKDkdldFRhc2tSZXF1ZXN0EgoKAmlkGAEgASgJIi8KD0dldFRhc2tSZXNwb25zZRIcCgR0YXNrGAEgASgLMg4uc2NoZWQudjEuVGFzayJsChBMaXN0VGFza3NSZXF1ZXN0EiIKBXN0YXRlGAEgASgOMhMuc2NoZWQudjEuVGFza1N0YXRlEhEKCXdvcmtlcl9pZBgCIAEoCRINCgVsaW1pdBgDIAEoDRISCgpwYWdlX3Rva2VuGAQgASgJIksKEUxpc3RUYXNrc1Jlc3BvbnNlEh0KBXRhc2tzGAEgAygLMg4uc2NoZWQudjEuVGFzaxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiMgoRQ2FuY2VsVGFza1JlcXVlc3QSCwoDaWRzGAEgAygJEhAKCGdyYWNlX21zGAIgASgNIjMKEkNhbmNlbFRhc2tSZXNwb25zZRIdCgV0YXNrcxgBIAMoCzIOLnNjaGVkLnYxLlRhc2siIAoRV2F0Y2hUYXNrc1JlcXVlc3QSCwoDaWRzGAEgAygJIjIKEldhdGNoVGFza3NSZXNwb25zZRIcCgR0YXNrGAEgASgLMg4uc2NoZWQudjEuVGFzayIUChJMaXN0V29ya2Vyc1JlcXVlc3QiOAoTTGlzdFdvcmtlcnNSZXNwb25zZRIhCgd3b3JrZXJzGAEgAygLMhAuc2NoZWQudjEuV29ya2VyIh4KEEdldFdvcmtlclJlcXVlc3QSCgoCaWQYASABKAkiNQoRR2V0V29ya2VyUmVzcG9uc2USIAoGd29ya2VyGAEgASgLMhAuc2NoZWQudjEuV29ya2VyIg8KDVN0YXR1c1JlcXVlc3Qi2wEKDlN0YXR1c1Jlc3BvbnNlEg8KB3ZlcnNpb24YASABKAkSDQoFc3RvcmUYAiABKAkSGQoRd29ya2Vyc19jb25uZWN0ZWQYAyABKA0SFQoNd29ya2Vyc190b3RhbBgEIAEoDRJCCg50YXNrc19ieV9zdGF0ZRgFIAMoCzIqLnNjaGVkLnYxLlN0YXR1c1Jlc3BvbnNlLlRhc2tzQnlTdGF0ZUVudHJ5GjMKEVRhc2tzQnlTdGF0ZUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoDToCOAEyvAQKEU1hbmFnZW1lbnRTZXJ2aWNlEj4KB1J1blRhc2sSGC5zY2hlZC52MS5SdW5UYXNrUmVxdWVzdBoZLnNjaGVkLnYxLlJ1blRhc2tSZXNwb25zZRI+CgdHZXRUYXNrEhguc2NoZWQudjEuR2V0VGFza1JlcXVlc3QaGS5zY2hlZC52MS5HZXRUYXNrUmVzcG9uc2USRAoJTGlzdFRhc2tzEhouc2NoZWQudjEuTGlzdFRhc2tzUmVxdWVzdBobLnNjaGVkLnYxLkxpc3RUYXNrc1Jlc3BvbnNlEkcKCkNhbmNlbFRhc2sSGy5zY2hlZC52MS5DYW5jZWxUYXNrUmVxdWVzdBocLnNjaGVkLnYxLkNhbmNlbFRhc2tSZXNwb25zZRJJCgpXYXRjaFRhc2tzEhsuc2NoZWQudjEuV2F0Y2hUYXNrc1JlcXVlc3QaHC5zY2hlZC52MS5XYXRjaFRhc2tzUmVzcG9uc2UwARJKCgtMaXN0V29ya2VycxIcLnNjaGVkLnYxLkxpc3RXb3JrZXJzUmVxdWVzdBodLnNjaGVkLnYxLkxpc3RXb3JrZXJzUmVzcG9uc2USRAoJR2V0V29ya2VyEhouc2NoZWQudjEuR2V0V29ya2VyUmVxdWVzdBobLnNjaGVkLnYxLkdldFdvcmtlclJlc3BvbnNlEjsKBlN0YXR1cxIXLnNjaGVkLnYxLlN0YXR1c1JlcXVlc3QaGC5zY2hlZC52MS5TdGF0dXNSZXNwb25zZWIGcHJvdG8z", [file_sched_v1_types]);
 
 /**
  * @generated from message sched.v1.RunTaskRequest
@@ -143,6 +143,49 @@ export const ListTasksResponseSchema: GenMessage<ListTasksResponse> = /*@__PURE_
   messageDesc(file_sched_v1_management, 5);
 
 /**
+ * @generated from message sched.v1.CancelTaskRequest
+ */
+export type CancelTaskRequest = Message<"sched.v1.CancelTaskRequest"> & {
+  /**
+   * @generated from field: repeated string ids = 1;
+   */
+  ids: string[];
+
+  /**
+   * Time between SIGTERM and SIGKILL; 0 means the worker's default.
+   *
+   * @generated from field: uint32 grace_ms = 2;
+   */
+  graceMs: number;
+};
+
+/**
+ * Describes the message sched.v1.CancelTaskRequest.
+ * Use `create(CancelTaskRequestSchema)` to create a new message.
+ */
+export const CancelTaskRequestSchema: GenMessage<CancelTaskRequest> = /*@__PURE__*/
+  messageDesc(file_sched_v1_management, 6);
+
+/**
+ * @generated from message sched.v1.CancelTaskResponse
+ */
+export type CancelTaskResponse = Message<"sched.v1.CancelTaskResponse"> & {
+  /**
+   * The tasks as they are once the request is stored (scheduled ones are still stopping).
+   *
+   * @generated from field: repeated sched.v1.Task tasks = 1;
+   */
+  tasks: Task[];
+};
+
+/**
+ * Describes the message sched.v1.CancelTaskResponse.
+ * Use `create(CancelTaskResponseSchema)` to create a new message.
+ */
+export const CancelTaskResponseSchema: GenMessage<CancelTaskResponse> = /*@__PURE__*/
+  messageDesc(file_sched_v1_management, 7);
+
+/**
  * @generated from message sched.v1.WatchTasksRequest
  */
 export type WatchTasksRequest = Message<"sched.v1.WatchTasksRequest"> & {
@@ -157,7 +200,7 @@ export type WatchTasksRequest = Message<"sched.v1.WatchTasksRequest"> & {
  * Use `create(WatchTasksRequestSchema)` to create a new message.
  */
 export const WatchTasksRequestSchema: GenMessage<WatchTasksRequest> = /*@__PURE__*/
-  messageDesc(file_sched_v1_management, 6);
+  messageDesc(file_sched_v1_management, 8);
 
 /**
  * @generated from message sched.v1.WatchTasksResponse
@@ -174,7 +217,7 @@ export type WatchTasksResponse = Message<"sched.v1.WatchTasksResponse"> & {
  * Use `create(WatchTasksResponseSchema)` to create a new message.
  */
 export const WatchTasksResponseSchema: GenMessage<WatchTasksResponse> = /*@__PURE__*/
-  messageDesc(file_sched_v1_management, 7);
+  messageDesc(file_sched_v1_management, 9);
 
 /**
  * @generated from message sched.v1.ListWorkersRequest
@@ -187,7 +230,7 @@ export type ListWorkersRequest = Message<"sched.v1.ListWorkersRequest"> & {
  * Use `create(ListWorkersRequestSchema)` to create a new message.
  */
 export const ListWorkersRequestSchema: GenMessage<ListWorkersRequest> = /*@__PURE__*/
-  messageDesc(file_sched_v1_management, 8);
+  messageDesc(file_sched_v1_management, 10);
 
 /**
  * @generated from message sched.v1.ListWorkersResponse
@@ -204,7 +247,7 @@ export type ListWorkersResponse = Message<"sched.v1.ListWorkersResponse"> & {
  * Use `create(ListWorkersResponseSchema)` to create a new message.
  */
 export const ListWorkersResponseSchema: GenMessage<ListWorkersResponse> = /*@__PURE__*/
-  messageDesc(file_sched_v1_management, 9);
+  messageDesc(file_sched_v1_management, 11);
 
 /**
  * @generated from message sched.v1.GetWorkerRequest
@@ -221,7 +264,7 @@ export type GetWorkerRequest = Message<"sched.v1.GetWorkerRequest"> & {
  * Use `create(GetWorkerRequestSchema)` to create a new message.
  */
 export const GetWorkerRequestSchema: GenMessage<GetWorkerRequest> = /*@__PURE__*/
-  messageDesc(file_sched_v1_management, 10);
+  messageDesc(file_sched_v1_management, 12);
 
 /**
  * @generated from message sched.v1.GetWorkerResponse
@@ -238,7 +281,7 @@ export type GetWorkerResponse = Message<"sched.v1.GetWorkerResponse"> & {
  * Use `create(GetWorkerResponseSchema)` to create a new message.
  */
 export const GetWorkerResponseSchema: GenMessage<GetWorkerResponse> = /*@__PURE__*/
-  messageDesc(file_sched_v1_management, 11);
+  messageDesc(file_sched_v1_management, 13);
 
 /**
  * @generated from message sched.v1.StatusRequest
@@ -251,7 +294,7 @@ export type StatusRequest = Message<"sched.v1.StatusRequest"> & {
  * Use `create(StatusRequestSchema)` to create a new message.
  */
 export const StatusRequestSchema: GenMessage<StatusRequest> = /*@__PURE__*/
-  messageDesc(file_sched_v1_management, 12);
+  messageDesc(file_sched_v1_management, 14);
 
 /**
  * @generated from message sched.v1.StatusResponse
@@ -288,7 +331,7 @@ export type StatusResponse = Message<"sched.v1.StatusResponse"> & {
  * Use `create(StatusResponseSchema)` to create a new message.
  */
 export const StatusResponseSchema: GenMessage<StatusResponse> = /*@__PURE__*/
-  messageDesc(file_sched_v1_management, 13);
+  messageDesc(file_sched_v1_management, 15);
 
 /**
  * ManagementService is what schedctl calls on the management node.
@@ -319,6 +362,17 @@ export const ManagementService: GenService<{
     methodKind: "unary";
     input: typeof ListTasksRequestSchema;
     output: typeof ListTasksResponseSchema;
+  },
+  /**
+   * CancelTask stops tasks: a pending one ends dead at once; a scheduled one gets SIGTERM to its
+   * process group, SIGKILL after the grace, and ends dead. Finished tasks are left as they are.
+   *
+   * @generated from rpc sched.v1.ManagementService.CancelTask
+   */
+  cancelTask: {
+    methodKind: "unary";
+    input: typeof CancelTaskRequestSchema;
+    output: typeof CancelTaskResponseSchema;
   },
   /**
    * WatchTasks sends each named task now and again whenever it changes.
