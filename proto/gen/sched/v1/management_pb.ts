@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sched/v1/management.proto.
  */
 export const file_sched_v1_management: GenFile = /*@__PURE__*/
-  fileDesc("ChlzY2hlZC92MS9tYW5hZ2VtZW50LnByb3RvEghzY2hlZC52MSIyCg5SdW5UYXNrUmVxdWVzdBIgCgRzcGVjGAEgASgLMhIuc2NoZWQudjEuVGFza1NwZWMiLwoPUnVuVGFza1Jlc3BvbnNlEhwKBHRhc2sYASABKAsyDi5zY2hlZC52MS5UYXNrIhwKDkdldFRhc2tSZXF1ZXN0EgoKAmlkGAEgASgJIi8KD0dldFRhc2tSZXNwb25zZRIcCgR0YXNrGAEgASgLMg4uc2NoZWQudjEuVGFzayJsChBMaXN0VGFza3NSZXF1ZXN0EiIKBXN0YXRlGAEgASgOMhMuc2NoZWQudjEuVGFza1N0YXRlEhEKCXdvcmtlcl9pZBgCIAEoCRINCgVsaW1pdBgDIAEoDRISCgpwYWdlX3Rva2VuGAQgASgJIksKEUxpc3RUYXNrc1Jlc3BvbnNlEh0KBXRhc2tzGAEgAygLMg4uc2NoZWQudjEuVGFzaxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiMgoRQ2FuY2VsVGFza1JlcXVlc3QSCwoDaWRzGAEgAygJEhAKCGdyYWNlX21zGAIgASgNIjMKEkNhbmNlbFRhc2tSZXNwb25zZRIdCgV0YXNrcxgBIAMoCzIOLnNjaGVkLnYxLlRhc2siIAoRV2F0Y2hUYXNrc1JlcXVlc3QSCwoDaWRzGAEgAygJIjIKEldhdGNoVGFza3NSZXNwb25zZRIcCgR0YXNrGAEgASgLMg4uc2NoZWQudjEuVGFzayIUChJMaXN0V29ya2Vyc1JlcXVlc3QiOAoTTGlzdFdvcmtlcnNSZXNwb25zZRIhCgd3b3JrZXJzGAEgAygLMhAuc2NoZWQudjEuV29ya2VyIh4KEEdldFdvcmtlclJlcXVlc3QSCgoCaWQYASABKAkiNQoRR2V0V29ya2VyUmVzcG9uc2USIAoGd29ya2VyGAEgASgLMhAuc2NoZWQudjEuV29ya2VyIg8KDVN0YXR1c1JlcXVlc3Qi2wEKDlN0YXR1c1Jlc3BvbnNlEg8KB3ZlcnNpb24YASABKAkSDQoFc3RvcmUYAiABKAkSGQoRd29ya2Vyc19jb25uZWN0ZWQYAyABKA0SFQoNd29ya2Vyc190b3RhbBgEIAEoDRJCCg50YXNrc19ieV9zdGF0ZRgFIAMoCzIqLnNjaGVkLnYxLlN0YXR1c1Jlc3BvbnNlLlRhc2tzQnlTdGF0ZUVudHJ5GjMKEVRhc2tzQnlTdGF0ZUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoDToCOAEyvAQKEU1hbmFnZW1lbnRTZXJ2aWNlEj4KB1J1blRhc2sSGC5zY2hlZC52MS5SdW5UYXNrUmVxdWVzdBoZLnNjaGVkLnYxLlJ1blRhc2tSZXNwb25zZRI+CgdHZXRUYXNrEhguc2NoZWQudjEuR2V0VGFza1JlcXVlc3QaGS5zY2hlZC52MS5HZXRUYXNrUmVzcG9uc2USRAoJTGlzdFRhc2tzEhouc2NoZWQudjEuTGlzdFRhc2tzUmVxdWVzdBobLnNjaGVkLnYxLkxpc3RUYXNrc1Jlc3BvbnNlEkcKCkNhbmNlbFRhc2sSGy5zY2hlZC52MS5DYW5jZWxUYXNrUmVxdWVzdBocLnNjaGVkLnYxLkNhbmNlbFRhc2tSZXNwb25zZRJJCgpXYXRjaFRhc2tzEhsuc2NoZWQudjEuV2F0Y2hUYXNrc1JlcXVlc3QaHC5zY2hlZC52MS5XYXRjaFRhc2tzUmVzcG9uc2UwARJKCgtMaXN0V29ya2VycxIcLnNjaGVkLnYxLkxpc3RXb3JrZXJzUmVxdWVzdBodLnNjaGVkLnYxLkxpc3RXb3JrZXJzUmVzcG9uc2USRAoJR2V0V29ya2VyEhouc2NoZWQudjEuR2V0V29ya2VyUmVxdWVzdBobLnNjaGVkLnYxLkdldFdvcmtlclJlc3BvbnNlEjsKBlN0YXR1cxIXLnNjaGVkLnYxLlN0YXR1c1JlcXVlc3QaGC5zY2hlZC52MS5TdGF0dXNSZXNwb25zZWIGcHJvdG8z", [file_sched_v1_types]);
+  fileDesc("ChlzY2hlZC92MS9tYW5hZ2VtZW50LnByb3RvEghzY2hlZC52MSJBCg5SdW5UYXNrUmVxdWVzdBIgCgRzcGVjGAEgASgLMhIuc2NoZWQudjEuVGFza1NwZWMSDQoFY291bnQYAiABKA0iYAoPUnVuVGFza1Jlc3BvbnNlEhwKBHRhc2sYASABKAsyDi5zY2hlZC52MS5UYXNrEh0KBXRhc2tzGAIgAygLMg4uc2NoZWQudjEuVGFzaxIQCghncm91cF9pZBgDIAEoCSIcCg5HZXRUYXNrUmVxdWVzdBIKCgJpZBgBIAEoCSIvCg9HZXRUYXNrUmVzcG9uc2USHAoEdGFzaxgBIAEoCzIOLnNjaGVkLnYxLlRhc2sifgoQTGlzdFRhc2tzUmVxdWVzdBIiCgVzdGF0ZRgBIAEoDjITLnNjaGVkLnYxLlRhc2tTdGF0ZRIRCgl3b3JrZXJfaWQYAiABKAkSDQoFbGltaXQYAyABKA0SEgoKcGFnZV90b2tlbhgEIAEoCRIQCghncm91cF9pZBgFIAEoCSJLChFMaXN0VGFza3NSZXNwb25zZRIdCgV0YXNrcxgBIAMoCzIOLnNjaGVkLnYxLlRhc2sSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjIKEUNhbmNlbFRhc2tSZXF1ZXN0EgsKA2lkcxgBIAMoCRIQCghncmFjZV9tcxgCIAEoDSIzChJDYW5jZWxUYXNrUmVzcG9uc2USHQoFdGFza3MYASADKAsyDi5zY2hlZC52MS5UYXNrIiAKEVdhdGNoVGFza3NSZXF1ZXN0EgsKA2lkcxgBIAMoCSIyChJXYXRjaFRhc2tzUmVzcG9uc2USHAoEdGFzaxgBIAEoCzIOLnNjaGVkLnYxLlRhc2siFAoSTGlzdFdvcmtlcnNSZXF1ZXN0IjgKE0xpc3RXb3JrZXJzUmVzcG9uc2USIQoHd29ya2VycxgBIAMoCzIQLnNjaGVkLnYxLldvcmtlciIeChBHZXRXb3JrZXJSZXF1ZXN0EgoKAmlkGAEgASgJIjUKEUdldFdvcmtlclJlc3BvbnNlEiAKBndvcmtlchgBIAEoCzIQLnNjaGVkLnYxLldvcmtlciIPCg1TdGF0dXNSZXF1ZXN0ItsBCg5TdGF0dXNSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgJEg0KBXN0b3JlGAIgASgJEhkKEXdvcmtlcnNfY29ubmVjdGVkGAMgASgNEhUKDXdvcmtlcnNfdG90YWwYBCABKA0SQgoOdGFza3NfYnlfc3RhdGUYBSADKAsyKi5zY2hlZC52MS5TdGF0dXNSZXNwb25zZS5UYXNrc0J5U3RhdGVFbnRyeRozChFUYXNrc0J5U3RhdGVFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKA06AjgBMrwEChFNYW5hZ2VtZW50U2VydmljZRI+CgdSdW5UYXNrEhguc2NoZWQudjEuUnVuVGFza1JlcXVlc3QaGS5zY2hlZC52MS5SdW5UYXNrUmVzcG9uc2USPgoHR2V0VGFzaxIYLnNjaGVkLnYxLkdldFRhc2tSZXF1ZXN0Ghkuc2NoZWQudjEuR2V0VGFza1Jlc3BvbnNlEkQKCUxpc3RUYXNrcxIaLnNjaGVkLnYxLkxpc3RUYXNrc1JlcXVlc3QaGy5zY2hlZC52MS5MaXN0VGFza3NSZXNwb25zZRJHCgpDYW5jZWxUYXNrEhsuc2NoZWQudjEuQ2FuY2VsVGFza1JlcXVlc3QaHC5zY2hlZC52MS5DYW5jZWxUYXNrUmVzcG9uc2USSQoKV2F0Y2hUYXNrcxIbLnNjaGVkLnYxLldhdGNoVGFza3NSZXF1ZXN0Ghwuc2NoZWQudjEuV2F0Y2hUYXNrc1Jlc3BvbnNlMAESSgoLTGlzdFdvcmtlcnMSHC5zY2hlZC52MS5MaXN0V29ya2Vyc1JlcXVlc3QaHS5zY2hlZC52MS5MaXN0V29ya2Vyc1Jlc3BvbnNlEkQKCUdldFdvcmtlchIaLnNjaGVkLnYxLkdldFdvcmtlclJlcXVlc3QaGy5zY2hlZC52MS5HZXRXb3JrZXJSZXNwb25zZRI7CgZTdGF0dXMSFy5zY2hlZC52MS5TdGF0dXNSZXF1ZXN0Ghguc2NoZWQudjEuU3RhdHVzUmVzcG9uc2ViBnByb3RvMw", [file_sched_v1_types]);
 
 /**
  * @generated from message sched.v1.RunTaskRequest
@@ -22,6 +22,13 @@ export type RunTaskRequest = Message<"sched.v1.RunTaskRequest"> & {
    * @generated from field: sched.v1.TaskSpec spec = 1;
    */
   spec?: TaskSpec | undefined;
+
+  /**
+   * How many copies of the task to create (one group); 0 means 1.
+   *
+   * @generated from field: uint32 count = 2;
+   */
+  count: number;
 };
 
 /**
@@ -36,9 +43,23 @@ export const RunTaskRequestSchema: GenMessage<RunTaskRequest> = /*@__PURE__*/
  */
 export type RunTaskResponse = Message<"sched.v1.RunTaskResponse"> & {
   /**
+   * The first (or only) task created.
+   *
    * @generated from field: sched.v1.Task task = 1;
    */
   task?: Task | undefined;
+
+  /**
+   * Every task created, when count > 1.
+   *
+   * @generated from field: repeated sched.v1.Task tasks = 2;
+   */
+  tasks: Task[];
+
+  /**
+   * @generated from field: string group_id = 3;
+   */
+  groupId: string;
 };
 
 /**
@@ -111,6 +132,13 @@ export type ListTasksRequest = Message<"sched.v1.ListTasksRequest"> & {
    * @generated from field: string page_token = 4;
    */
   pageToken: string;
+
+  /**
+   * Only tasks of this group (from tasks run --count).
+   *
+   * @generated from field: string group_id = 5;
+   */
+  groupId: string;
 };
 
 /**

@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sched/v1/types.proto.
  */
 export const file_sched_v1_types: GenFile = /*@__PURE__*/
-  fileDesc("ChRzY2hlZC92MS90eXBlcy5wcm90bxIIc2NoZWQudjEiMwoJUmVzb3VyY2VzEhAKCG1pbGxpY3B1GAEgASgDEhQKDG1lbW9yeV9ieXRlcxgCIAEoAyJ7CghUYXNrU3BlYxIMCgRhcmd2GAEgAygJEigKA2VudhgCIAMoCzIbLnNjaGVkLnYxLlRhc2tTcGVjLkVudkVudHJ5EgsKA2N3ZBgDIAEoCRoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIuECCgRUYXNrEgoKAmlkGAEgASgJEiAKBHNwZWMYAiABKAsyEi5zY2hlZC52MS5UYXNrU3BlYxIiCgVzdGF0ZRgDIAEoDjITLnNjaGVkLnYxLlRhc2tTdGF0ZRIRCgl3b3JrZXJfaWQYBCABKAkSDwoHYXR0ZW1wdBgFIAEoDRIRCglleGl0X2NvZGUYBiABKAUSDgoGc2lnbmFsGAcgASgJEhMKC2RlYWRfcmVhc29uGAggASgJEg0KBWVycm9yGAkgASgJEhcKD2NyZWF0ZWRfdW5peF9tcxgKIAEoAxIZChFzY2hlZHVsZWRfdW5peF9tcxgLIAEoAxIXCg9zdGFydGVkX3VuaXhfbXMYDCABKAMSGAoQZmluaXNoZWRfdW5peF9tcxgNIAEoAxITCgtzdGRvdXRfdGFpbBgOIAEoDBITCgtzdGRlcnJfdGFpbBgPIAEoDBILCgNwaWQYECABKA0ihgEKDEhhcmR3YXJlSW5mbxIQCghob3N0bmFtZRgBIAEoCRIKCgJvcxgCIAEoCRIMCgRhcmNoGAMgASgJEg4KBmtlcm5lbBgEIAEoCRIRCgljcHVfY291bnQYBSABKA0SEQoJY3B1X21vZGVsGAYgASgJEhQKDG1lbW9yeV9ieXRlcxgHIAEoAyLpAgoGV29ya2VyEgoKAmlkGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSJAoFc3RhdGUYAyABKA4yFS5zY2hlZC52MS5Xb3JrZXJTdGF0ZRIlCghjYXBhY2l0eRgEIAEoCzITLnNjaGVkLnYxLlJlc291cmNlcxIsCgZsYWJlbHMYBSADKAsyHC5zY2hlZC52MS5Xb3JrZXIuTGFiZWxzRW50cnkSKAoIaGFyZHdhcmUYBiABKAsyFi5zY2hlZC52MS5IYXJkd2FyZUluZm8SDwoHdmVyc2lvbhgHIAEoCRIZChFjb25uZWN0ZWRfdW5peF9tcxgIIAEoAxIZChFsYXN0X3NlZW5fdW5peF9tcxgJIAEoAxIQCghkcmFpbmluZxgKIAEoCBIVCg1ydW5uaW5nX3Rhc2tzGAsgASgNGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEqgwEKCVRhc2tTdGF0ZRIaChZUQVNLX1NUQVRFX1VOU1BFQ0lGSUVEEAASFgoSVEFTS19TVEFURV9QRU5ESU5HEAESGAoUVEFTS19TVEFURV9TQ0hFRFVMRUQQAhITCg9UQVNLX1NUQVRFX0RPTkUQAxITCg9UQVNLX1NUQVRFX0RFQUQQBCpmCgtXb3JrZXJTdGF0ZRIcChhXT1JLRVJfU1RBVEVfVU5TUEVDSUZJRUQQABIaChZXT1JLRVJfU1RBVEVfQ09OTkVDVEVEEAESHQoZV09SS0VSX1NUQVRFX0RJU0NPTk5FQ1RFRBACYgZwcm90bzM");
+  fileDesc("ChRzY2hlZC92MS90eXBlcy5wcm90bxIIc2NoZWQudjEiMwoJUmVzb3VyY2VzEhAKCG1pbGxpY3B1GAEgASgDEhQKDG1lbW9yeV9ieXRlcxgCIAEoAyLjAgoIVGFza1NwZWMSDAoEYXJndhgBIAMoCRIoCgNlbnYYAiADKAsyGy5zY2hlZC52MS5UYXNrU3BlYy5FbnZFbnRyeRILCgNjd2QYAyABKAkSJgoJcmVzb3VyY2VzGAQgASgLMhMuc2NoZWQudjEuUmVzb3VyY2VzEjgKC2NvbnN0cmFpbnRzGAUgAygLMiMuc2NoZWQudjEuVGFza1NwZWMuQ29uc3RyYWludHNFbnRyeRIQCghwcmlvcml0eRgGIAEoBRIPCgdyZXRyaWVzGAcgASgNEhAKCHN0cmF0ZWd5GAggASgJEhsKE3NjaGVkdWxlX3RpbWVvdXRfbXMYCSABKA0aKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ARoyChBDb25zdHJhaW50c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiiwMKBFRhc2sSCgoCaWQYASABKAkSIAoEc3BlYxgCIAEoCzISLnNjaGVkLnYxLlRhc2tTcGVjEiIKBXN0YXRlGAMgASgOMhMuc2NoZWQudjEuVGFza1N0YXRlEhEKCXdvcmtlcl9pZBgEIAEoCRIPCgdhdHRlbXB0GAUgASgNEhEKCWV4aXRfY29kZRgGIAEoBRIOCgZzaWduYWwYByABKAkSEwoLZGVhZF9yZWFzb24YCCABKAkSDQoFZXJyb3IYCSABKAkSFwoPY3JlYXRlZF91bml4X21zGAogASgDEhkKEXNjaGVkdWxlZF91bml4X21zGAsgASgDEhcKD3N0YXJ0ZWRfdW5peF9tcxgMIAEoAxIYChBmaW5pc2hlZF91bml4X21zGA0gASgDEhMKC3N0ZG91dF90YWlsGA4gASgMEhMKC3N0ZGVycl90YWlsGA8gASgMEgsKA3BpZBgQIAEoDRIQCghncm91cF9pZBgRIAEoCRIWCg5wZW5kaW5nX3JlYXNvbhgSIAEoCSKGAQoMSGFyZHdhcmVJbmZvEhAKCGhvc3RuYW1lGAEgASgJEgoKAm9zGAIgASgJEgwKBGFyY2gYAyABKAkSDgoGa2VybmVsGAQgASgJEhEKCWNwdV9jb3VudBgFIAEoDRIRCgljcHVfbW9kZWwYBiABKAkSFAoMbWVtb3J5X2J5dGVzGAcgASgDIukCCgZXb3JrZXISCgoCaWQYASABKAkSDwoHYWRkcmVzcxgCIAEoCRIkCgVzdGF0ZRgDIAEoDjIVLnNjaGVkLnYxLldvcmtlclN0YXRlEiUKCGNhcGFjaXR5GAQgASgLMhMuc2NoZWQudjEuUmVzb3VyY2VzEiwKBmxhYmVscxgFIAMoCzIcLnNjaGVkLnYxLldvcmtlci5MYWJlbHNFbnRyeRIoCghoYXJkd2FyZRgGIAEoCzIWLnNjaGVkLnYxLkhhcmR3YXJlSW5mbxIPCgd2ZXJzaW9uGAcgASgJEhkKEWNvbm5lY3RlZF91bml4X21zGAggASgDEhkKEWxhc3Rfc2Vlbl91bml4X21zGAkgASgDEhAKCGRyYWluaW5nGAogASgIEhUKDXJ1bm5pbmdfdGFza3MYCyABKA0aLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASqDAQoJVGFza1N0YXRlEhoKFlRBU0tfU1RBVEVfVU5TUEVDSUZJRUQQABIWChJUQVNLX1NUQVRFX1BFTkRJTkcQARIYChRUQVNLX1NUQVRFX1NDSEVEVUxFRBACEhMKD1RBU0tfU1RBVEVfRE9ORRADEhMKD1RBU0tfU1RBVEVfREVBRBAEKmYKC1dvcmtlclN0YXRlEhwKGFdPUktFUl9TVEFURV9VTlNQRUNJRklFRBAAEhoKFldPUktFUl9TVEFURV9DT05ORUNURUQQARIdChlXT1JLRVJfU1RBVEVfRElTQ09OTkVDVEVEEAJiBnByb3RvMw");
 
 /**
  * Resources are what a worker offers or a task asks for.
@@ -37,7 +37,7 @@ export const ResourcesSchema: GenMessage<Resources> = /*@__PURE__*/
   messageDesc(file_sched_v1_types, 0);
 
 /**
- * TaskSpec is what the operator asked to run.
+ * TaskSpec is what the operator asked to run, and what it needs.
  *
  * @generated from message sched.v1.TaskSpec
  */
@@ -56,6 +56,48 @@ export type TaskSpec = Message<"sched.v1.TaskSpec"> & {
    * @generated from field: string cwd = 3;
    */
   cwd: string;
+
+  /**
+   * What the task reserves on its worker while it runs.
+   *
+   * @generated from field: sched.v1.Resources resources = 4;
+   */
+  resources?: Resources | undefined;
+
+  /**
+   * Worker labels the task requires, all of them (key = value).
+   *
+   * @generated from field: map<string, string> constraints = 5;
+   */
+  constraints: { [key: string]: string };
+
+  /**
+   * Higher runs first; ties go to the earlier submission.
+   *
+   * @generated from field: int32 priority = 6;
+   */
+  priority: number;
+
+  /**
+   * How many times the task is placed again after its worker is lost.
+   *
+   * @generated from field: uint32 retries = 7;
+   */
+  retries: number;
+
+  /**
+   * "binpack" (fill the fullest worker that fits) or "spread" (the emptiest); empty = manager default.
+   *
+   * @generated from field: string strategy = 8;
+   */
+  strategy: string;
+
+  /**
+   * The task ends dead if it is not placed within this time; 0 = wait as long as it takes.
+   *
+   * @generated from field: uint32 schedule_timeout_ms = 9;
+   */
+  scheduleTimeoutMs: number;
 };
 
 /**
@@ -160,6 +202,20 @@ export type Task = Message<"sched.v1.Task"> & {
    * @generated from field: uint32 pid = 16;
    */
   pid: number;
+
+  /**
+   * Tasks submitted together with --count share a group id.
+   *
+   * @generated from field: string group_id = 17;
+   */
+  groupId: string;
+
+  /**
+   * Why a pending task is not placed yet, e.g. "0/3 workers fit: 2 insufficient memory, 1 missing label gpu=true".
+   *
+   * @generated from field: string pending_reason = 18;
+   */
+  pendingReason: string;
 };
 
 /**
