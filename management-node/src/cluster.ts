@@ -15,6 +15,7 @@ import {
 import type { ConnectResponseSchema, Finished, Hello, TaskAttempt } from '../../proto/gen/sched/v1/worker_pb.js';
 import { InvalidArgumentError, NotFoundError, UnauthenticatedError } from '../../common/errors.js';
 import { newTaskId } from '../../common/ids.js';
+import { randomUUID } from 'node:crypto';
 import type { Logger } from '../../common/logger.js';
 import type { GroupCommitter } from './store/group-commit.js';
 import { encodeTask, encodeWorker, taskKey, workerKey } from './store/records.js';
@@ -75,6 +76,8 @@ const SWEEP_BATCH = 1000;
 const DEFAULT_RETENTION_MS = 24 * 3600_000;
 const DEFAULT_MAX_FINISHED = 100_000;
 const DEFAULT_RECONNECT_GRACE_MS = 10_000;
+/** Tasks one RunTask may create (--count). */
+const MAX_COUNT = 10_000;
 
 const TERMINAL = new Set([TaskState.DONE, TaskState.DEAD]);
 export const isTerminal = (t: Task): boolean => TERMINAL.has(t.state);
@@ -99,6 +102,8 @@ export class Cluster {
   private readonly dirtyWorkers = new Set<string>();
   private readonly dirtyDeletes = new Set<string>();
   private nextRetentionSweep = 0;
+  /** Pending tasks with a schedule timeout, soonest first. */
+  private readonly scheduleDeadlines: Array<{ taskId: string; at: number }> = [];
   /** Scheduled tasks being cancelled, with their SIGTERM→SIGKILL grace (0 = worker default). */
   private readonly cancelling = new Map<string, number>();
   /** Disconnected workers with scheduled tasks: when their reconnect grace ends. */
@@ -147,25 +152,40 @@ export class Cluster {
 
   // ---- tasks ------------------------------------------------------------
 
-  async submit(spec: TaskSpec): Promise<Task> {
+  /**
+   * submit stores count copies of spec as pending tasks (one group when count > 1) and answers
+   * once they are committed. Offers go out while the writes are in flight: the client still hears
+   * only after the commit, but a task does not wait one store round trip before it can start.
+   */
+  async submit(spec: TaskSpec, count = 1): Promise<Task[]> {
     validateSpec(spec);
+    if (!Number.isInteger(count) || count < 1 || count > MAX_COUNT) {
+      throw new InvalidArgumentError('count', `must be between 1 and ${MAX_COUNT}`);
+    }
     const now = this.now();
-    const task = create(TaskSchema, { id: newTaskId(now), spec, state: TaskState.PENDING, createdUnixMs: BigInt(now) });
-    this.tasks.set(task.id, task);
-    // The offer goes out while the pending write is in flight: the client still hears only after
-    // the commit, but the task does not wait one store round trip before it can start.
-    const persisted = this.persistTask(task);
-    this.enqueue(task.id);
+    const groupId = count > 1 ? randomUUID() : '';
+    const tasks: Task[] = [];
+    for (let i = 0; i < count; i++) {
+      const task = create(TaskSchema, { id: newTaskId(now), spec, state: TaskState.PENDING, createdUnixMs: BigInt(now), groupId });
+      this.tasks.set(task.id, task);
+      tasks.push(task);
+    }
+    const persisted = Promise.all(tasks.map((t) => this.persistTask(t)));
+    for (const t of tasks) {
+      this.enqueue(t.id);
+      if (spec.scheduleTimeoutMs > 0) this.scheduleDeadlines.push({ taskId: t.id, at: now + spec.scheduleTimeoutMs });
+    }
+    if (spec.scheduleTimeoutMs > 0) this.scheduleDeadlines.sort((a, b) => a.at - b.at);
     this.placeQueued();
     try {
       await persisted;
     } catch (err) {
-      // Not acknowledged, so not kept: the client is told and may retry. The failed txn may
-      // still have been applied, so the key is deleted too (retried until the store answers).
-      this.withdraw(task);
+      // Not acknowledged, so not kept: the client is told and may retry. A failed txn may
+      // still have been applied, so the keys are deleted too (retried until the store answers).
+      for (const t of tasks) this.withdraw(t);
       throw err;
     }
-    return task;
+    return tasks;
   }
 
   /** withdraw forgets a task whose submission failed, stopping an attempt already offered. */
@@ -332,7 +352,7 @@ export class Cluster {
     if (!session?.unreported) return;
     for (const taskId of session.unreported) {
       const task = this.tasks.get(taskId);
-      if (task && task.state === TaskState.SCHEDULED && task.workerId === workerId) void this.kill(task, 'worker-lost: the worker no longer runs it');
+      if (task && task.state === TaskState.SCHEDULED && task.workerId === workerId) this.lose(task, 'worker-lost: the worker no longer runs it');
     }
     delete session.unreported;
     this.placeQueued();
@@ -519,6 +539,28 @@ export class Cluster {
     this.markScheduled(task);
   }
 
+  /**
+   * lose handles a task whose worker is gone: placed again with a new attempt (so a late report
+   * from the old one is ignored and a reconnecting worker is told to kill it) while retries
+   * remain, else dead.
+   */
+  private lose(task: Task, reason: string): void {
+    this.cancelling.delete(task.id);
+    if (task.retriesUsed >= (task.spec?.retries ?? 0)) {
+      void this.kill(task, reason);
+      return;
+    }
+    this.unassign(task.workerId, task.id);
+    task.retriesUsed += 1;
+    task.state = TaskState.PENDING;
+    task.error = `${reason} (attempt ${task.attempt}); retry ${task.retriesUsed} of ${task.spec?.retries ?? 0}`;
+    task.workerId = '';
+    task.pid = 0;
+    this.log.info({ task: task.id, reason, retry: task.retriesUsed }, 'task placed again');
+    void this.persistTask(task).catch(() => undefined);
+    this.enqueue(task.id);
+  }
+
   private kill(task: Task, reason: string): Promise<void> {
     this.offers.delete(task.id);
     this.excluded.delete(task.id);
@@ -597,13 +639,22 @@ export class Cluster {
         void this.kill(task, 'ack-timeout');
       }
     }
+    while (this.scheduleDeadlines.length > 0 && this.scheduleDeadlines[0]!.at <= now) {
+      const { taskId } = this.scheduleDeadlines.shift()!;
+      const task = this.tasks.get(taskId);
+      // An offer in flight may still be accepted; only a task nobody holds times out.
+      if (task && task.state === TaskState.PENDING && !this.offers.has(taskId)) {
+        this.dequeue(taskId);
+        void this.kill(task, 'schedule-timeout');
+      }
+    }
     for (const [workerId, end] of this.graceEnds) {
       if (now < end) continue;
       this.graceEnds.delete(workerId);
       if (this.sessions.has(workerId)) continue;
       for (const taskId of [...(this.assigned.get(workerId) ?? [])]) {
         const task = this.tasks.get(taskId);
-        if (task && task.state === TaskState.SCHEDULED && task.workerId === workerId) void this.kill(task, 'worker-lost');
+        if (task && task.state === TaskState.SCHEDULED && task.workerId === workerId) this.lose(task, 'worker-lost');
       }
     }
     const silentAfter = this.opts.pingIntervalMs * this.opts.missedPings;
@@ -723,6 +774,15 @@ function validateSpec(spec: TaskSpec): void {
   spec.argv.forEach((a, i) => {
     if (a.includes('\0')) throw new InvalidArgumentError(`spec.argv[${i}]`, 'must not contain NUL bytes');
   });
+  const r = spec.resources;
+  if (r && r.millicpu < 0n) throw new InvalidArgumentError('spec.resources.millicpu', 'must not be negative');
+  if (r && r.memoryBytes < 0n) throw new InvalidArgumentError('spec.resources.memory_bytes', 'must not be negative');
+  if (!['', 'binpack', 'spread'].includes(spec.strategy)) {
+    throw new InvalidArgumentError('spec.strategy', `must be "binpack" or "spread", not ${JSON.stringify(spec.strategy)}`);
+  }
+  for (const key of Object.keys(spec.constraints)) {
+    if (!key) throw new InvalidArgumentError('spec.constraints', 'label names must not be empty');
+  }
   for (const key of Object.keys(spec.env)) {
     if (!key || key.includes('=') || key.includes('\0')) {
       throw new InvalidArgumentError(`spec.env[${JSON.stringify(key)}]`, 'variable names must be non-empty without "=" or NUL');

@@ -61,7 +61,7 @@ describe('cluster', () => {
   });
 
   it('stores a task pending before answering, and waits for a worker when there is none', async () => {
-    const task = await cluster.submit(spec('true'));
+    const task = (await cluster.submit(spec('true')))[0]!;
     expect(task.state).to.equal(TaskState.PENDING);
     expect(decodeTask((await store.get(taskKey(task.id)))!).state).to.equal(TaskState.PENDING);
   });
@@ -70,7 +70,7 @@ describe('cluster', () => {
     const link = new FakeLink();
     cluster.checkHello(hello('w1'));
     cluster.hello(link, hello('w1'));
-    const task = await cluster.submit(spec('echo', 'hi'));
+    const task = (await cluster.submit(spec('echo', 'hi')))[0]!;
     const [offer] = link.of('startTask');
     expect(offer?.value.taskId).to.equal(task.id);
     expect(offer?.value.attempt).to.equal(1);
@@ -94,7 +94,7 @@ describe('cluster', () => {
     const b = new FakeLink();
     cluster.hello(a, hello('a'));
     cluster.hello(b, hello('b'));
-    const task = await cluster.submit(spec('true'));
+    const task = (await cluster.submit(spec('true')))[0]!;
     const first = task.workerId;
     cluster.rejected(first, { taskId: task.id, attempt: 1 } as never, 'busy');
     cluster.tick();
@@ -109,7 +109,7 @@ describe('cluster', () => {
   it('no answer within the ack timeout: dead with reason ack-timeout, and a late Accepted is cancelled', async () => {
     const link = new FakeLink();
     cluster.hello(link, hello('w1'));
-    const task = await cluster.submit(spec('true'));
+    const task = (await cluster.submit(spec('true')))[0]!;
     now += 501;
     cluster.tick();
     expect(task.state).to.equal(TaskState.DEAD);
@@ -140,7 +140,7 @@ describe('cluster', () => {
   it('after a restart, keeps what a reconnecting worker runs and cancels what it must not', async () => {
     const link = new FakeLink();
     cluster.hello(link, hello('w1'));
-    const running = await cluster.submit(spec('sleep', '9'));
+    const running = (await cluster.submit(spec('sleep', '9')))[0]!;
     cluster.accepted('w1', { taskId: running.id, attempt: 1 } as never);
     await flush();
 
@@ -155,7 +155,7 @@ describe('cluster', () => {
   });
 
   it('after a restart, holds recovered pending tasks for the grace period but places new ones at once', async () => {
-    const old = await cluster.submit(spec('true'));
+    const old = (await cluster.submit(spec('true')))[0]!;
     const restarted = new Cluster(
       createGroupCommitter(store, log),
       { pingIntervalMs: 1000, missedPings: 3, ackTimeoutMs: 500, recoveryGraceMs: 2000, tasksPerCpu: 4, now: () => now },
@@ -164,7 +164,7 @@ describe('cluster', () => {
     restarted.load([decodeTask((await store.get(taskKey(old.id)))!)], []);
     const link = new FakeLink();
     restarted.hello(link, hello('w1'));
-    const fresh = await restarted.submit(spec('true'));
+    const fresh = (await restarted.submit(spec('true')))[0]!;
     expect(link.of('startTask').map((m) => m.value.taskId)).to.deep.equal([fresh.id]);
     now += 2001;
     restarted.tick();
@@ -182,7 +182,7 @@ describe('cluster', () => {
     const ids: string[] = [];
     for (let i = 0; i < 5; i++) {
       now += 1;
-      const t = await c.submit(spec('true'));
+      const t = (await c.submit(spec('true')))[0]!;
       c.accepted('w1', { taskId: t.id, attempt: 1 } as never);
       if (i < 4) c.finished('w1', create(FinishedSchema, { task: { taskId: t.id, attempt: 1 }, finishedUnixMs: BigInt(now) }));
       ids.push(t.id);
@@ -220,8 +220,8 @@ describe('cluster', () => {
   it('a disconnected worker\'s scheduled tasks are lost after the reconnect grace, unless it comes back', async () => {
     const link = new FakeLink();
     cluster.hello(link, hello('w1'));
-    const a = await cluster.submit(spec('sleep', '9'));
-    const b = await cluster.submit(spec('sleep', '9'));
+    const a = (await cluster.submit(spec('sleep', '9')))[0]!;
+    const b = (await cluster.submit(spec('sleep', '9')))[0]!;
     cluster.accepted('w1', { taskId: a.id, attempt: 1 } as never);
     cluster.accepted('w1', { taskId: b.id, attempt: 1 } as never);
     cluster.disconnect(link, 'w1', 'stream broke');
@@ -250,11 +250,57 @@ describe('cluster', () => {
   it('a worker that says goodbye loses its scheduled tasks at once', async () => {
     const link = new FakeLink();
     cluster.hello(link, hello('w1'));
-    const a = await cluster.submit(spec('sleep', '9'));
+    const a = (await cluster.submit(spec('sleep', '9')))[0]!;
     cluster.accepted('w1', { taskId: a.id, attempt: 1 } as never);
     cluster.disconnect(link, 'w1', 'goodbye', true);
     cluster.tick();
     expect(a.state).to.equal(TaskState.DEAD);
+  });
+
+  it('--count creates one group of tasks, all stored before the answer', async () => {
+    const tasks = await cluster.submit(spec('true'), 5);
+    expect(tasks).to.have.length(5);
+    expect(new Set(tasks.map((t) => t.groupId)).size).to.equal(1);
+    expect(tasks[0]!.groupId).to.match(/^[0-9a-f-]{36}$/);
+    expect(await store.range('tasks/')).to.have.length(5);
+    const err = await cluster.submit(spec('true'), 10_001).then(() => '', (e: Error) => e.message);
+    expect(err).to.match(/^count: /);
+  });
+
+  it('a lost worker\'s task is placed again with a new attempt while retries remain, and a late report of the old attempt is ignored', async () => {
+    const a = new FakeLink();
+    cluster.hello(a, hello('a'));
+    const task = (await cluster.submit(create(TaskSpecSchema, { argv: ['sleep', '9'], retries: 1 })))[0]!;
+    cluster.accepted('a', { taskId: task.id, attempt: 1 } as never);
+    cluster.disconnect(a, 'a', 'gone', true);
+    const b = new FakeLink();
+    cluster.hello(b, hello('b'));
+    cluster.tick();
+    expect(task.state).to.equal(TaskState.PENDING);
+    expect(task.retriesUsed).to.equal(1);
+    expect(task.workerId).to.equal('b');
+    expect(task.attempt).to.equal(2);
+    cluster.accepted('b', { taskId: task.id, attempt: 2 } as never);
+    // The first attempt's result arrives late (worker a came back): fenced off.
+    cluster.hello(new FakeLink(), hello('a'));
+    cluster.finished('a', create(FinishedSchema, { task: { taskId: task.id, attempt: 1 }, exitCode: 1 }));
+    expect(task.state).to.equal(TaskState.SCHEDULED);
+    // Lost again, no retries left: dead.
+    cluster.disconnect(b, 'b', 'gone', true);
+    cluster.tick();
+    expect(task.state).to.equal(TaskState.DEAD);
+    expect(task.deadReason).to.equal('worker-lost');
+  });
+
+  it('a task not placed within its schedule timeout ends dead', async () => {
+    const task = (await cluster.submit(create(TaskSpecSchema, { argv: ['true'], scheduleTimeoutMs: 1000 })))[0]!;
+    now += 999;
+    cluster.tick();
+    expect(task.state).to.equal(TaskState.PENDING);
+    now += 2;
+    cluster.tick();
+    expect(task.state).to.equal(TaskState.DEAD);
+    expect(task.deadReason).to.equal('schedule-timeout');
   });
 
   it('refuses invalid specs with the field named, storing nothing', async () => {
@@ -266,6 +312,11 @@ describe('cluster', () => {
     expect(await failure([])).to.match(/^spec\.argv: /);
     expect(await failure([''])).to.match(/^spec\.argv: /);
     expect(await failure(['true'], { 'A=B': '1' })).to.match(/^spec\.env\["A=B"\]: /);
+    const bad = (init: Record<string, unknown>) =>
+      cluster.submit(create(TaskSpecSchema, { argv: ['true'], ...init })).then(() => '', (e: Error) => e.message);
+    expect(await bad({ strategy: 'random' })).to.match(/^spec\.strategy: /);
+    expect(await bad({ resources: { millicpu: -1n } })).to.match(/^spec\.resources\.millicpu: /);
+    expect(await bad({ argv: ['x'.repeat(70_000)] })).to.match(/^spec: is \d+ bytes/);
     expect(cluster.tasks.size).to.equal(0);
     expect(await store.range('tasks/')).to.have.length(0);
   });

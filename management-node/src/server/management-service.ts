@@ -41,8 +41,12 @@ export function managementHandlers(
 ): ServiceHandlers<(typeof ManagementService)['method']> {
   return {
     runTask: unary(async (req) => {
-      const task = await cluster.submit(req.spec ?? create(TaskSpecSchema));
-      return create(RunTaskResponseSchema, { task });
+      const tasks = await cluster.submit(req.spec ?? create(TaskSpecSchema), req.count || 1);
+      return create(RunTaskResponseSchema, {
+        task: tasks[0],
+        tasks: tasks.length > 1 ? tasks : [],
+        groupId: tasks[0]!.groupId,
+      });
     }),
     cancelTask: unary(async (req) => {
       const ids = [...new Set(req.ids)];
@@ -60,6 +64,7 @@ export function managementHandlers(
         if (req.pageToken && t.id <= req.pageToken) continue;
         if (req.state !== TaskState.UNSPECIFIED && t.state !== req.state) continue;
         if (req.workerId && t.workerId !== req.workerId) continue;
+        if (req.groupId && t.groupId !== req.groupId) continue;
         if (tasks.length === limit) {
           next = tasks[tasks.length - 1]!.id;
           break;
