@@ -59,6 +59,7 @@ function rootHelp(cmd: Command, helper: Help): string {
       ['schedctl workers ls', 'shows all the remote linux machines that were and are connected'],
       ['schedctl tasks run -- echo hello', 'schedules a task on a worker and prints its id'],
       ['schedctl tasks run --wait -- make test', "waits for the task and exits with the task's exit code"],
+      ['schedctl tasks run --count 10 --cpu 0.5 --mem 256Mi -- ./job', 'ten copies, each reserving half a core and 256Mi'],
       ['schedctl tasks ls --state dead', 'lists the tasks that will never run, and why'],
       ['schedctl -o json tasks show ID', 'prints one task as JSON'],
       ['schedctl tasks cancel ID', 'stops a task; it ends dead with reason cancelled'],

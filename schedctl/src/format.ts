@@ -54,11 +54,27 @@ export function taskDuration(task: Task, nowMs: number): string {
   return formatDuration(Math.max(0, end - Number(task.startedUnixMs)));
 }
 
-/** The EXIT column: exit code (with the signal if any) for done tasks, the reason for dead ones. */
+/** The EXIT column: exit code (with the signal if any) for done tasks; the REASON column says why others have none. */
 export function exitSummary(task: Task): string {
-  if (task.state === TaskState.DEAD) return task.deadReason || 'dead';
   if (task.state !== TaskState.DONE) return '-';
   return task.signal ? `${task.exitCode} (${task.signal})` : String(task.exitCode);
+}
+
+/**
+ * The REASON column: why a pending task is not placed yet, why a dead one
+ * will never run, or the error that kept a done one from starting.
+ */
+export function taskReason(task: Task): string {
+  switch (task.state) {
+    case TaskState.PENDING:
+      return task.pendingReason;
+    case TaskState.DEAD:
+      return task.deadReason;
+    case TaskState.DONE:
+      return task.error;
+    default:
+      return '';
+  }
 }
 
 export function bytes(n: bigint): string {

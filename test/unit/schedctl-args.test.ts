@@ -1,6 +1,20 @@
 import { expect } from 'chai';
 import { InvalidArgumentError } from 'commander';
-import { parseEnvPair, processExitCode } from '../../schedctl/src/commands/tasks-run.js';
+import { create } from '@bufbuild/protobuf';
+import { TaskSchema, TaskState } from '../../proto/gen/sched/v1/types_pb.js';
+import {
+  groupExitCode,
+  parseCount,
+  parseCpu,
+  parseEnvPair,
+  parseKeyValue,
+  parseMem,
+  parsePriority,
+  parseRetries,
+  parseScheduleTimeout,
+  processExitCode,
+  specFromOptions,
+} from '../../schedctl/src/commands/tasks-run.js';
 import { parseLimit } from '../../schedctl/src/commands/tasks-ls.js';
 
 describe('schedctl argument parsing', () => {
@@ -42,6 +56,102 @@ describe('schedctl argument parsing', () => {
       expect(processExitCode(137)).to.equal(137);
       expect(processExitCode(256)).to.equal(1);
       expect(processExitCode(-1)).to.equal(1);
+    });
+  });
+
+  describe('--label', () => {
+    it('collects repeated KEY=VALUE constraints like --env', () => {
+      expect(parseKeyValue('zone=a', parseKeyValue('gpu=true', undefined))).to.deep.equal({ gpu: 'true', zone: 'a' });
+      expect(() => parseKeyValue('gpu', undefined)).to.throw(InvalidArgumentError, /KEY=VALUE/);
+    });
+  });
+
+  describe('--cpu', () => {
+    it('reads cores as millicpu, and millicpu with an m', () => {
+      expect(parseCpu('0.5')).to.equal(500);
+      expect(parseCpu('2')).to.equal(2000);
+      expect(parseCpu('1.25')).to.equal(1250);
+      expect(parseCpu('.1')).to.equal(100);
+      expect(parseCpu('0.001')).to.equal(1);
+      expect(parseCpu('500m')).to.equal(500);
+      expect(parseCpu(' 3m ')).to.equal(3);
+    });
+
+    it('refuses zero, negatives, finer than 1m and anything else', () => {
+      for (const bad of ['0', '0m', '-1', '0.0005', '1.5m', '1e3', 'm', 'half', '', '2 cores']) {
+        expect(() => parseCpu(bad), bad).to.throw(InvalidArgumentError, /invalid CPU/);
+      }
+    });
+  });
+
+  describe('--mem', () => {
+    it('reads binary and decimal units, with or without B, and plain bytes', () => {
+      expect(parseMem('256Mi')).to.equal(256 * 2 ** 20);
+      expect(parseMem('1Gi')).to.equal(2 ** 30);
+      expect(parseMem('1.5Gi')).to.equal(1.5 * 2 ** 30);
+      expect(parseMem('512M')).to.equal(512e6);
+      expect(parseMem('512MB')).to.equal(512e6);
+      expect(parseMem('64ki')).to.equal(65_536);
+      expect(parseMem('1000')).to.equal(1000);
+    });
+
+    it('refuses zero, negatives, unknown units and sizes past 2^53', () => {
+      for (const bad of ['0', '-1Gi', '1Qi', 'Gi', 'lots', '', '99999999Ti']) {
+        expect(() => parseMem(bad), bad).to.throw(InvalidArgumentError, /invalid memory size/);
+      }
+    });
+  });
+
+  describe('--priority, --retries, --count', () => {
+    it('accept whole numbers in range', () => {
+      expect(parsePriority('10')).to.equal(10);
+      expect(parsePriority('-5')).to.equal(-5);
+      expect(parsePriority('2147483647')).to.equal(2 ** 31 - 1);
+      expect(parseRetries('0')).to.equal(0);
+      expect(parseRetries('3')).to.equal(3);
+      expect(parseCount('1')).to.equal(1);
+      expect(parseCount('20')).to.equal(20);
+    });
+
+    it('refuse fractions, words and values out of range', () => {
+      for (const bad of ['1.5', 'high', '', '2147483648']) expect(() => parsePriority(bad), bad).to.throw(InvalidArgumentError);
+      for (const bad of ['-1', '1.5', 'x', '4294967296']) expect(() => parseRetries(bad), bad).to.throw(InvalidArgumentError);
+      for (const bad of ['0', '-2', '2.5', 'many']) expect(() => parseCount(bad), bad).to.throw(InvalidArgumentError, /1 or more/);
+    });
+  });
+
+  describe('--schedule-timeout', () => {
+    it('reads a duration as milliseconds', () => {
+      expect(parseScheduleTimeout('30s')).to.equal(30_000);
+      expect(parseScheduleTimeout('1m30s')).to.equal(90_000);
+      expect(parseScheduleTimeout('0s')).to.equal(0);
+    });
+
+    it('refuses a bare number and more than a uint32 of milliseconds', () => {
+      expect(() => parseScheduleTimeout('30')).to.throw(InvalidArgumentError, /invalid duration/);
+      expect(() => parseScheduleTimeout('1200h')).to.throw(InvalidArgumentError, /at most/);
+    });
+  });
+
+  describe('the spec from the flags', () => {
+    it('leaves unset flags at the defaults and sets resources only when asked', () => {
+      const plain = specFromOptions(['true'], {});
+      expect(plain).to.deep.include({ argv: ['true'], cwd: '', priority: 0, retries: 0, strategy: '', scheduleTimeoutMs: 0 });
+      expect(plain.resources).to.equal(undefined);
+      const memOnly = specFromOptions(['true'], { mem: 1024 });
+      expect(memOnly.resources).to.deep.include({ millicpu: 0n, memoryBytes: 1024n });
+      expect(specFromOptions(['true'], { spread: true }).strategy).to.equal('spread');
+      expect(specFromOptions(['true'], { binpack: true }).strategy).to.equal('binpack');
+    });
+  });
+
+  describe('exit code of tasks run --count --wait', () => {
+    const done = (exitCode: number) => create(TaskSchema, { state: TaskState.DONE, exitCode });
+    it('is the highest exit code, or 125 if any task is dead', () => {
+      expect(groupExitCode([done(0), done(0)])).to.equal(0);
+      expect(groupExitCode([done(1), done(137), done(3)])).to.equal(137);
+      expect(groupExitCode([done(0), done(300)])).to.equal(1);
+      expect(groupExitCode([done(255), create(TaskSchema, { state: TaskState.DEAD })])).to.equal(125);
     });
   });
 });

@@ -8,7 +8,7 @@ import { create } from '@bufbuild/protobuf';
 import type { GenService } from '@bufbuild/protobuf/codegenv2';
 import { serviceDefinition, type ServiceHandlers } from '../../common/grpc-service.js';
 import { NotFoundError, toStatus } from '../../common/errors.js';
-import { ManagementService, type RunTaskRequest } from '../../proto/gen/sched/v1/management_pb.js';
+import { ManagementService, RunTaskResponseSchema, type RunTaskRequest } from '../../proto/gen/sched/v1/management_pb.js';
 import { TaskSchema, TaskState, WorkerState, type Task } from '../../proto/gen/sched/v1/types_pb.js';
 import { runCli } from '../../schedctl/src/cli.js';
 
@@ -16,21 +16,48 @@ type MethodsOf<S> = S extends GenService<infer M> ? M : never;
 
 const PAGE = 40;
 
-/** The fake manager: `exit N` finishes with N, `dead` dies, `flaky` drops the first watch stream. */
+/**
+ * The fake manager: `exit N` finishes with N, `dead` dies, `flaky` drops the
+ * first watch stream; `exits A B C` finishes the i-th task of a --count run
+ * with the i-th code, where `dead` dies.
+ */
 class FakeManager {
   readonly server = new grpc.Server();
   address = '';
   runs: RunTaskRequest[] = [];
   tasks = new Map<string, Task>();
+  /** Position of each task in its RunTask (for `exits`). */
+  index = new Map<string, number>();
+  created = 0;
   watchOpens = 0;
+  watched: string[][] = [];
 
   async start(): Promise<void> {
     const handlers: ServiceHandlers<MethodsOf<typeof ManagementService>> = {
       runTask: (call, cb) => {
         this.runs.push(call.request);
-        const task = create(TaskSchema, { id: `t-${this.runs.length}`, spec: call.request.spec, state: TaskState.PENDING, createdUnixMs: BigInt(Date.now()) });
-        this.tasks.set(task.id, task);
-        cb(null, { $typeName: 'sched.v1.RunTaskResponse', task });
+        const spec = call.request.spec;
+        const count = call.request.count || 1;
+        const groupId = count > 1 ? `g-${this.runs.length}` : '';
+        // A task with constraints stays pending here, and says why.
+        const pendingReason = Object.entries(spec?.constraints ?? {})
+          .map(([k, v]) => `0/1 workers fit: 1 missing label ${k}=${v}`)
+          .join('');
+        const tasks = Array.from({ length: count }, (_, i) => {
+          const task = create(TaskSchema, {
+            id: `t-${++this.created}`,
+            spec,
+            state: TaskState.PENDING,
+            createdUnixMs: BigInt(Date.now()),
+            groupId,
+            pendingReason,
+          });
+          this.tasks.set(task.id, task);
+          this.index.set(task.id, i);
+          return task;
+        });
+        // Like the management node: `tasks` only when more than one was made.
+        cb(null, create(RunTaskResponseSchema, { task: tasks[0], tasks: count > 1 ? tasks : [], groupId }));
       },
       cancelTask: (call, cb) => {
         const tasks = call.request.ids.map((id) => {
@@ -46,26 +73,33 @@ class FakeManager {
         cb(null, { $typeName: 'sched.v1.GetTaskResponse', task });
       },
       listTasks: (call, cb) => {
-        const all = [...this.tasks.values()].filter((t) => t.id > call.request.pageToken).sort((a, b) => (a.id < b.id ? -1 : 1));
+        const all = [...this.tasks.values()]
+          .filter((t) => t.id > call.request.pageToken)
+          .sort((a, b) => (a.id < b.id ? -1 : 1))
+          .filter((t) => !call.request.groupId || t.groupId === call.request.groupId);
         const page = all.slice(0, Math.min(call.request.limit || PAGE, PAGE));
         const more = all.length > page.length;
         cb(null, { $typeName: 'sched.v1.ListTasksResponse', tasks: page, nextPageToken: more ? page.at(-1)!.id : '' });
       },
       watchTasks: (call) => {
         this.watchOpens++;
-        const task = this.tasks.get(call.request.ids[0] ?? '')!;
-        const argv = task.spec?.argv ?? [];
-        call.write({ $typeName: 'sched.v1.WatchTasksResponse', task });
-        if (argv[0] === 'flaky' && this.watchOpens === 1) {
+        this.watched.push([...call.request.ids]);
+        const tasks = call.request.ids.map((id) => this.tasks.get(id)!);
+        for (const task of tasks) call.write({ $typeName: 'sched.v1.WatchTasksResponse', task });
+        if (tasks[0]?.spec?.argv[0] === 'flaky' && this.watchOpens === 1) {
           call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'manager restarting' });
           return;
         }
         setTimeout(() => {
-          const done = create(TaskSchema, { ...task, workerId: 'w-1', startedUnixMs: 1n, finishedUnixMs: 2n });
-          if (argv[0] === 'dead') Object.assign(done, { state: TaskState.DEAD, deadReason: 'ack-timeout' });
-          else Object.assign(done, { state: TaskState.DONE, exitCode: Number(argv[1] ?? 0) });
-          call.write({ $typeName: 'sched.v1.WatchTasksResponse', task: { ...task, state: TaskState.SCHEDULED } });
-          call.write({ $typeName: 'sched.v1.WatchTasksResponse', task: done });
+          for (const task of tasks) {
+            const argv = task.spec?.argv ?? [];
+            const outcome = argv[0] === 'exits' ? (argv[1 + this.index.get(task.id)!] ?? '0') : argv[0] === 'dead' ? 'dead' : (argv[1] ?? '0');
+            const done = create(TaskSchema, { ...task, workerId: 'w-1', startedUnixMs: 1n, finishedUnixMs: 2n });
+            if (outcome === 'dead') Object.assign(done, { state: TaskState.DEAD, deadReason: 'ack-timeout' });
+            else Object.assign(done, { state: TaskState.DONE, exitCode: Number(outcome) });
+            call.write({ $typeName: 'sched.v1.WatchTasksResponse', task: { ...task, state: TaskState.SCHEDULED } });
+            call.write({ $typeName: 'sched.v1.WatchTasksResponse', task: done });
+          }
         }, 20);
       },
       listWorkers: (_call, cb) =>
@@ -146,6 +180,34 @@ describe('schedctl CLI', () => {
       expect(fake.runs).to.have.length(0);
     });
 
+    it('exits 2 naming the flag for a bad --cpu, --mem, --label, --priority, --retries, --count or --schedule-timeout', async () => {
+      const cases: Array<[string, string]> = [
+        ['--cpu', 'lots'],
+        ['--cpu', '0'],
+        ['--cpu', '0.0005'],
+        ['--cpu', '-1'],
+        ['--mem', '12Qi'],
+        ['--mem', '0'],
+        ['--label', 'gpu'],
+        ['--priority', '1.5'],
+        ['--priority', '3000000000'],
+        ['--retries', '-1'],
+        ['--count', '0'],
+        ['--count', 'many'],
+        ['--schedule-timeout', '30'],
+      ];
+      for (const [flag, value] of cases) {
+        const r = await run([...m, 'tasks', 'run', flag, value, '--', 'true']);
+        expect(r.code, `${flag} ${value}`).to.equal(2);
+        expect(r.err, `${flag} ${value}`).to.include(flag);
+        expect(r.out).to.equal('');
+      }
+      const both = await run([...m, 'tasks', 'run', '--spread', '--binpack', '--', 'true']);
+      expect(both.code).to.equal(2);
+      expect(both.err).to.match(/--spread.*--binpack|--binpack.*--spread/);
+      expect(fake.runs).to.have.length(0);
+    });
+
     it('exits 2 with the ConfigError message for a missing config file', async () => {
       const r = await run(['-c', '/nonexistent/schedctl.yaml', 'status']);
       expect(r.code).to.equal(2);
@@ -216,9 +278,119 @@ describe('schedctl CLI', () => {
       expect(JSON.parse(all.out).tasks).to.have.length(fake.tasks.size);
       const some = await run([...m, 'tasks', 'ls', '--limit', String(PAGE + 3)]);
       const lines = some.out.trimEnd().split('\n');
-      expect(lines[0]).to.match(/^ID\s+STATE\s+WORKER\s+EXIT\s+COMMAND\s+AGE\s+DURATION$/);
+      expect(lines[0]).to.match(/^ID\s+STATE\s+WORKER\s+EXIT\s+REASON\s+COMMAND\s+AGE\s+DURATION$/);
       expect(lines).to.have.length(PAGE + 4);
       expect(some.err).to.include('--limit');
+    });
+
+    it('sends resources, constraints, priority, retries, strategy and schedule timeout', async () => {
+      const r = await run([
+        ...m, 'tasks', 'run', '--cpu', '0.5', '--mem', '256Mi', '--label', 'gpu=true', '-l', 'zone=a', '--priority', '-3',
+        '--retries', '2', '--spread', '--schedule-timeout', '1m30s', '--', 'train', '--epochs', '3',
+      ]);
+      expect(r.code, r.err).to.equal(0);
+      const req = fake.runs.at(-1)!;
+      expect(req.count).to.equal(1);
+      expect(req.spec).to.deep.include({ argv: ['train', '--epochs', '3'], priority: -3, retries: 2, strategy: 'spread', scheduleTimeoutMs: 90_000 });
+      expect(req.spec?.resources).to.deep.include({ millicpu: 500n, memoryBytes: 256n * 2n ** 20n });
+      expect(req.spec?.constraints).to.deep.equal({ gpu: 'true', zone: 'a' });
+
+      await run([...m, 'tasks', 'run', '--cpu', '250m', '--mem', '512M', '--binpack', '--', 'true']);
+      expect(fake.runs.at(-1)!.spec).to.deep.include({ strategy: 'binpack', priority: 0, retries: 0, scheduleTimeoutMs: 0 });
+      expect(fake.runs.at(-1)!.spec?.resources).to.deep.include({ millicpu: 250n, memoryBytes: 512_000_000n });
+      // No resource flag: no resources message at all.
+      await run([...m, 'tasks', 'run', '--', 'true']);
+      expect(fake.runs.at(-1)!.spec?.strategy).to.equal('');
+      expect(fake.runs.at(-1)!.spec?.resources).to.equal(undefined);
+    });
+
+    it('--count prints every task id, one per line, and -o json the whole response', async () => {
+      const r = await run([...m, 'tasks', 'run', '--count', '3', '--', 'true']);
+      expect(r.code, r.err).to.equal(0);
+      const ids = r.out.trimEnd().split('\n');
+      expect(ids).to.have.length(3);
+      for (const id of ids) expect(id).to.match(/^t-\d+$/);
+      expect(fake.runs.at(-1)!.count).to.equal(3);
+
+      const json = await run([...m, '-o', 'json', 'tasks', 'run', '--count', '2', '--', 'true']);
+      const res = JSON.parse(json.out) as { groupId: string; task: { id: string }; tasks: Array<{ id: string; groupId: string }> };
+      expect(res.groupId).to.match(/^g-\d+$/);
+      expect(res.tasks).to.have.length(2);
+      expect(res.tasks.map((t) => t.groupId)).to.deep.equal([res.groupId, res.groupId]);
+      expect(res.task.id).to.equal(res.tasks[0]!.id);
+    });
+
+    it('--count --wait waits for every task on one stream and exits with the highest exit code', async () => {
+      const opens = fake.watchOpens;
+      const r = await run([...m, 'tasks', 'run', '--count', '3', '--wait', '--', 'exits', '0', '4', '2']);
+      expect(r.code).to.equal(4);
+      const ids = r.out.trimEnd().split('\n');
+      expect(ids).to.have.length(3);
+      expect(fake.watchOpens).to.equal(opens + 1);
+      expect(fake.watched.at(-1)).to.deep.equal(ids);
+      expect(r.err).to.equal(`schedctl: task ${ids[1]} exited with 4\nschedctl: task ${ids[2]} exited with 2\n`);
+
+      expect((await run([...m, 'tasks', 'run', '--count', '2', '--wait', '--', 'exits', '0', '0'])).code).to.equal(0);
+    });
+
+    it('--count --wait exits 125 when any task is dead, whatever the others exit with', async () => {
+      const r = await run([...m, 'tasks', 'run', '--count', '3', '--wait', '--', 'exits', '200', 'dead', '0']);
+      expect(r.code).to.equal(125);
+      const ids = r.out.trimEnd().split('\n');
+      expect(r.err).to.include(`schedctl: task ${ids[1]} is dead: ack-timeout\n`);
+    });
+
+    it('--count --wait -o json prints the response with the finished tasks', async () => {
+      const r = await run([...m, '-o', 'json', 'tasks', 'run', '--count', '2', '--wait', '--', 'exits', '1', '3']);
+      expect(r.code).to.equal(3);
+      const res = JSON.parse(r.out) as { groupId: string; tasks: Array<{ state: string; exitCode: number }> };
+      expect(res.groupId).to.match(/^g-\d+$/);
+      expect(res.tasks.map((t) => [t.state, t.exitCode])).to.deep.equal([
+        ['TASK_STATE_DONE', 1],
+        ['TASK_STATE_DONE', 3],
+      ]);
+    });
+
+    it('lists one group with --group, pending reasons in REASON, PRI and GROUP only when they say something', async () => {
+      const ids = (await run([...m, 'tasks', 'run', '--count', '2', '--priority', '7', '--label', 'gpu=true', '--', 'true'])).out.trimEnd().split('\n');
+      const group = fake.tasks.get(ids[0]!)!.groupId;
+      const ls = await run([...m, 'tasks', 'ls', '--group', group]);
+      expect(ls.code, ls.err).to.equal(0);
+      const lines = ls.out.trimEnd().split('\n');
+      expect(lines[0]).to.match(/^ID\s+STATE\s+PRI\s+WORKER\s+EXIT\s+REASON\s+COMMAND\s+AGE\s+DURATION$/);
+      expect(lines.slice(1).map((l) => l.split(/\s{2,}/).slice(0, 6))).to.deep.equal(
+        ids.map((id) => [id, 'pending', '7', '-', '-', '0/1 workers fit: 1 missing label gpu=true']),
+      );
+      expect(fake.tasks.size).to.be.greaterThan(ids.length); // the filter is the server's
+
+      // Across groups, GROUP appears (last) as soon as one listed task has a group.
+      const all = await run([...m, 'tasks', 'ls', '--limit', '0']);
+      expect(all.out.split('\n')[0]).to.match(/^ID\s+STATE\s+PRI\s+WORKER\s+EXIT\s+REASON\s+COMMAND\s+AGE\s+DURATION\s+GROUP$/);
+      expect(all.out).to.match(new RegExp(`^${ids[0]}\\s.*\\s${group}$`, 'm'));
+    });
+
+    it('shows what a task asked for: resources, constraints, priority, retries, strategy, timeout, group, pending reason', async () => {
+      const id = (
+        await run([...m, 'tasks', 'run', '--count', '2', '--cpu', '1.5', '--mem', '1Gi', '-l', 'gpu=true', '--priority', '10',
+          '--retries', '2', '--spread', '--schedule-timeout', '30s', '--', 'true'])
+      ).out.split('\n')[0]!;
+      const r = await run([...m, 'tasks', 'show', id]);
+      expect(r.code, r.err).to.equal(0);
+      expect(r.out).to.match(/^Pending reason:\s+0\/1 workers fit: 1 missing label gpu=true$/m);
+      expect(r.out).to.match(/^Group:\s+g-\d+$/m);
+      expect(r.out).to.match(/^CPU:\s+1\.5$/m);
+      expect(r.out).to.match(/^Memory:\s+1\.0Gi$/m);
+      expect(r.out).to.match(/^Constraints:\s+gpu=true$/m);
+      expect(r.out).to.match(/^Priority:\s+10$/m);
+      expect(r.out).to.match(/^Retries:\s+2$/m);
+      expect(r.out).to.match(/^Strategy:\s+spread$/m);
+      expect(r.out).to.match(/^Schedule timeout:\s+30\.0s$/m);
+
+      const plain = await run([...m, 'tasks', 'show', 't-1']);
+      expect(plain.out).to.match(/^Strategy:\s+default$/m);
+      expect(plain.out).to.match(/^Schedule timeout:\s+none$/m);
+      expect(plain.out).to.match(/^CPU:\s+-$/m);
+      expect(plain.out).to.match(/^Group:\s+-$/m);
     });
 
     it('lists workers as a table', async () => {

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { create } from '@bufbuild/protobuf';
 import { TaskSchema, TaskState, WorkerState } from '../../proto/gen/sched/v1/types_pb.js';
-import { age, bytes, cores, exitSummary, shellQuote, taskDuration, workerStateName } from '../../schedctl/src/format.js';
+import { age, bytes, cores, exitSummary, shellQuote, taskDuration, taskReason, workerStateName } from '../../schedctl/src/format.js';
 import { taskCounts } from '../../schedctl/src/commands/status.js';
 
 describe('schedctl display helpers', () => {
@@ -14,7 +14,17 @@ describe('schedctl display helpers', () => {
     expect(exitSummary(create(TaskSchema, { state: TaskState.SCHEDULED }))).to.equal('-');
     expect(exitSummary(create(TaskSchema, { state: TaskState.DONE, exitCode: 0 }))).to.equal('0');
     expect(exitSummary(create(TaskSchema, { state: TaskState.DONE, exitCode: 137, signal: 'SIGKILL' }))).to.equal('137 (SIGKILL)');
-    expect(exitSummary(create(TaskSchema, { state: TaskState.DEAD, deadReason: 'ack-timeout' }))).to.equal('ack-timeout');
+    expect(exitSummary(create(TaskSchema, { state: TaskState.DEAD, deadReason: 'ack-timeout' }))).to.equal('-');
+  });
+
+  it('gives the reason a task is pending, dead or failed to start', () => {
+    const reason = 'no worker fits: 2 insufficient memory';
+    expect(taskReason(create(TaskSchema, { state: TaskState.PENDING, pendingReason: reason }))).to.equal(reason);
+    expect(taskReason(create(TaskSchema, { state: TaskState.DEAD, deadReason: 'schedule-timeout', pendingReason: reason }))).to.equal(
+      'schedule-timeout',
+    );
+    expect(taskReason(create(TaskSchema, { state: TaskState.DONE, error: 'spawn ./x ENOENT' }))).to.equal('spawn ./x ENOENT');
+    expect(taskReason(create(TaskSchema, { state: TaskState.SCHEDULED, pendingReason: reason }))).to.equal('');
   });
 
   it('quotes argv so it can be pasted back into a shell', () => {

@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { ConfigError } from '../../common/config.js';
 import { parseWorkerConfig } from '../../worker-node/src/config.js';
 import { loadWorkerId } from '../../worker-node/src/identity.js';
-import { detectNodeInfo } from '../../worker-node/src/node-info.js';
+import { detectNodeInfo, liveLoad } from '../../worker-node/src/node-info.js';
 
 const parse = (text: string) => parseWorkerConfig('w.yaml', text);
 const fails = (text: string): string => {
@@ -39,6 +39,9 @@ describe('worker config', () => {
     expect(c.labels).to.deep.equal({ rack: '3', gpu: 'true' });
     expect(parse('manager: m:1\ncapacity: {memory: 4Gi}').capacity?.memory).to.equal(4 * 2 ** 30);
     expect(parse('manager: m:1\ncapacity: {memory: 1000}').capacity?.memory).to.equal(1000);
+    // The same parser as schedctl's --mem (common/size.ts): decimal units and a trailing B too.
+    expect(parse('manager: m:1\ncapacity: {memory: 2G}').capacity?.memory).to.equal(2e9);
+    expect(parse('manager: m:1\ncapacity: {memory: 1.5GiB}').capacity?.memory).to.equal(1.5 * 2 ** 30);
   });
 
   it('names the key in errors', () => {
@@ -47,6 +50,7 @@ describe('worker config', () => {
     expect(fails('manager: m:1\nreconnect_interval: soon\n')).to.match(/reconnect_interval: invalid duration/);
     expect(fails('manager: m:1\nreconnect_interval: 0s\n')).to.match(/reconnect_interval: must be at least 10ms/);
     expect(fails('manager: m:1\ncapacity: {memory: lots}\n')).to.match(/capacity\.memory: invalid memory size/);
+    expect(fails('manager: m:1\ncapacity: {memory: 0Gi}\n')).to.match(/capacity\.memory: invalid memory size "0Gi"/);
     expect(fails('manager: m:1\ncapacity: {cpu: -1}\n')).to.match(/capacity\.cpu/);
     expect(fails('manager: m:1\ncapacity: {disk: 1}\n')).to.match(/unknown key capacity\.disk/);
     expect(fails('manager: m:1\nmanger: x\n')).to.match(/unknown key manger/);
@@ -82,5 +86,11 @@ describe('worker identity and node info', () => {
     expect(custom.capacity.millicpu).to.equal(1500n);
     expect(custom.capacity.memoryBytes).to.equal(1024n);
     expect(custom.labels).to.include({ os: 'custom', zone: 'z' });
+  });
+
+  it('reads the live load sent in each Pong', () => {
+    const load = liveLoad();
+    expect(load.load1).to.be.a('number').and.to.be.at.least(0);
+    expect(load.memoryFreeBytes > 0n).to.equal(true);
   });
 });

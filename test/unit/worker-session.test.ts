@@ -17,7 +17,7 @@ import {
 import { Executor, REAPED_ERROR } from '../../worker-node/src/executor.js';
 import { detectNodeInfo } from '../../worker-node/src/node-info.js';
 import { Outbox } from '../../worker-node/src/outbox.js';
-import { Session } from '../../worker-node/src/session.js';
+import { Session, type SessionOptions } from '../../worker-node/src/session.js';
 
 type Call = grpc.ServerDuplexStream<ConnectRequest, ConnectResponse>;
 type Case = NonNullable<ConnectRequest['msg']['case']>;
@@ -103,7 +103,7 @@ describe('worker session', function () {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  async function connect(port = 0): Promise<{ manager: FakeManager; port: number }> {
+  async function connect(port = 0, extra: Partial<SessionOptions> = {}): Promise<{ manager: FakeManager; port: number }> {
     const manager = new FakeManager();
     managers.push(manager);
     const bound = await manager.listen(port);
@@ -119,6 +119,7 @@ describe('worker session', function () {
       logger,
       reconnectIntervalMs: 100,
       cancelGraceMs: 1000,
+      ...extra,
     });
     return { manager, port: bound };
   }
@@ -133,7 +134,11 @@ describe('worker session', function () {
     expect(hello.capacity!.millicpu > 0n).to.equal(true);
     manager.send({ case: 'welcome', value: { sessionId: 's1', pingIntervalMs: 1000 } });
     manager.send({ case: 'ping', value: { seq: 7n } });
-    expect((await manager.next('pong')).seq).to.equal(7n);
+    const pong = await manager.next('pong');
+    expect(pong.seq).to.equal(7n);
+    // This machine's load by default (load1 is 0 where the OS has no load average).
+    expect(pong.load1).to.be.at.least(0);
+    expect(pong.memoryFreeBytes > 0n).to.equal(true);
 
     manager.send({ case: 'startTask', value: { taskId: 't1', attempt: 1, spec: { argv: ['sh', '-c', 'echo hi; exit 3'] } } });
     expect((await manager.next('accepted')).task!.taskId).to.equal('t1');
@@ -250,6 +255,22 @@ describe('worker session', function () {
     expect(third.manager.received.map((m) => m.msg.case)).to.deep.equal(['hello', 'pong']);
     // Nor after a worker restart.
     expect(new Outbox(dir).size).to.equal(0);
+  });
+
+  it('sends the live load and running task count in every Pong', async () => {
+    let load1 = 0.25;
+    const { manager } = await connect(0, { load: () => ({ load1, memoryFreeBytes: 3n * 2n ** 30n }) });
+    session!.start();
+    await manager.next('hello');
+    manager.send({ case: 'welcome', value: { sessionId: 's1', pingIntervalMs: 0 } });
+    manager.send({ case: 'ping', value: { seq: 1n } });
+    expect(await manager.next('pong')).to.deep.include({ seq: 1n, runningTasks: 0, load1: 0.25, memoryFreeBytes: 3n * 2n ** 30n });
+
+    manager.send({ case: 'startTask', value: { taskId: 'busy', attempt: 1, spec: { argv: ['sleep', '30'] } } });
+    await manager.next('started');
+    load1 = 1.5;
+    manager.send({ case: 'ping', value: { seq: 2n } });
+    expect(await manager.next('pong')).to.deep.include({ seq: 2n, runningTasks: 1, load1: 1.5 });
   });
 
   it('says Goodbye on stop', async () => {

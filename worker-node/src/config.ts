@@ -3,23 +3,18 @@
 import { resolve, join } from 'node:path';
 import { z } from 'zod';
 import { duration, hostPort, logLevel, loadConfig, parseConfig } from '../../common/config.js';
+import { parseMemorySize } from '../../common/size.js';
 
-const MEMORY_UNITS: Record<string, number> = {
-  '': 1, k: 1e3, m: 1e6, g: 1e9, t: 1e12, ki: 2 ** 10, mi: 2 ** 20, gi: 2 ** 30, ti: 2 ** 40,
-};
-
-/** Bytes as a number or a quantity such as "512Mi", "4Gi", "2G". */
+/** Bytes as a number or a quantity such as "512Mi", "4Gi", "2G" (see common/size.ts). */
 export const memory = () =>
   z.union([z.number().int().positive(), z.string()]).transform((value, ctx) => {
     if (typeof value === 'number') return value;
-    const m = /^(\d+(?:\.\d+)?)\s*([kKmMgGtT]i?)?[bB]?$/.exec(value.trim());
-    const unit = MEMORY_UNITS[(m?.[2] ?? '').toLowerCase()];
-    const bytes = m && unit ? Math.round(Number(m[1]) * unit) : 0;
-    if (bytes <= 0) {
-      ctx.addIssue({ code: 'custom', message: `invalid memory size ${JSON.stringify(value)} (use e.g. 512Mi, 4Gi or bytes)` });
+    try {
+      return parseMemorySize(value);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message });
       return z.NEVER;
     }
-    return bytes;
   });
 
 // YAML turns `rack: 3` into a number; a label is always text, so accept scalars.

@@ -32,3 +32,14 @@ export function detectNodeInfo(config: Pick<WorkerConfig, 'capacity' | 'labels'>
     }),
   };
 }
+
+/** What the node has left right now, sent in every Pong for the manager's scoring. */
+export interface LiveLoad {
+  /** 1-minute load average (0 where the OS has none, e.g. Windows). */
+  load1: number;
+  memoryFreeBytes: bigint;
+}
+
+export function liveLoad(): LiveLoad {
+  return { load1: os.loadavg()[0] ?? 0, memoryFreeBytes: BigInt(os.freemem()) };
+}

@@ -18,7 +18,7 @@ import {
   type Welcome,
 } from '../../proto/gen/sched/v1/worker_pb.js';
 import { checkTaskId, type Executor, type FinishedEvent, type StartedEvent } from './executor.js';
-import type { NodeInfo } from './node-info.js';
+import { liveLoad, type LiveLoad, type NodeInfo } from './node-info.js';
 import { toFinished, type Outbox } from './outbox.js';
 
 type WorkerMethods = typeof WorkerService extends GenService<infer T> ? T : never;
@@ -37,6 +37,8 @@ export interface SessionOptions {
   reconnectIntervalMs: number;
   cancelGraceMs: number;
   credentials?: grpc.ChannelCredentials;
+  /** Load and free memory for each Pong; defaults to this machine's (os.loadavg, os.freemem). */
+  load?: () => LiveLoad;
 }
 
 /** How long a fresh stream may wait for Welcome before it is given up and redialled. */
@@ -165,7 +167,7 @@ export class Session {
         case 'welcome':
           return this.welcome(stream, m.msg.value);
         case 'ping':
-          return void this.send({ case: 'pong', value: { seq: m.msg.value.seq, runningTasks: this.o.executor.size } });
+          return this.pong(m.msg.value.seq);
         case 'startTask':
           return this.startTask(m.msg.value);
         case 'cancelTask':
@@ -191,6 +193,11 @@ export class Session {
     for (const finished of this.o.outbox.all()) this.send({ case: 'finished', value: finished });
     const silentMs = w.pingIntervalMs > 0 ? Math.max(SILENT_PINGS * w.pingIntervalMs, SILENT_FLOOR_MS) : 0;
     this.arm(stream, silentMs, 'no message from the manager');
+  }
+
+  private pong(seq: bigint): void {
+    const { load1, memoryFreeBytes } = (this.o.load ?? liveLoad)();
+    this.send({ case: 'pong', value: { seq, runningTasks: this.o.executor.size, load1, memoryFreeBytes } });
   }
 
   private startTask(st: StartTask): void {

@@ -3,7 +3,7 @@ import { parseDuration } from '../../../common/duration.js';
 import { TaskState, type Task } from '../../../proto/gen/sched/v1/types_pb.js';
 import { taskStateName } from '../format.js';
 import type { Ctx } from './context.js';
-import { waitForTask } from './tasks-run.js';
+import { waitForTask } from '../wait.js';
 
 function parseGrace(value: string): number {
   try {

@@ -4,8 +4,19 @@ import { ListTasksResponseSchema } from '../../../proto/gen/sched/v1/management_
 import { TaskState, type Task } from '../../../proto/gen/sched/v1/types_pb.js';
 import type { ManagementClient } from '../client.js';
 import type { CallOptions } from '../../../common/grpc-service.js';
-import { age, exitSummary, shellQuote, TASK_STATE_NAMES, taskDuration, taskStateFromName, taskStateName, truncate, type TaskStateName } from '../format.js';
-import { view } from '../printers/index.js';
+import {
+  age,
+  exitSummary,
+  shellQuote,
+  TASK_STATE_NAMES,
+  taskDuration,
+  taskReason,
+  taskStateFromName,
+  taskStateName,
+  truncate,
+  type TaskStateName,
+} from '../format.js';
+import { view, type Rows } from '../printers/index.js';
 import type { Ctx } from './context.js';
 
 export function parseLimit(value: string): number {
@@ -16,6 +27,8 @@ export function parseLimit(value: string): number {
 export interface ListFilter {
   state: TaskState;
   workerId: string;
+  /** Only tasks of this group (tasks run --count); empty means all. */
+  groupId: string;
   /** 0 means no limit. */
   limit: number;
 }
@@ -30,7 +43,7 @@ export async function listTasks(client: ManagementClient, filter: ListFilter, op
   for (;;) {
     const room = filter.limit === 0 ? Infinity : filter.limit - tasks.length;
     const page = await client.listTasks(
-      { state: filter.state, workerId: filter.workerId, limit: filter.limit === 0 ? 0 : room, pageToken },
+      { state: filter.state, workerId: filter.workerId, groupId: filter.groupId, limit: filter.limit === 0 ? 0 : room, pageToken },
       opts,
     );
     tasks.push(...page.tasks.slice(0, room));
@@ -43,35 +56,63 @@ export async function listTasks(client: ManagementClient, filter: ListFilter, op
   }
 }
 
+/** Longest REASON shown in the table; tasks show has the whole text. */
+const REASON_WIDTH = 50;
+
+/**
+ * The table: the fixed columns, plus PRI when any task has a priority and
+ * GROUP when any task belongs to a group (and the list is not one group).
+ */
+export function taskRows(list: readonly Task[], now: number, opts: { groupFilter: boolean }): Rows {
+  const showPriority = list.some((t) => (t.spec?.priority ?? 0) !== 0);
+  const showGroup = !opts.groupFilter && list.some((t) => t.groupId !== '');
+  const head = ['ID', 'STATE', ...(showPriority ? ['PRI'] : []), 'WORKER', 'EXIT', 'REASON', 'COMMAND', 'AGE', 'DURATION', ...(showGroup ? ['GROUP'] : [])];
+  return {
+    kind: 'rows',
+    head,
+    rows: list.map((t) => [
+      t.id,
+      taskStateName(t.state),
+      ...(showPriority ? [String(t.spec?.priority ?? 0)] : []),
+      t.workerId,
+      exitSummary(t),
+      truncate(taskReason(t), REASON_WIDTH),
+      truncate(shellQuote(t.spec?.argv ?? []), 60),
+      age(t.createdUnixMs, now),
+      taskDuration(t, now),
+      ...(showGroup ? [t.groupId] : []),
+    ]),
+  };
+}
+
 export function registerTasksLs(tasks: Command, ctx: Ctx): void {
   tasks
     .command('ls')
     .description('lists tasks in the order the management node keeps them (by id)')
     .addOption(new Option('--state <state>', 'only tasks in this state').choices(TASK_STATE_NAMES))
     .option('--worker <id>', 'only tasks placed on this worker')
+    .option('--group <id>', 'only tasks of this group (submitted together by tasks run --count)')
     .option('--limit <n>', 'at most this many tasks; 0 lists all', parseLimit, 100)
-    .action(async (opts: { state?: TaskStateName; worker?: string; limit: number }) => {
+    .addHelpText(
+      'after',
+      `
+REASON says why a pending task is not placed yet, why a dead task will never
+run, or why a done task failed to start. PRI appears when a task has a
+priority, GROUP when a task belongs to a group (unless --group is given).`,
+    )
+    .action(async (opts: { state?: TaskStateName; worker?: string; group?: string; limit: number }) => {
       const filter: ListFilter = {
         state: opts.state ? taskStateFromName(opts.state) : TaskState.UNSPECIFIED,
         workerId: opts.worker ?? '',
+        groupId: opts.group ?? '',
         limit: opts.limit,
       };
       const { tasks: list, more } = await listTasks(ctx.client(), filter, ctx.unary());
       const now = Date.now();
       ctx.print(
-        view(ListTasksResponseSchema, create(ListTasksResponseSchema, { tasks: list }), () => ({
-          kind: 'rows',
-          head: ['ID', 'STATE', 'WORKER', 'EXIT', 'COMMAND', 'AGE', 'DURATION'],
-          rows: list.map((t) => [
-            t.id,
-            taskStateName(t.state),
-            t.workerId,
-            exitSummary(t),
-            truncate(shellQuote(t.spec?.argv ?? []), 60),
-            age(t.createdUnixMs, now),
-            taskDuration(t, now),
-          ]),
-        })),
+        view(ListTasksResponseSchema, create(ListTasksResponseSchema, { tasks: list }), () =>
+          taskRows(list, now, { groupFilter: filter.groupId !== '' }),
+        ),
       );
       if (more && ctx.settings().output === 'table') {
         ctx.io.err(`schedctl: showing the first ${filter.limit} tasks; use --limit to see more (0 = all)\n`);

@@ -1,22 +1,78 @@
-import { setTimeout as sleep } from 'node:timers/promises';
-import * as grpc from '@grpc/grpc-js';
-import { InvalidArgumentError, type Command } from 'commander';
-import { describeRpcError } from '../../../common/errors.js';
-import type { WatchTasksResponse } from '../../../proto/gen/sched/v1/management_pb.js';
-import { TaskSchema, TaskState, type Task } from '../../../proto/gen/sched/v1/types_pb.js';
-import type { ManagementClient } from '../client.js';
+import { create } from '@bufbuild/protobuf';
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { parseDuration } from '../../../common/duration.js';
+import { parseMemorySize, parseMillicpu } from '../../../common/size.js';
+import { RunTaskResponseSchema, type RunTaskResponse } from '../../../proto/gen/sched/v1/management_pb.js';
+import { TaskSchema, TaskSpecSchema, TaskState, type Task } from '../../../proto/gen/sched/v1/types_pb.js';
 import { view } from '../printers/index.js';
+import { waitForTasks } from '../wait.js';
 import type { Ctx } from './context.js';
 import { taskFields } from './tasks-show.js';
 
-/** Exit code of `tasks run --wait` when the task will never run (as docker run uses 125 for its own failures). */
+/** Exit code of `tasks run --wait` when a task will never run (as docker run uses 125 for its own failures). */
 export const EXIT_TASK_DEAD = 125;
 
-/** Collects repeated --env KEY=VALUE flags; commander reports the throw as a usage error naming the flag. */
-export function parseEnvPair(value: string, previous: Record<string, string> | undefined): Record<string, string> {
+const UINT32_MAX = 2 ** 32 - 1;
+const INT32_MIN = -(2 ** 31);
+const INT32_MAX = 2 ** 31 - 1;
+
+/**
+ * Collects repeated KEY=VALUE flags (--env, --label); commander reports the
+ * throw as a usage error naming the flag.
+ */
+export function parseKeyValue(value: string, previous: Record<string, string> | undefined): Record<string, string> {
   const eq = value.indexOf('=');
   if (eq <= 0) throw new InvalidArgumentError('expected KEY=VALUE');
   return { ...previous, [value.slice(0, eq)]: value.slice(eq + 1) };
+}
+
+/** --env KEY=VALUE (repeatable). */
+export const parseEnvPair = parseKeyValue;
+
+/** --cpu: cores ("0.5", "2") or millicpu ("500m"), as millicpu. */
+export function parseCpu(value: string): number {
+  try {
+    return parseMillicpu(value);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+}
+
+/** --mem: "256Mi", "1Gi", "512M" or bytes, as bytes. */
+export function parseMem(value: string): number {
+  try {
+    return parseMemorySize(value);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+}
+
+function wholeNumber(value: string, min: number, max: number, expected: string): number {
+  const n = /^[+-]?\d+$/.test(value.trim()) ? Number(value) : Number.NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw new InvalidArgumentError(`expected ${expected}`);
+  return n;
+}
+
+/** --priority: a signed 32-bit whole number; higher runs first. */
+export const parsePriority = (value: string): number =>
+  wholeNumber(value, INT32_MIN, INT32_MAX, `a whole number from ${INT32_MIN} to ${INT32_MAX}`);
+
+/** --retries: how many times a task is placed again after its worker is lost. */
+export const parseRetries = (value: string): number => wholeNumber(value, 0, UINT32_MAX, 'a whole number, 0 or more');
+
+/** --count: how many copies to run, at least one. */
+export const parseCount = (value: string): number => wholeNumber(value, 1, UINT32_MAX, 'a whole number, 1 or more');
+
+/** --schedule-timeout: a duration ("30s", "5m") in milliseconds; 0 waits as long as it takes. */
+export function parseScheduleTimeout(value: string): number {
+  let ms: number;
+  try {
+    ms = parseDuration(value);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+  if (ms > UINT32_MAX) throw new InvalidArgumentError(`at most ${UINT32_MAX}ms (about 49 days)`);
+  return ms;
 }
 
 /** A process exit status is 8 bits: anything outside would wrap (256 → 0, a failure reported as success). */
@@ -24,58 +80,54 @@ export function processExitCode(exitCode: number): number {
   return Number.isInteger(exitCode) && exitCode >= 0 && exitCode <= 255 ? exitCode : 1;
 }
 
-function isFinished(task: Task): boolean {
-  return task.state === TaskState.DONE || task.state === TaskState.DEAD;
+/** The exit code for finished tasks: 125 if any is dead, else the highest exit code. */
+export function groupExitCode(tasks: readonly Task[]): number {
+  if (tasks.some((t) => t.state === TaskState.DEAD)) return EXIT_TASK_DEAD;
+  return tasks.reduce((max, t) => Math.max(max, processExitCode(t.exitCode)), 0);
 }
 
-/** One WatchTasks stream: resolves with the task once done or dead. */
-function watchOnce(client: ManagementClient, id: string, onUpdate: () => void): Promise<Task> {
-  return new Promise((resolve, reject) => {
-    const call = client.watchTasks({ ids: [id] });
-    let settled = false;
-    const settle = (fn: () => void): void => {
-      if (settled) return;
-      settled = true;
-      fn();
-      call.cancel(); // the CANCELLED error this causes is ignored below
-    };
-    call.on('data', (res: WatchTasksResponse) => {
-      const task = res.task;
-      if (task?.id !== id) return;
-      onUpdate();
-      if (isFinished(task)) settle(() => resolve(task));
-    });
-    call.on('error', (err: Error) => settle(() => reject(err)));
-    call.on('end', () =>
-      settle(() => reject(Object.assign(new Error('watch stream ended before the task finished'), { code: grpc.status.UNAVAILABLE }))),
-    );
+interface RunOptions {
+  env?: Record<string, string>;
+  cwd?: string;
+  cpu?: number;
+  mem?: number;
+  label?: Record<string, string>;
+  priority?: number;
+  retries?: number;
+  spread?: boolean;
+  binpack?: boolean;
+  scheduleTimeout?: number;
+  count: number;
+  wait?: boolean;
+}
+
+/** The spec the flags describe; unset flags leave the proto3 defaults (the manager's). */
+export function specFromOptions(argv: string[], opts: Omit<RunOptions, 'count' | 'wait'>) {
+  return create(TaskSpecSchema, {
+    argv,
+    env: opts.env ?? {},
+    cwd: opts.cwd ?? '',
+    ...(opts.cpu !== undefined || opts.mem !== undefined
+      ? { resources: { millicpu: BigInt(opts.cpu ?? 0), memoryBytes: BigInt(opts.mem ?? 0) } }
+      : {}),
+    constraints: opts.label ?? {},
+    priority: opts.priority ?? 0,
+    retries: opts.retries ?? 0,
+    strategy: opts.spread ? 'spread' : opts.binpack ? 'binpack' : '',
+    scheduleTimeoutMs: opts.scheduleTimeout ?? 0,
   });
 }
 
-/**
- * Waits for the task to finish. The task is durable on the manager, so a
- * stream lost to a manager restart or leader failover is simply reopened (the
- * server resends the task's current state); give up after `patienceMs` with
- * no answer.
- */
-export async function waitForTask(ctx: Ctx, id: string, patienceMs: number): Promise<Task> {
-  let failingSince: number | undefined;
-  let delay = 200;
-  for (;;) {
-    try {
-      return await watchOnce(ctx.client(), id, () => {
-        failingSince = undefined;
-        delay = 200;
-      });
-    } catch (err) {
-      if ((err as { code?: unknown }).code !== grpc.status.UNAVAILABLE) throw err;
-      failingSince ??= Date.now();
-      if (Date.now() - failingSince > patienceMs) throw err;
-      ctx.debug(`watching task ${id}: ${describeRpcError(err, ctx.settings().manager)}; retrying in ${delay}ms`);
-      await sleep(delay);
-      delay = Math.min(delay * 2, 2000);
-    }
+/** Says on stderr why a finished task did not simply succeed; `group` also names non-zero exits. */
+function reportOutcome(ctx: Ctx, t: Task, group: boolean): void {
+  if (t.state === TaskState.DEAD) {
+    const why = t.deadReason || 'no reason given';
+    ctx.io.err(`schedctl: task ${t.id} is dead: ${why}${t.error ? ` (${t.error})` : ''}\n`);
+    return;
   }
+  if (t.error) ctx.io.err(`schedctl: task ${t.id}: ${t.error}\n`);
+  if (t.signal) ctx.io.err(`schedctl: task ${t.id} was killed by ${t.signal}\n`);
+  else if (group && !t.error && t.exitCode !== 0) ctx.io.err(`schedctl: task ${t.id} exited with ${t.exitCode}\n`);
 }
 
 export function registerTasksRun(tasks: Command, ctx: Ctx): void {
@@ -83,43 +135,62 @@ export function registerTasksRun(tasks: Command, ctx: Ctx): void {
     .command('run')
     .description('schedules a command on a worker and prints the task id')
     .argument('<command...>', 'the program and its arguments, after --')
-    .option('-e, --env <KEY=VALUE>', 'environment variable for the task (repeatable)', parseEnvPair)
+    .option('-e, --env <KEY=VALUE>', 'environment variable for the task (repeatable)', parseKeyValue)
     .option('--cwd <dir>', "working directory on the worker (default: the worker's own)")
+    .option('--cpu <cores>', 'CPU to reserve: cores (0.5, 2) or millicpu (500m)', parseCpu)
+    .option('--mem <size>', 'memory to reserve: 256Mi, 1Gi, 512M or bytes', parseMem)
+    .option('-l, --label <KEY=VALUE>', 'worker label the task requires (repeatable; all must match)', parseKeyValue)
+    .option('--priority <n>', 'higher runs first; ties go to the earlier submission (default: 0)', parsePriority)
+    .option('--retries <n>', 'times to place the task again if its worker is lost (default: 0)', parseRetries)
+    .addOption(new Option('--spread', 'place on the emptiest worker that fits').conflicts('binpack'))
+    .addOption(new Option('--binpack', 'place on the fullest worker that fits').conflicts('spread'))
+    .option('--schedule-timeout <duration>', 'end dead if not placed within this time, e.g. 30s', parseScheduleTimeout)
+    .option('--count <n>', 'run N copies as one group; prints every id', parseCount, 1)
     .option('--wait', "wait until the task is done or dead and exit with the task's exit code")
     .addHelpText(
       'after',
       `
 Put the command after --, so its own options are not taken for schedctl's.
+Without --spread or --binpack the management node's default strategy places the task.
 
-Exit status: 0 once the task is accepted; with --wait, the task's exit code,
-${EXIT_TASK_DEAD} if the task is dead (will never run). 1 if the management node
-fails or cannot be reached, 2 on a usage or config error.
+Output: the task id; with --count N > 1, every task id, one per line. -o json and
+-o yaml print the task, or with --count the whole response with its group_id
+(list the group with: schedctl tasks ls --group ID).
+
+Exit status: 0 once the tasks are accepted; with --wait, the task's exit code
+(with --count, the highest of them), ${EXIT_TASK_DEAD} if any task is dead (will never
+run). 1 if the management node fails or cannot be reached, 2 on a usage or config
+error.
 
 Examples:
   schedctl tasks run -- /bin/echo hello
   id=$(schedctl tasks run -e LANG=C --cwd /srv -- make test)
-  schedctl tasks run --wait -- sh -c 'exit 3'; echo $?   # 3`,
+  schedctl tasks run --wait -- sh -c 'exit 3'; echo $?   # 3
+  schedctl tasks run --cpu 0.5 --mem 256Mi --label gpu=true --priority 10 -- ./train
+  schedctl tasks run --count 20 --spread --schedule-timeout 30s --wait -- ./shard.sh`,
     )
-    .action(async (argv: string[], opts: { env?: Record<string, string>; cwd?: string; wait?: boolean }) => {
+    .action(async (argv: string[], opts: RunOptions) => {
       const { output, timeout } = ctx.settings();
-      const spec = { argv, env: opts.env ?? {}, cwd: opts.cwd ?? '' };
-      const { task } = await ctx.client().runTask({ spec }, ctx.unary());
-      if (!task) throw new Error('management node accepted the task but returned none');
-      // Table output is the id alone so scripts can capture it; json/yaml print the task.
-      if (output === 'table') ctx.io.out(`${task.id}\n`);
-      else if (!opts.wait) ctx.print(view(TaskSchema, task, () => taskFields(task, Date.now())));
+      const spec = specFromOptions(argv, opts);
+      const res = await ctx.client().runTask({ spec, count: opts.count }, ctx.unary());
+      const created = res.tasks.length > 0 ? res.tasks : res.task ? [res.task] : [];
+      if (created.length === 0) throw new Error('management node accepted the task but returned none');
+      const group = opts.count > 1;
+      if (group && created.length !== opts.count) {
+        ctx.io.err(`schedctl: asked for ${opts.count} tasks, the management node created ${created.length}\n`);
+      }
+      // Table output is the ids alone so scripts can capture them; json/yaml print the task or the response.
+      const print = (r: RunTaskResponse, list: Task[]): void => {
+        if (group) ctx.print(view(RunTaskResponseSchema, r, () => ({ kind: 'rows', head: ['ID'], rows: list.map((t) => [t.id]) })));
+        else ctx.print(view(TaskSchema, list[0]!, () => taskFields(list[0]!, Date.now())));
+      };
+      if (output === 'table') ctx.io.out(created.map((t) => `${t.id}\n`).join(''));
+      else if (!opts.wait) print(res, created);
       if (!opts.wait) return;
 
-      const final = await waitForTask(ctx, task.id, Math.max(timeout, 30_000));
-      if (output !== 'table') ctx.print(view(TaskSchema, final, () => taskFields(final, Date.now())));
-      if (final.state === TaskState.DEAD) {
-        const why = final.deadReason || 'no reason given';
-        ctx.io.err(`schedctl: task ${final.id} is dead: ${why}${final.error ? ` (${final.error})` : ''}\n`);
-        ctx.exit(EXIT_TASK_DEAD);
-        return;
-      }
-      if (final.error) ctx.io.err(`schedctl: task ${final.id}: ${final.error}\n`);
-      if (final.signal) ctx.io.err(`schedctl: task ${final.id} was killed by ${final.signal}\n`);
-      ctx.exit(processExitCode(final.exitCode));
+      const finals = await waitForTasks(ctx, created.map((t) => t.id), Math.max(timeout, 30_000));
+      if (output !== 'table') print(create(RunTaskResponseSchema, { task: finals[0], tasks: group ? finals : [], groupId: res.groupId }), finals);
+      for (const t of finals) reportOutcome(ctx, t, group);
+      ctx.exit(groupExitCode(finals));
     });
 }

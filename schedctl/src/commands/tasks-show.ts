@@ -1,13 +1,22 @@
 import type { Command } from 'commander';
 import { TaskSchema, TaskState, type Task } from '../../../proto/gen/sched/v1/types_pb.js';
-import { pairs, shellQuote, taskDuration, taskStateName, timeWithAge } from '../format.js';
+import { formatDuration } from '../../../common/duration.js';
+import { bytes, cores, pairs, shellQuote, taskDuration, taskStateName, timeWithAge } from '../format.js';
 import { view, type Fields } from '../printers/index.js';
 import type { Ctx } from './context.js';
 
 const utf8 = new TextDecoder('utf-8', { fatal: false });
 
+/** "2 (1 used)": retries allowed and, once any happened, how many were used. */
+function retries(t: Task): string {
+  const allowed = t.spec?.retries ?? 0;
+  return t.retriesUsed > 0 ? `${allowed} (${t.retriesUsed} used)` : String(allowed);
+}
+
 export function taskFields(t: Task, now: number): Fields {
   const finished = t.state === TaskState.DONE;
+  const spec = t.spec;
+  const timeoutMs = spec?.scheduleTimeoutMs ?? 0;
   const blocks: NonNullable<Fields['blocks']> = [];
   if (t.stdoutTail.length) blocks.push({ title: 'Stdout (tail)', text: utf8.decode(t.stdoutTail) });
   if (t.stderrTail.length) blocks.push({ title: 'Stderr (tail)', text: utf8.decode(t.stderrTail) });
@@ -16,9 +25,18 @@ export function taskFields(t: Task, now: number): Fields {
     fields: [
       ['ID', t.id],
       ['State', taskStateName(t.state)],
-      ['Command', shellQuote(t.spec?.argv ?? [])],
-      ['Cwd', t.spec?.cwd ?? ''],
-      ['Env', pairs(t.spec?.env ?? {})],
+      ['Pending reason', t.state === TaskState.PENDING ? t.pendingReason : ''],
+      ['Group', t.groupId],
+      ['Command', shellQuote(spec?.argv ?? [])],
+      ['Cwd', spec?.cwd ?? ''],
+      ['Env', pairs(spec?.env ?? {})],
+      ['CPU', cores(spec?.resources?.millicpu ?? 0n)],
+      ['Memory', bytes(spec?.resources?.memoryBytes ?? 0n)],
+      ['Constraints', pairs(spec?.constraints ?? {})],
+      ['Priority', String(spec?.priority ?? 0)],
+      ['Retries', retries(t)],
+      ['Strategy', spec?.strategy || 'default'],
+      ['Schedule timeout', timeoutMs > 0 ? formatDuration(timeoutMs) : 'none'],
       ['Worker', t.workerId],
       ['Attempt', t.attempt ? String(t.attempt) : ''],
       ['PID', t.pid ? String(t.pid) : ''],

@@ -1,0 +1,49 @@
+// Sizes as operators write them: memory as "512Mi", "4Gi", "2G" or bytes; CPU
+// as cores ("0.5", "2") or millicpu ("500m"). Shared by the worker's config
+// and schedctl's flags so both read the same quantities the same way.
+
+const MEMORY_UNITS: Record<string, number> = {
+  '': 1, k: 1e3, m: 1e6, g: 1e9, t: 1e12, ki: 2 ** 10, mi: 2 ** 20, gi: 2 ** 30, ti: 2 ** 40,
+};
+const MEMORY = /^(\d+(?:\.\d+)?|\.\d+)\s*([kKmMgGtT]i?)?[bB]?$/;
+
+/**
+ * Bytes from a quantity such as "512Mi" (binary), "2G" (decimal), "1.5Gi" or
+ * plain "1000". Units are case-insensitive and a trailing B is allowed
+ * ("512MB"). Throws unless the result is a positive whole number of bytes
+ * that a double holds exactly.
+ */
+export function parseMemorySize(text: string): number {
+  const m = MEMORY.exec(text.trim());
+  const unit = MEMORY_UNITS[(m?.[2] ?? '').toLowerCase()];
+  const bytes = m && unit ? Math.round(Number(m[1]) * unit) : 0;
+  if (!(bytes > 0) || !Number.isSafeInteger(bytes)) {
+    throw new Error(`invalid memory size ${JSON.stringify(text)} (use e.g. 512Mi, 4Gi or bytes)`);
+  }
+  return bytes;
+}
+
+const CORES = /^(\d+(?:\.\d+)?|\.\d+)$/;
+const MILLICPU = /^(\d+)m$/;
+
+/**
+ * Millicpu from cores ("0.5" → 500, "2" → 2000) or millicpu ("500m" → 500).
+ * Throws unless the result is a positive whole number of millicpu: "0.0005"
+ * asks for finer than 1m.
+ */
+export function parseMillicpu(text: string): number {
+  const s = text.trim();
+  const milli = MILLICPU.exec(s);
+  let value = Number.NaN;
+  if (milli) value = Number(milli[1]);
+  else if (CORES.test(s)) {
+    const exact = Number(s) * 1000;
+    value = Math.round(exact);
+    // Floating point: 0.001 * 1000 is not exactly 1, so allow a little slack.
+    if (Math.abs(exact - value) > 1e-6) value = Number.NaN;
+  }
+  if (!(value > 0) || !Number.isSafeInteger(value)) {
+    throw new Error(`invalid CPU ${JSON.stringify(text)} (use cores such as 0.5 or 2, or millicpu such as 500m)`);
+  }
+  return value;
+}

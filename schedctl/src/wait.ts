@@ -1,0 +1,95 @@
+// Waiting for tasks to finish over WatchTasks, for tasks run --wait and tasks cancel.
+import { setTimeout as sleep } from 'node:timers/promises';
+import * as grpc from '@grpc/grpc-js';
+import { describeRpcError } from '../../common/errors.js';
+import type { WatchTasksResponse } from '../../proto/gen/sched/v1/management_pb.js';
+import { TaskState, type Task } from '../../proto/gen/sched/v1/types_pb.js';
+import type { ManagementClient } from './client.js';
+import type { Ctx } from './commands/context.js';
+
+/** Most ids one WatchTasks call may name (the management node refuses more); larger sets use several streams. */
+export const WATCH_BATCH = 1000;
+
+export function isFinished(task: Task): boolean {
+  return task.state === TaskState.DONE || task.state === TaskState.DEAD;
+}
+
+/**
+ * One WatchTasks stream: resolves once every named task is done or dead (or
+ * the signal aborts it), rejects when the stream fails first.
+ */
+function watchOnce(client: ManagementClient, ids: readonly string[], onTask: (task: Task) => void, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const open = new Set(ids);
+    const call = client.watchTasks({ ids: [...ids] });
+    let settled = false;
+    const settle = (fn: () => void): void => {
+      if (settled) return;
+      settled = true;
+      signal.removeEventListener('abort', onAbort);
+      fn();
+      call.cancel(); // the CANCELLED error this causes is ignored below
+    };
+    const onAbort = (): void => settle(resolve);
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    call.on('data', (res: WatchTasksResponse) => {
+      const task = res.task;
+      if (!task || !open.has(task.id)) return;
+      onTask(task);
+      if (!isFinished(task)) return;
+      open.delete(task.id);
+      if (open.size === 0) settle(resolve);
+    });
+    call.on('error', (err: Error) => settle(() => reject(err)));
+    call.on('end', () =>
+      settle(() => reject(Object.assign(new Error('watch stream ended before the tasks finished'), { code: grpc.status.UNAVAILABLE }))),
+    );
+  });
+}
+
+/**
+ * Waits until every task is done or dead and returns them in the order of
+ * `ids`. The tasks are durable on the manager, so streams lost to a manager
+ * restart or leader failover are simply reopened for the tasks still running
+ * (the server resends their current state); give up after `patienceMs` with
+ * no answer.
+ */
+export async function waitForTasks(ctx: Ctx, ids: readonly string[], patienceMs: number): Promise<Task[]> {
+  const finals = new Map<string, Task>();
+  const unique = [...new Set(ids)];
+  let failingSince: number | undefined;
+  let delay = 200;
+  const onTask = (task: Task): void => {
+    failingSince = undefined;
+    delay = 200;
+    if (isFinished(task)) finals.set(task.id, task);
+  };
+  for (;;) {
+    const left = unique.filter((id) => !finals.has(id));
+    if (left.length === 0) return ids.map((id) => finals.get(id)!);
+    const batches: string[][] = [];
+    for (let i = 0; i < left.length; i += WATCH_BATCH) batches.push(left.slice(i, i + WATCH_BATCH));
+    // One failed stream ends the round; the others are cancelled and all reopened together.
+    const round = new AbortController();
+    try {
+      await Promise.all(batches.map((batch) => watchOnce(ctx.client(), batch, onTask, round.signal)));
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== grpc.status.UNAVAILABLE) throw err;
+      failingSince ??= Date.now();
+      if (Date.now() - failingSince > patienceMs) throw err;
+      const what = left.length === 1 ? `task ${left[0]}` : `${left.length} tasks`;
+      ctx.debug(`watching ${what}: ${describeRpcError(err, ctx.settings().manager)}; retrying in ${delay}ms`);
+      await sleep(delay);
+      delay = Math.min(delay * 2, 2000);
+    } finally {
+      round.abort();
+    }
+  }
+}
+
+/** waitForTasks for one task. */
+export async function waitForTask(ctx: Ctx, id: string, patienceMs: number): Promise<Task> {
+  const [task] = await waitForTasks(ctx, [id], patienceMs);
+  return task!;
+}
