@@ -1,0 +1,634 @@
+// The scheduling core the manager drives: workers and a queue in, placements
+// out. Pure and synchronous (no I/O, timers or clock), so it is tested and
+// benchmarked on its own.
+//
+// Pipeline per task, as in Nomad: feasibility (pool of connected, non-draining
+// workers carrying the task's labels; FitIndex for free cpu and memory; the
+// task's exclusions and other tasks' reservations) → rank (scoreWorker over
+// the few best-fitting candidates) → place. Cost per placement is O(log n) in
+// workers: nothing scans the fleet except explain().
+//
+// Queue: tasks with the same constraints and request form a class; a class
+// is blocked as a whole when its head does not fit, so a pass skips a blocked
+// class in one step however many tasks it holds, and stops after
+// `backfillDepth` blocked classes. The first `headReserve` blocked tasks each
+// reserve a worker that could hold them; later tasks may not use a reserved
+// worker, so backfill cannot starve the head.
+import { SchedulerInputError } from './errors.js';
+import { formatPlacementFailure, sortRejections } from './explain.js';
+import { constraintList, firstRejection, holds, missingLabel } from './feasibility.js';
+import { FitIndex, seededRandom, type FitNode } from './fit-index.js';
+import { IndexedHeap, precedes, type HeapItem } from './order.js';
+import { scoreWorker } from './rank.js';
+import type {
+  Placement,
+  PlacementFailure,
+  RejectReason,
+  Resources,
+  Scheduler,
+  SchedulerOptions,
+  Strategy,
+  TaskRequest,
+  Unplaceable,
+  WorkerInfo,
+} from './types.js';
+
+export type * from './types.js';
+export { SchedulerInputError } from './errors.js';
+
+interface WorkerRec {
+  readonly id: string;
+  readonly ord: number;
+  capacity: Resources;
+  /** Mutated in place by placements and releases. */
+  readonly used: Resources;
+  labels: Record<string, string>;
+  connected: boolean;
+  draining: boolean;
+  load1: number | undefined;
+  memoryFreeBytes: number | undefined;
+  /** The pools the worker is in; empty unless connected and not draining. */
+  memberships: Membership[];
+  reservedBy: QueuedTask | undefined;
+}
+
+interface Membership {
+  readonly pool: Pool;
+  readonly free: FitNode<WorkerRec>;
+  readonly cap: FitNode<WorkerRec>;
+}
+
+/** The eligible workers that carry a set of labels, indexed by free resources and by capacity. */
+interface Pool {
+  readonly sig: string;
+  readonly constraints: ReadonlyArray<readonly [string, string]>;
+  readonly free: FitIndex<WorkerRec>;
+  readonly cap: FitIndex<WorkerRec>;
+  classes: number;
+}
+
+/** Queued tasks that are interchangeable for feasibility: same pool and request, no exclusions. */
+interface TaskClass extends HeapItem {
+  readonly key: string;
+  readonly pool: Pool;
+  readonly tasks: IndexedHeap<QueuedTask>;
+  /** At most one task of a class holds a reservation. */
+  reservedTask: QueuedTask | undefined;
+}
+
+interface QueuedTask extends HeapItem {
+  readonly id: string;
+  readonly priority: number;
+  readonly seq: number;
+  readonly strategy: Strategy;
+  readonly req: Resources;
+  readonly constraints: ReadonlyArray<readonly [string, string]>;
+  cls: TaskClass;
+  reserved: WorkerRec | undefined;
+}
+
+interface Allocation {
+  readonly worker: WorkerRec;
+  readonly resources: Resources;
+}
+
+type ReservationResult = 'held' | 'contended' | 'unplaceable';
+
+/** Pools without queued tasks are kept (rebuilding one costs a scan) until there are this many. */
+const MAX_POOLS = 64;
+
+function checkResources(what: string, r: Resources | undefined): Resources {
+  if (
+    r === undefined ||
+    typeof r.millicpu !== 'number' ||
+    typeof r.memoryBytes !== 'number' ||
+    !Number.isFinite(r.millicpu) ||
+    !Number.isFinite(r.memoryBytes) ||
+    r.millicpu < 0 ||
+    r.memoryBytes < 0
+  ) {
+    throw new SchedulerInputError(`${what}: millicpu and memoryBytes must be finite and non-negative`);
+  }
+  return { millicpu: r.millicpu, memoryBytes: r.memoryBytes };
+}
+
+function checkId(what: string, id: unknown): string {
+  if (typeof id !== 'string' || id === '') throw new SchedulerInputError(`${what}: id must be a non-empty string`);
+  return id;
+}
+
+function sameLabels(a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>): boolean {
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  for (const k of ka) if (!Object.hasOwn(b, k) || a[k] !== b[k]) return false;
+  return true;
+}
+
+const labelKey = (k: string, v: string): string => `${k}\u0000${v}`;
+const poolSig = (constraints: ReadonlyArray<readonly [string, string]>): string =>
+  constraints.map(([k, v]) => labelKey(k, v)).join('\u0001');
+
+export function createScheduler(opts: SchedulerOptions = {}): Scheduler {
+  const defaultStrategy: Strategy = opts.defaultStrategy ?? 'binpack';
+  const headReserve = opts.headReserve ?? 1;
+  const backfillDepth = opts.backfillDepth ?? 128;
+  const candidates = opts.candidates ?? 8;
+  const liveLoadWeight = opts.liveLoadWeight ?? 0.5;
+  if (!(headReserve >= 0)) throw new SchedulerInputError('headReserve must be ≥ 0');
+  if (!(backfillDepth >= 1)) throw new SchedulerInputError('backfillDepth must be ≥ 1');
+  if (!(candidates >= 1)) throw new SchedulerInputError('candidates must be ≥ 1');
+  if (!(liveLoadWeight >= 0)) throw new SchedulerInputError('liveLoadWeight must be ≥ 0');
+  const random = seededRandom(opts.seed ?? 1);
+
+  const workers = new Map<string, WorkerRec>();
+  /** k=v → workers carrying it, connected or not. */
+  const labelIndex = new Map<string, Set<WorkerRec>>();
+  const pools = new Map<string, Pool>();
+  const classes = new Map<string, TaskClass>();
+  const headOf = (c: TaskClass): QueuedTask => c.tasks.peek() as QueuedTask;
+  /** Classes ordered by their head task. */
+  const queue = new IndexedHeap<TaskClass>((a, b) => precedes(headOf(a), headOf(b)));
+  const queuedTasks = new Map<string, QueuedTask>();
+  const exclusions = new Map<string, Set<string>>();
+  const allocations = new Map<string, Allocation>();
+  let nextOrd = 0;
+
+  // ---- workers and pools ----
+
+  const eligible = (w: WorkerRec): boolean => w.connected && !w.draining;
+
+  function indexLabels(w: WorkerRec, add: boolean): void {
+    for (const [k, v] of Object.entries(w.labels)) {
+      const key = labelKey(k, v);
+      let set = labelIndex.get(key);
+      if (add) {
+        if (set === undefined) labelIndex.set(key, (set = new Set()));
+        set.add(w);
+      } else if (set !== undefined) {
+        set.delete(w);
+        if (set.size === 0) labelIndex.delete(key);
+      }
+    }
+  }
+
+  function addMember(pool: Pool, w: WorkerRec): void {
+    const free = pool.free.node(w, w.ord, w.capacity.memoryBytes - w.used.memoryBytes, w.capacity.millicpu - w.used.millicpu);
+    const cap = pool.cap.node(w, w.ord, w.capacity.memoryBytes, w.capacity.millicpu);
+    pool.free.insert(free);
+    pool.cap.insert(cap);
+    w.memberships.push({ pool, free, cap });
+  }
+
+  function join(w: WorkerRec): void {
+    if (!eligible(w)) return;
+    for (const pool of pools.values()) {
+      if (missingLabel(w.labels, pool.constraints) === undefined) addMember(pool, w);
+    }
+  }
+
+  function leave(w: WorkerRec): void {
+    for (const m of w.memberships) {
+      m.pool.free.remove(m.free);
+      m.pool.cap.remove(m.cap);
+    }
+    w.memberships = [];
+  }
+
+  function refreshFree(w: WorkerRec): void {
+    const mem = w.capacity.memoryBytes - w.used.memoryBytes;
+    const cpu = w.capacity.millicpu - w.used.millicpu;
+    for (const m of w.memberships) m.pool.free.rekey(m.free, mem, cpu);
+  }
+
+  function evictIdlePools(): void {
+    for (const pool of [...pools.values()]) {
+      if (pool.classes > 0 || pool.sig === '') continue;
+      pool.cap.forEach((n) => {
+        n.item.memberships = n.item.memberships.filter((m) => m.pool !== pool);
+      });
+      pools.delete(pool.sig);
+    }
+  }
+
+  function getPool(sig: string, constraints: ReadonlyArray<readonly [string, string]>): Pool {
+    const existing = pools.get(sig);
+    if (existing !== undefined) return existing;
+    if (pools.size >= MAX_POOLS) evictIdlePools();
+    const pool: Pool = { sig, constraints, free: new FitIndex(random), cap: new FitIndex(random), classes: 0 };
+    pools.set(sig, pool);
+    // Only workers carrying the rarest required label can match.
+    let rarest: Set<WorkerRec> | undefined;
+    for (const [k, v] of constraints) {
+      const set = labelIndex.get(labelKey(k, v)) ?? new Set<WorkerRec>();
+      if (rarest === undefined || set.size < rarest.size) rarest = set;
+    }
+    const members: Iterable<WorkerRec> = rarest ?? workers.values();
+    for (const w of members) {
+      if (eligible(w) && missingLabel(w.labels, constraints) === undefined) addMember(pool, w);
+    }
+    return pool;
+  }
+  const basePool = getPool('', []);
+
+  function newWorker(id: string): WorkerRec {
+    const w: WorkerRec = {
+      id,
+      ord: nextOrd++,
+      capacity: { millicpu: 0, memoryBytes: 0 },
+      used: { millicpu: 0, memoryBytes: 0 },
+      labels: {},
+      connected: false,
+      draining: false,
+      load1: undefined,
+      memoryFreeBytes: undefined,
+      memberships: [],
+      reservedBy: undefined,
+    };
+    workers.set(id, w);
+    return w;
+  }
+
+  // ---- reservations ----
+
+  function reserve(t: QueuedTask, w: WorkerRec): void {
+    if (w.reservedBy !== undefined) unreserve(w.reservedBy);
+    if (t.cls.reservedTask !== undefined) unreserve(t.cls.reservedTask);
+    t.reserved = w;
+    w.reservedBy = t;
+    t.cls.reservedTask = t;
+  }
+
+  function unreserve(t: QueuedTask): void {
+    const w = t.reserved;
+    if (w === undefined) return;
+    w.reservedBy = undefined;
+    t.reserved = undefined;
+    if (t.cls.reservedTask === t) t.cls.reservedTask = undefined;
+  }
+
+  const excludedFrom = (t: QueuedTask, w: WorkerRec): boolean => exclusions.get(t.id)?.has(w.id) ?? false;
+
+  /** Drops a reservation the worker can no longer honour (gone, draining, resized, relabelled). */
+  function checkReservation(w: WorkerRec): void {
+    const t = w.reservedBy;
+    if (t === undefined) return;
+    const ok = eligible(w) && missingLabel(w.labels, t.constraints) === undefined && holds(w.capacity, t.req) && !excludedFrom(t, w);
+    if (!ok) unreserve(t);
+  }
+
+  /** usable: not excluded, and not reserved for a task that goes before t. */
+  function usable(w: WorkerRec, t: QueuedTask, ex: Set<string> | undefined): boolean {
+    if (ex !== undefined && ex.has(w.id)) return false;
+    const holder = w.reservedBy;
+    return holder === undefined || holder === t || precedes(t, holder);
+  }
+
+  function shortfall(w: WorkerRec, req: Resources): number {
+    const cpu = req.millicpu - (w.capacity.millicpu - w.used.millicpu);
+    const mem = req.memoryBytes - (w.capacity.memoryBytes - w.used.memoryBytes);
+    return (cpu > 0 ? cpu / Math.max(1, req.millicpu) : 0) + (mem > 0 ? mem / Math.max(1, req.memoryBytes) : 0);
+  }
+
+  /**
+   * ensureReservation holds back, for a blocked task, the worker closest to
+   * fitting it among the smallest that could hold it when empty.
+   */
+  function ensureReservation(t: QueuedTask): ReservationResult {
+    if (t.reserved !== undefined) return 'held';
+    const index = t.cls.pool.cap;
+    const ex = exclusions.get(t.id);
+    let best: WorkerRec | undefined;
+    let bestShort = Infinity;
+    let capable = false;
+    let seen = 0;
+    for (let n = index.ascending(t.req.memoryBytes, t.req.millicpu); n !== null; n = index.ascending(t.req.memoryBytes, t.req.millicpu, n)) {
+      const w = n.item;
+      if (ex !== undefined && ex.has(w.id)) continue;
+      capable = true;
+      if (w.reservedBy !== undefined && !precedes(t, w.reservedBy)) continue;
+      const s = shortfall(w, t.req);
+      if (s < bestShort) {
+        best = w;
+        bestShort = s;
+      }
+      if (++seen >= candidates) break;
+    }
+    if (best !== undefined) {
+      reserve(t, best);
+      return 'held';
+    }
+    return capable ? 'contended' : 'unplaceable';
+  }
+
+  function unplaceableFor(t: QueuedTask): Unplaceable {
+    const index = t.cls.pool.cap;
+    const ex = exclusions.get(t.id);
+    let capable = false;
+    for (let n = index.ascending(t.req.memoryBytes, t.req.millicpu); n !== null; n = index.ascending(t.req.memoryBytes, t.req.millicpu, n)) {
+      if (ex === undefined || !ex.has(n.item.id)) return false;
+      capable = true;
+    }
+    return capable ? 'excluded' : 'no-fit';
+  }
+
+  // ---- queue ----
+
+  function classFor(id: string, pool: Pool, req: Resources): TaskClass {
+    const key = exclusions.has(id) ? `#${id}` : `${pool.sig}\u0002${req.millicpu}\u0002${req.memoryBytes}`;
+    let cls = classes.get(key);
+    if (cls === undefined) {
+      cls = { key, pool, tasks: new IndexedHeap<QueuedTask>(precedes), heapIndex: -1, reservedTask: undefined };
+      classes.set(key, cls);
+      pool.classes++;
+    }
+    return cls;
+  }
+
+  /** attach puts t into its class (t.cls) and the class into the queue. */
+  function attach(t: QueuedTask): void {
+    const cls = t.cls;
+    cls.tasks.push(t);
+    if (cls.heapIndex < 0) queue.push(cls);
+    else queue.update(cls);
+  }
+
+  function detach(t: QueuedTask): void {
+    unreserve(t);
+    const cls = t.cls;
+    cls.tasks.remove(t);
+    if (cls.tasks.size === 0) {
+      queue.remove(cls);
+      classes.delete(cls.key);
+      cls.pool.classes--;
+    } else {
+      queue.update(cls);
+    }
+  }
+
+  function dequeue(t: QueuedTask): void {
+    detach(t);
+    queuedTasks.delete(t.id);
+  }
+
+  // ---- placement ----
+
+  /** findWorker: the best-scoring usable worker among the first `candidates` that fit. */
+  function findWorker(t: QueuedTask): WorkerRec | undefined {
+    const index = t.cls.pool.free;
+    const cpu = t.req.millicpu;
+    const mem = t.req.memoryBytes;
+    const ex = exclusions.get(t.id);
+    const spread = t.strategy === 'spread';
+    let best: WorkerRec | undefined;
+    let bestScore = -Infinity;
+    let seen = 0;
+    let n = spread ? index.descending(mem, cpu) : index.ascending(mem, cpu);
+    while (n !== null) {
+      const w = n.item;
+      if (usable(w, t, ex)) {
+        const s = scoreWorker(t.strategy, w.capacity, w.used, t.req, w.load1, w.memoryFreeBytes, liveLoadWeight);
+        if (s > bestScore) {
+          best = w;
+          bestScore = s;
+        }
+        if (++seen >= candidates) break;
+      }
+      n = spread ? index.descending(mem, cpu, n) : index.ascending(mem, cpu, n);
+    }
+    return best;
+  }
+
+  function place(t: QueuedTask, w: WorkerRec): void {
+    const { millicpu, memoryBytes } = t.req;
+    // The index only returns workers with enough free resources; this guards the invariant against a bug.
+    if (w.capacity.millicpu - w.used.millicpu < millicpu || w.capacity.memoryBytes - w.used.memoryBytes < memoryBytes) {
+      throw new Error(`scheduler invariant broken: ${t.id} does not fit on ${w.id}`);
+    }
+    dequeue(t);
+    w.used.millicpu += millicpu;
+    w.used.memoryBytes += memoryBytes;
+    allocations.set(t.id, { worker: w, resources: t.req });
+    refreshFree(w);
+  }
+
+  function schedule(limit = Infinity): Placement[] {
+    const out: Placement[] = [];
+    const blocked: TaskClass[] = [];
+    let heads = 0;
+    try {
+      while (out.length < limit) {
+        const cls = queue.peek();
+        if (cls === undefined) break;
+        const t = headOf(cls);
+        const w = findWorker(t);
+        if (w !== undefined) {
+          place(t, w);
+          out.push({ taskId: t.id, workerId: w.id });
+          continue;
+        }
+        // The class is blocked for the rest of the pass: placements only take capacity away.
+        queue.pop();
+        blocked.push(cls);
+        if (heads < headReserve) {
+          if (ensureReservation(t) !== 'unplaceable') heads++;
+        } else if (cls.reservedTask !== undefined) {
+          unreserve(cls.reservedTask);
+        }
+        if (blocked.length >= backfillDepth) break;
+      }
+    } finally {
+      for (const cls of blocked) queue.push(cls);
+    }
+    return out;
+  }
+
+  // ---- explain ----
+
+  function explainDetail(taskId: string): PlacementFailure | undefined {
+    const t = queuedTasks.get(taskId);
+    if (t === undefined) return undefined;
+    const ex = exclusions.get(taskId);
+    const needs = { resources: t.req, constraints: t.constraints };
+    const counts = new Map<RejectReason, number>();
+    let fit = 0;
+    for (const w of workers.values()) {
+      const holder = w.reservedBy;
+      const reservedForEarlier = holder !== undefined && holder !== t && !precedes(t, holder);
+      const reason = firstRejection(w, needs, ex?.has(w.id) ?? false, reservedForEarlier);
+      if (reason === undefined) fit++;
+      else counts.set(reason, (counts.get(reason) ?? 0) + 1);
+    }
+    const failure: PlacementFailure = {
+      taskId,
+      workers: workers.size,
+      fit,
+      rejections: sortRejections(counts),
+      unplaceable: unplaceableFor(t),
+    };
+    if (t.reserved !== undefined) failure.reservedWorkerId = t.reserved.id;
+    return failure;
+  }
+
+  // ---- the API ----
+
+  const release = (taskId: string): void => {
+    const a = allocations.get(taskId);
+    if (a === undefined) return;
+    allocations.delete(taskId);
+    a.worker.used.millicpu -= a.resources.millicpu;
+    a.worker.used.memoryBytes -= a.resources.memoryBytes;
+    refreshFree(a.worker);
+  };
+
+  return {
+    upsertWorker(info: WorkerInfo): void {
+      const id = checkId('worker', info.id);
+      const capacity = checkResources(`worker ${id} capacity`, info.capacity);
+      const w = workers.get(id) ?? newWorker(id);
+      w.load1 = info.load1;
+      w.memoryFreeBytes = info.memoryFreeBytes;
+      const labels = info.labels ?? {};
+      const labelsChanged = !sameLabels(w.labels, labels);
+      if (
+        w.connected &&
+        w.draining === info.draining &&
+        !labelsChanged &&
+        w.capacity.millicpu === capacity.millicpu &&
+        w.capacity.memoryBytes === capacity.memoryBytes
+      ) {
+        return; // stats only: they weigh in the score, not in the indexes
+      }
+      leave(w);
+      if (labelsChanged) {
+        indexLabels(w, false);
+        w.labels = { ...labels };
+        indexLabels(w, true);
+      }
+      w.capacity = capacity;
+      w.connected = true;
+      w.draining = info.draining;
+      join(w);
+      checkReservation(w);
+    },
+
+    removeWorker(id: string): void {
+      const w = workers.get(id);
+      if (w === undefined || !w.connected) return;
+      leave(w);
+      w.connected = false;
+      checkReservation(w);
+    },
+
+    forgetWorker(id: string): void {
+      const w = workers.get(id);
+      if (w === undefined) return;
+      leave(w);
+      if (w.reservedBy !== undefined) unreserve(w.reservedBy);
+      indexLabels(w, false);
+      for (const [taskId, a] of allocations) if (a.worker === w) allocations.delete(taskId);
+      workers.delete(id);
+    },
+
+    setDraining(id: string, draining: boolean): void {
+      const w = workers.get(id);
+      if (w === undefined || w.draining === draining) return;
+      leave(w);
+      w.draining = draining;
+      join(w);
+      checkReservation(w);
+    },
+
+    enqueue(req: TaskRequest): void {
+      const id = checkId('task', req.id);
+      const resources = checkResources(`task ${id} resources`, req.resources);
+      if (!Number.isFinite(req.priority) || !Number.isFinite(req.seq)) {
+        throw new SchedulerInputError(`task ${id}: priority and seq must be finite numbers`);
+      }
+      const strategy = req.strategy ?? defaultStrategy;
+      if (strategy !== 'binpack' && strategy !== 'spread') throw new SchedulerInputError(`task ${id}: unknown strategy ${String(strategy)}`);
+      const held = allocations.get(id);
+      if (held !== undefined) throw new SchedulerInputError(`task ${id} is allocated on worker ${held.worker.id}: release it before queueing it again`);
+      const old = queuedTasks.get(id);
+      if (old !== undefined) dequeue(old);
+      const constraints = constraintList(req.constraints ?? {});
+      const pool = constraints.length === 0 ? basePool : getPool(poolSig(constraints), constraints);
+      const t: QueuedTask = {
+        id,
+        priority: req.priority,
+        seq: req.seq,
+        strategy,
+        req: resources,
+        constraints,
+        cls: classFor(id, pool, resources),
+        reserved: undefined,
+        heapIndex: -1,
+      };
+      queuedTasks.set(id, t);
+      attach(t);
+    },
+
+    remove(taskId: string): void {
+      const t = queuedTasks.get(taskId);
+      if (t !== undefined) dequeue(t);
+      exclusions.delete(taskId);
+      release(taskId);
+    },
+
+    exclude(taskId: string, workerId: string): void {
+      let set = exclusions.get(taskId);
+      if (set === undefined) exclusions.set(taskId, (set = new Set()));
+      set.add(workerId);
+      const t = queuedTasks.get(taskId);
+      if (t === undefined) return;
+      if (t.reserved?.id === workerId) unreserve(t);
+      // Exclusions make feasibility personal: the task leaves its shared class.
+      if (t.cls.key !== `#${taskId}`) {
+        detach(t);
+        t.cls = classFor(taskId, t.cls.pool, t.req);
+        attach(t);
+      }
+    },
+
+    allocate(taskId: string, workerId: string, r: Resources): void {
+      checkId('task', taskId);
+      checkId('worker', workerId);
+      const resources = checkResources(`task ${taskId} allocation`, r);
+      const t = queuedTasks.get(taskId);
+      if (t !== undefined) dequeue(t);
+      release(taskId);
+      // A recovered task may report in before its worker does.
+      const w = workers.get(workerId) ?? newWorker(workerId);
+      w.used.millicpu += resources.millicpu;
+      w.used.memoryBytes += resources.memoryBytes;
+      allocations.set(taskId, { worker: w, resources });
+      refreshFree(w);
+    },
+
+    release,
+    schedule,
+    explainDetail,
+
+    explain(taskId: string): string | undefined {
+      const f = explainDetail(taskId);
+      return f === undefined || f.fit > 0 ? undefined : formatPlacementFailure(f);
+    },
+
+    unplaceable(taskId: string): Unplaceable | undefined {
+      const t = queuedTasks.get(taskId);
+      return t === undefined ? undefined : unplaceableFor(t);
+    },
+
+    queued: () => queuedTasks.size,
+    isQueued: (taskId: string) => queuedTasks.has(taskId),
+
+    used(workerId: string): Resources | undefined {
+      const w = workers.get(workerId);
+      return w === undefined ? undefined : { millicpu: w.used.millicpu, memoryBytes: w.used.memoryBytes };
+    },
+
+    allocation(taskId: string): { workerId: string; resources: Resources } | undefined {
+      const a = allocations.get(taskId);
+      return a === undefined ? undefined : { workerId: a.worker.id, resources: { ...a.resources } };
+    },
+  };
+}
