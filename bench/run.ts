@@ -16,6 +16,7 @@ import { createGroupCommitter } from '../management-node/src/store/group-commit.
 import type { Store } from '../management-node/src/store/store.js';
 import { freePorts, startEtcd, type EtcdHandle } from '../test/support/etcd.js';
 import { BIN, ROOT, startDaemon, type Daemon } from '../test/support/processes.js';
+import { benchCore } from './core.js';
 
 const log = pino({ level: 'silent' });
 const results: Record<string, number | string | object> = {};
@@ -116,6 +117,19 @@ async function cluster(etcd: EtcdHandle, dir: string) {
 }
 
 async function main() {
+  // Scheduler core first, while nothing else runs: placements/s vs a linear scan of the fleet.
+  const core = await benchCore();
+  Object.assign(results, {
+    core_placements_per_s: core.core_placements_per_s,
+    core_linear_scan_per_s: core.baseline_linear_scan_per_s,
+    core_vs_linear_scan_ratio: round(core.core_placements_per_s / core.baseline_linear_scan_per_s, 1),
+    core_by_workers: Object.fromEntries(core.rows.map((r) => [r.workers, round(r.placements_per_s)])),
+  });
+  row('scheduler core: linear scan over 10k workers', core.baseline_linear_scan_per_s, 'placements/s', 'baseline');
+  for (const r of core.rows) {
+    const note = r.workers === 10_000 ? `${round(r.placements_per_s / core.baseline_linear_scan_per_s, 0)}× scan (target ≥ 50,000/s)` : '';
+    row(`scheduler core: ${r.workers} workers, ${r.tasks} queued`, r.placements_per_s, 'placements/s', note);
+  }
   const dir = mkdtempSync(join(tmpdir(), 'sched-bench-'));
   const etcd = await startEtcd();
   try {

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
 import { parseDuration } from './duration.js';
+import { parseMemorySize } from './size.js';
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -27,6 +28,18 @@ export const duration = () =>
 /** host:port with a port in range; the host may be empty ("":7070 style is refused). */
 export const hostPort = () =>
   z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:7070');
+
+/** Bytes as a number or a quantity such as "512Mi", "4Gi", "2G" (see size.ts). */
+export const memory = () =>
+  z.union([z.number().int().positive(), z.string()]).transform((value, ctx) => {
+    if (typeof value === 'number') return value;
+    try {
+      return parseMemorySize(value);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message });
+      return z.NEVER;
+    }
+  });
 
 export const logLevel = () => z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']);
 

@@ -3,6 +3,7 @@
 // change (RPC answer, watcher, FinishedAck) before it is committed.
 import { clone, create, toBinary, type MessageInitShape } from '@bufbuild/protobuf';
 import {
+  ResourcesSchema,
   TaskSchema,
   TaskSpecSchema,
   TaskState,
@@ -12,14 +13,14 @@ import {
   type TaskSpec,
   type Worker,
 } from '../../proto/gen/sched/v1/types_pb.js';
-import type { ConnectResponseSchema, Finished, Hello, TaskAttempt } from '../../proto/gen/sched/v1/worker_pb.js';
+import type { ConnectResponseSchema, Finished, Hello, Pong, TaskAttempt } from '../../proto/gen/sched/v1/worker_pb.js';
 import { InvalidArgumentError, NotFoundError, UnauthenticatedError } from '../../common/errors.js';
 import { newTaskId } from '../../common/ids.js';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../../common/logger.js';
 import type { GroupCommitter } from './store/group-commit.js';
 import { encodeTask, encodeWorker, taskKey, workerKey } from './store/records.js';
-import { pickWorker, type WorkerView } from './scheduler/place.js';
+import { createScheduler, type Resources, type Scheduler, type Strategy, type WorkerInfo } from './scheduler/scheduler.js';
 
 /** One manager→worker message: the oneof of ConnectResponse. */
 export type WorkerMessage = NonNullable<MessageInitShape<typeof ConnectResponseSchema>['msg']>;
@@ -39,8 +40,10 @@ export interface ClusterOptions {
   recoveryGraceMs: number;
   /** How long the tasks of a disconnected worker wait for it to come back before they are lost. */
   reconnectGraceMs?: number;
-  /** Tasks a worker runs at once per cpu core it reports; more wait in the manager's queue. */
-  tasksPerCpu: number;
+  /** What a task that names no cpu or memory reserves on its worker. */
+  defaultTaskResources?: Resources;
+  /** Placement strategy of tasks that name none. */
+  defaultStrategy?: Strategy;
   /** Done and dead tasks are deleted this long after they finished... */
   retentionMs?: number;
   /** ...or sooner, oldest first, while more than this many are kept. */
@@ -76,6 +79,8 @@ const SWEEP_BATCH = 1000;
 const DEFAULT_RETENTION_MS = 24 * 3600_000;
 const DEFAULT_MAX_FINISHED = 100_000;
 const DEFAULT_RECONNECT_GRACE_MS = 10_000;
+/** A quarter core and 64 MiB, like a small Nomad task. */
+export const DEFAULT_TASK_RESOURCES: Resources = { millicpu: 250, memoryBytes: 64 * 1024 * 1024 };
 /** Tasks one RunTask may create (--count). */
 const MAX_COUNT = 10_000;
 
@@ -86,14 +91,14 @@ export class Cluster {
   readonly tasks = new Map<string, Task>();
   readonly workers = new Map<string, Worker>();
   private readonly sessions = new Map<string, Session>();
-  /** Pending tasks waiting for a worker, in submission order. */
-  private readonly queue: string[] = [];
-  private readonly queued = new Set<string>();
+  /** The placement core: queue of pending tasks, free resources per worker, reservations. */
+  private readonly sched: Scheduler;
+  /** Submission order of live tasks, kept across re-queues so a retried task keeps its place. */
+  private readonly seqs = new Map<string, number>();
+  private nextSeq = 0;
   /** Offers awaiting Accepted/Rejected; deadlines are FIFO because the ack timeout is constant. */
   private readonly offers = new Map<string, Offer>();
   private readonly offerDeadlines: Offer[] = [];
-  /** Workers that refused or ignored a task, so it is offered elsewhere. */
-  private readonly excluded = new Map<string, Set<string>>();
   /** Offered or running task ids per worker: the load the scheduler sees. */
   private readonly assigned = new Map<string, Set<string>>();
   private readonly listeners = new Map<string, Set<TaskListener>>();
@@ -122,6 +127,7 @@ export class Cluster {
     private readonly log: Logger,
   ) {
     this.now = opts.now ?? Date.now;
+    this.sched = createScheduler({ defaultStrategy: opts.defaultStrategy ?? 'binpack' });
   }
 
   // ---- recovery ---------------------------------------------------------
@@ -136,14 +142,19 @@ export class Cluster {
       }
       this.workers.set(w.id, w);
       this.graceEnds.set(w.id, this.now() + this.reconnectGrace);
+      // Known but offline: counted in placement summaries, offered nothing until it dials in.
+      this.sched.upsertWorker(this.workerInfo(w));
+      this.sched.removeWorker(w.id);
     }
     for (const t of tasks) {
       this.tasks.set(t.id, t);
-      if (t.state === TaskState.PENDING) {
-        this.enqueue(t.id);
-        this.recovered.add(t.id);
+      if (isTerminal(t)) continue;
+      this.seqs.set(t.id, this.nextSeq++);
+      if (t.state === TaskState.PENDING) this.recovered.add(t.id);
+      else if (t.state === TaskState.SCHEDULED) {
+        this.assign(t.workerId, t.id);
+        this.sched.allocate(t.id, t.workerId, this.resourcesOf(t));
       }
-      else if (t.state === TaskState.SCHEDULED) this.assign(t.workerId, t.id);
     }
     // A recovered pending task may be running on a worker whose Accepted never got stored: give
     // workers time to reconnect and report what they run before offering it again. New tasks don't wait.
@@ -163,16 +174,18 @@ export class Cluster {
       throw new InvalidArgumentError('count', `must be between 1 and ${MAX_COUNT}`);
     }
     const now = this.now();
+    spec.resources = this.requestOf(spec);
     const groupId = count > 1 ? randomUUID() : '';
     const tasks: Task[] = [];
     for (let i = 0; i < count; i++) {
       const task = create(TaskSchema, { id: newTaskId(now), spec, state: TaskState.PENDING, createdUnixMs: BigInt(now), groupId });
       this.tasks.set(task.id, task);
+      this.seqs.set(task.id, this.nextSeq++);
       tasks.push(task);
     }
     const persisted = Promise.all(tasks.map((t) => this.persistTask(t)));
     for (const t of tasks) {
-      this.enqueue(t.id);
+      this.enqueue(t);
       if (spec.scheduleTimeoutMs > 0) this.scheduleDeadlines.push({ taskId: t.id, at: now + spec.scheduleTimeoutMs });
     }
     if (spec.scheduleTimeoutMs > 0) this.scheduleDeadlines.sort((a, b) => a.at - b.at);
@@ -200,7 +213,7 @@ export class Cluster {
       this.unassign(task.workerId, task.id);
       this.sendTo(task.workerId, { case: 'cancelTask', value: { task: { taskId: task.id, attempt: task.attempt }, reason: 'submission failed' } });
     }
-    this.dequeue(task.id);
+    this.forget(task.id);
     this.tasks.delete(task.id);
     this.dirtyTasks.delete(task.id);
     this.deleteKey(taskKey(task.id));
@@ -236,7 +249,6 @@ export class Cluster {
       if (task.state === TaskState.PENDING) {
         const offer = this.offers.get(task.id);
         if (offer) this.sendCancel(offer.workerId, task.id, offer.attempt, 'cancelled', graceMs);
-        this.dequeue(task.id);
         writes.push(this.kill(task, 'cancelled'));
       } else if (task.state === TaskState.SCHEDULED) {
         this.cancelling.set(task.id, graceMs);
@@ -298,6 +310,7 @@ export class Cluster {
       pingSeq: 0n,
     });
     this.graceEnds.delete(worker.id);
+    this.sched.upsertWorker(this.workerInfo(worker));
     this.reconcile(worker.id, link, hello.running);
     this.refreshLoad(worker);
     this.log.info({ worker: worker.id, address: link.address, running: hello.running.length }, 'worker connected');
@@ -338,6 +351,7 @@ export class Cluster {
     if (!worker) return;
     worker.state = WorkerState.DISCONNECTED;
     worker.lastSeenUnixMs = BigInt(session.lastPongAt);
+    this.sched.removeWorker(workerId);
     this.log.warn({ worker: workerId, reason }, 'worker disconnected');
     void this.persistWorker(worker).catch(() => undefined);
     this.graceEnds.set(workerId, this.now() + (graceful ? 0 : this.reconnectGrace));
@@ -346,9 +360,11 @@ export class Cluster {
   }
 
   /** pong: the first one after a Hello ends the window in which kept results are resent. */
-  pong(workerId: string): void {
+  pong(workerId: string, stats?: Pong): void {
     this.seen(workerId);
     const session = this.sessions.get(workerId);
+    const worker = this.workers.get(workerId);
+    if (session && worker && stats) this.sched.upsertWorker(this.workerInfo(worker, stats));
     if (!session?.unreported) return;
     for (const taskId of session.unreported) {
       const task = this.tasks.get(taskId);
@@ -378,7 +394,6 @@ export class Cluster {
       return;
     }
     this.offers.delete(ta.taskId);
-    this.excluded.delete(ta.taskId);
     this.markScheduled(task);
   }
 
@@ -387,7 +402,7 @@ export class Cluster {
     const offer = this.offers.get(ta.taskId);
     if (!offer || offer.workerId !== workerId || offer.attempt !== ta.attempt) return;
     this.log.info({ task: ta.taskId, worker: workerId, reason }, 'offer rejected');
-    this.retryOffer(ta.taskId, workerId, `rejected by worker ${workerId}: ${reason}`);
+    this.retryOffer(ta.taskId, workerId, `rejected by worker ${workerId}: ${reason}`, 'no worker accepted the task');
   }
 
   started(workerId: string, ta: TaskAttempt | undefined, pid: number, startedUnixMs: bigint): void {
@@ -411,7 +426,7 @@ export class Cluster {
       return;
     }
     this.offers.delete(task.id);
-    this.excluded.delete(task.id);
+    this.forget(task.id);
     this.unassign(workerId, task.id);
     // A cancelled task that exited ran, but not to its end: it is dead, with how it ended kept.
     const cancelled = this.cancelling.delete(task.id);
@@ -432,68 +447,89 @@ export class Cluster {
 
   // ---- placement --------------------------------------------------------
 
-  private enqueue(taskId: string): void {
-    if (this.queued.has(taskId)) return;
-    this.queued.add(taskId);
-    this.queue.push(taskId);
+  private enqueue(task: Task): void {
+    const spec = task.spec;
+    this.sched.enqueue({
+      id: task.id,
+      resources: this.resourcesOf(task),
+      constraints: spec?.constraints ?? {},
+      priority: spec?.priority ?? 0,
+      seq: this.seqs.get(task.id) ?? this.nextSeq++,
+      strategy: spec?.strategy === 'spread' || spec?.strategy === 'binpack' ? spec.strategy : undefined,
+    });
   }
 
-  private dequeue(taskId: string): void {
-    this.queued.delete(taskId); // the array entry is skipped lazily
+  /** forget drops a task from placement: queue, exclusions, allocation, recovery hold. */
+  private forget(taskId: string): void {
+    this.sched.remove(taskId);
+    this.seqs.delete(taskId);
+    this.recovered.delete(taskId);
   }
 
-  private workerViews(): WorkerView[] {
-    const views: WorkerView[] = [];
-    for (const session of this.sessions.values()) {
-      const w = this.workers.get(session.workerId);
-      if (!w) continue;
-      views.push({
-        id: w.id,
-        connected: true,
-        draining: w.draining,
-        load: this.assigned.get(w.id)?.size ?? 0,
-        slots: Math.max(1, Math.floor(Number(w.capacity?.millicpu ?? 1000n) / 1000)) * this.opts.tasksPerCpu,
-      });
-    }
-    return views;
+  /** requestOf is the spec's resource request with the manager's defaults for what it leaves out. */
+  private requestOf(spec: TaskSpec): TaskSpec['resources'] {
+    const d = this.opts.defaultTaskResources ?? DEFAULT_TASK_RESOURCES;
+    return create(ResourcesSchema, {
+      millicpu: spec.resources?.millicpu || BigInt(d.millicpu),
+      memoryBytes: spec.resources?.memoryBytes || BigInt(d.memoryBytes),
+    });
   }
 
-  /** placeQueued offers queued tasks, oldest first, to the best workers. */
+  private resourcesOf(task: Task): Resources {
+    const r = task.spec?.resources;
+    const d = this.opts.defaultTaskResources ?? DEFAULT_TASK_RESOURCES;
+    return { millicpu: Number(r?.millicpu || d.millicpu), memoryBytes: Number(r?.memoryBytes || d.memoryBytes) };
+  }
+
+  private workerInfo(w: Worker, stats?: Pong): WorkerInfo {
+    return {
+      id: w.id,
+      capacity: { millicpu: Number(w.capacity?.millicpu ?? 0n), memoryBytes: Number(w.capacity?.memoryBytes ?? 0n) },
+      labels: w.labels,
+      draining: w.draining,
+      load1: stats?.load1,
+      memoryFreeBytes: stats?.memoryFreeBytes ? Number(stats.memoryFreeBytes) : undefined,
+    };
+  }
+
+  /**
+   * pendingReason says why a pending task waits: its offer, the recovery hold, or the
+   * scheduler's placement summary ("0/3 workers fit: 2 insufficient memory, ...").
+   */
+  private pendingReason(task: Task): string {
+    const offer = this.offers.get(task.id);
+    if (offer) return `offered to worker ${offer.workerId}, waiting for its answer`;
+    if (this.recovered.has(task.id)) return 'manager restarted: waiting for workers to reconnect and report what they run';
+    if (this.sessions.size === 0) return 'no worker connected';
+    return this.sched.explain(task.id) ?? 'queued: placed as soon as the scheduler runs';
+  }
+
+  /** view is the task as clients see it: a pending one says why it waits. */
+  view(task: Task): Task {
+    if (task.state !== TaskState.PENDING) return task;
+    const copy = clone(TaskSchema, task);
+    copy.pendingReason = this.pendingReason(task);
+    return copy;
+  }
+
+  /** placeQueued offers what fits now, in priority then submission order, with backfill. */
   placeQueued(): void {
-    if (this.queue.length === 0 || this.sessions.size === 0) return;
-    const holding = this.recovered.size > 0 && this.now() < this.holdRecoveredUntil;
-    if (!holding) this.recovered.clear();
-    const views = this.workerViews();
-    const byId = new Map(views.map((v) => [v.id, v]));
-    const held: string[] = [];
-    let i = 0;
-    for (; i < this.queue.length; i++) {
-      const taskId = this.queue[i]!;
-      if (!this.queued.has(taskId)) continue;
-      if (holding && this.recovered.has(taskId)) {
-        held.push(taskId);
-        continue;
+    if (this.recovered.size > 0 && this.now() >= this.holdRecoveredUntil) {
+      for (const id of this.recovered) {
+        const task = this.tasks.get(id);
+        if (task?.state === TaskState.PENDING && !this.offers.has(id)) this.enqueue(task);
       }
-      const task = this.tasks.get(taskId);
-      if (!task || task.state !== TaskState.PENDING) {
-        this.queued.delete(taskId);
-        continue;
-      }
-      const excluded = this.excluded.get(taskId) ?? new Set<string>();
-      const choice = pickWorker(views, excluded);
-      if (!choice) {
-        if (views.length > 0 && views.every((v) => excluded.has(v.id))) {
-          this.queued.delete(taskId);
-          void this.kill(task, 'no worker accepted the task');
-          continue;
-        }
-        break;
-      }
-      this.queued.delete(taskId);
-      this.offer(task, choice.id);
-      byId.get(choice.id)!.load++;
+      this.recovered.clear();
     }
-    this.queue.splice(0, i, ...held);
+    if (this.sessions.size === 0 || this.sched.queued() === 0) return;
+    for (const p of this.sched.schedule()) {
+      const task = this.tasks.get(p.taskId);
+      if (task?.state !== TaskState.PENDING) {
+        this.sched.remove(p.taskId);
+        continue;
+      }
+      this.offer(task, p.workerId);
+    }
   }
 
   private offer(task: Task, workerId: string): void {
@@ -511,31 +547,36 @@ export class Cluster {
   }
 
   /** retryOffer takes an unanswered or refused offer back and tries the next worker. */
-  private retryOffer(taskId: string, workerId: string, why: string): void {
+  private retryOffer(taskId: string, workerId: string, why: string, deadReason: string): void {
     const task = this.tasks.get(taskId);
     this.offers.delete(taskId);
     this.unassign(workerId, taskId);
-    if (!task || task.state !== TaskState.PENDING) return;
+    if (!task || task.state !== TaskState.PENDING) {
+      this.sched.release(taskId);
+      return;
+    }
     // Refused or ignored: do not offer it to this worker again.
-    let excluded = this.excluded.get(taskId);
-    if (!excluded) this.excluded.set(taskId, (excluded = new Set()));
-    excluded.add(workerId);
+    this.sched.release(taskId);
+    this.sched.exclude(taskId, workerId);
     task.error = why;
     task.workerId = '';
-    this.enqueue(taskId);
+    this.enqueue(task);
+    // Every worker that could run it has refused or ignored it: nothing left to wait for.
+    if (this.sched.unplaceable(taskId) === 'excluded') void this.kill(task, deadReason);
   }
 
   private markScheduled(task: Task): void {
     task.state = TaskState.SCHEDULED;
     task.scheduledUnixMs = BigInt(this.now());
     this.assign(task.workerId, task.id);
+    if (this.sched.allocation(task.id)?.workerId !== task.workerId) this.sched.allocate(task.id, task.workerId, this.resourcesOf(task));
     void this.persistTask(task).catch(() => undefined);
   }
 
   /** Started before Accepted arrived (messages are ordered, so only after a restart). */
   private acceptImplicitly(task: Task): void {
     this.offers.delete(task.id);
-    this.dequeue(task.id);
+    this.recovered.delete(task.id);
     this.markScheduled(task);
   }
 
@@ -558,12 +599,13 @@ export class Cluster {
     task.pid = 0;
     this.log.info({ task: task.id, reason, retry: task.retriesUsed }, 'task placed again');
     void this.persistTask(task).catch(() => undefined);
-    this.enqueue(task.id);
+    this.sched.release(task.id);
+    this.enqueue(task);
   }
 
   private kill(task: Task, reason: string): Promise<void> {
     this.offers.delete(task.id);
-    this.excluded.delete(task.id);
+    this.forget(task.id);
     this.cancelling.delete(task.id);
     if (task.workerId) this.unassign(task.workerId, task.id);
     task.state = TaskState.DEAD;
@@ -586,7 +628,8 @@ export class Cluster {
     if (!task) return undefined;
     if (task.workerId === workerId && task.attempt === ta.attempt) return task;
     if (task.state === TaskState.PENDING && !this.offers.has(task.id) && ta.attempt >= task.attempt) {
-      this.dequeue(task.id);
+      this.sched.remove(task.id);
+      this.recovered.delete(task.id);
       task.workerId = workerId;
       task.attempt = ta.attempt;
       return task;
@@ -632,19 +675,13 @@ export class Cluster {
         case: 'cancelTask',
         value: { task: { taskId: offer.taskId, attempt: offer.attempt }, reason: 'ack timeout' },
       });
-      this.retryOffer(offer.taskId, offer.workerId, `no answer from worker ${offer.workerId} within the ack timeout`);
-      const task = this.tasks.get(offer.taskId);
-      if (task && task.state === TaskState.PENDING && this.sessionsExcept(this.excluded.get(task.id)) === 0) {
-        this.queued.delete(task.id);
-        void this.kill(task, 'ack-timeout');
-      }
+      this.retryOffer(offer.taskId, offer.workerId, `no answer from worker ${offer.workerId} within the ack timeout`, 'ack-timeout');
     }
     while (this.scheduleDeadlines.length > 0 && this.scheduleDeadlines[0]!.at <= now) {
       const { taskId } = this.scheduleDeadlines.shift()!;
       const task = this.tasks.get(taskId);
       // An offer in flight may still be accepted; only a task nobody holds times out.
       if (task && task.state === TaskState.PENDING && !this.offers.has(taskId)) {
-        this.dequeue(taskId);
         void this.kill(task, 'schedule-timeout');
       }
     }
@@ -717,12 +754,6 @@ export class Cluster {
 
   private deleteKey(key: string): void {
     this.committer.write(key, null).catch(() => this.dirtyDeletes.add(key));
-  }
-
-  private sessionsExcept(excluded: Set<string> | undefined): number {
-    let n = 0;
-    for (const id of this.sessions.keys()) if (!excluded?.has(id)) n++;
-    return n;
   }
 
   /** closeAll ends every worker stream (shutdown). */

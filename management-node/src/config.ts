@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { duration, hostPort, loadConfig, logLevel } from '../../common/config.js';
+import { duration, hostPort, loadConfig, logLevel, memory } from '../../common/config.js';
 
 const storeSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('embedded'), path: z.string().min(1).default('./data/manager') }).strict(),
@@ -29,8 +29,12 @@ export const managerConfigSchema = z
     retention: duration().default(24 * 3600_000),
     /** At most this many finished tasks are kept; the oldest go first. */
     max_finished_tasks: z.number().int().min(0).default(100_000),
-    /** Tasks offered to or running on one worker at once, per cpu core it reports. */
-    tasks_per_cpu: z.number().int().min(1).default(4),
+    /** What a task that names no --cpu reserves on its worker, in cores. */
+    default_task_cpu: z.number().positive().default(0.25),
+    /** What a task that names no --mem reserves on its worker. */
+    default_task_memory: memory().default(64 * 1024 * 1024),
+    /** Placement of tasks that name no strategy: fill the fullest worker that fits, or the emptiest. */
+    default_strategy: z.enum(['binpack', 'spread']).default('binpack'),
     join_token: z.string().optional(),
     log_level: logLevel().default('info'),
   })

@@ -57,7 +57,11 @@ async function main(): Promise<void> {
       ackTimeoutMs: config.ack_timeout,
       recoveryGraceMs: config.recovery_grace,
       reconnectGraceMs: config.reconnect_grace,
-      tasksPerCpu: config.tasks_per_cpu,
+      defaultTaskResources: {
+        millicpu: Math.round(config.default_task_cpu * 1000),
+        memoryBytes: config.default_task_memory,
+      },
+      defaultStrategy: config.default_strategy,
       retentionMs: config.retention,
       maxFinishedTasks: config.max_finished_tasks,
       joinToken: config.join_token,

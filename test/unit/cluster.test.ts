@@ -45,7 +45,7 @@ describe('cluster', () => {
   const makeCluster = (s: Store) =>
     new Cluster(
       createGroupCommitter(s, log),
-      { pingIntervalMs: 1000, missedPings: 3, ackTimeoutMs: 500, recoveryGraceMs: 0, tasksPerCpu: 4, now: () => now },
+      { pingIntervalMs: 1000, missedPings: 3, ackTimeoutMs: 500, recoveryGraceMs: 0, now: () => now },
       log,
     );
 
@@ -58,6 +58,32 @@ describe('cluster', () => {
   afterEach(async () => {
     await store.close();
     rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('places by resources: fills a worker up to its capacity, queues the rest by priority and says why they wait', async () => {
+    const link = new FakeLink();
+    cluster.hello(link, hello('w1')); // 2 cpu, 1 GiB
+    const sized = (cpu: bigint, mem: bigint, priority = 0) =>
+      create(TaskSpecSchema, { argv: ['true'], resources: { millicpu: cpu, memoryBytes: mem }, priority });
+    const [a] = await cluster.submit(sized(1500n, 256n << 20n));
+    const [low] = await cluster.submit(sized(1000n, 256n << 20n));
+    const [high] = await cluster.submit(sized(1000n, 256n << 20n, 10));
+    const [defaults] = await cluster.submit(spec('true'));
+    expect(defaults!.spec!.resources).to.include({ millicpu: 250n, memoryBytes: 64n << 20n });
+    // Only a fits now. The head of the queue (high: priority first) reserves w1, so the small
+    // default task may not backfill into room the head is waiting for.
+    expect(link.of('startTask').map((m) => m.value.taskId)).to.deep.equal([a!.id]);
+    expect(cluster.view(low!).pendingReason).to.equal('0/1 workers fit: 1 insufficient cpu');
+    expect(cluster.view(defaults!).pendingReason).to.equal('0/1 workers fit: 1 reserved for an earlier task');
+    expect(cluster.view(cluster.getTask(a!.id)).pendingReason).to.match(/^offered to worker w1/);
+    cluster.accepted('w1', { taskId: a!.id, attempt: 1 } as never);
+    cluster.finished('w1', create(FinishedSchema, { task: { taskId: a!.id, attempt: 1 }, exitCode: 0 }));
+    // Room freed: high goes first although submitted last, then low; the default task waits again.
+    expect(link.of('startTask').map((m) => m.value.taskId).slice(1)).to.deep.equal([high!.id, low!.id]);
+    expect(cluster.getTask(defaults!.id).state).to.equal(TaskState.PENDING);
+    // A task no worker can ever hold waits (the fleet may grow) and says so.
+    const [huge] = await cluster.submit(sized(500n, 64n << 30n));
+    expect(cluster.view(huge!).pendingReason).to.equal('0/1 workers fit: 1 insufficient cpu; no connected worker could ever fit it');
   });
 
   it('stores a task pending before answering, and waits for a worker when there is none', async () => {
@@ -158,7 +184,7 @@ describe('cluster', () => {
     const old = (await cluster.submit(spec('true')))[0]!;
     const restarted = new Cluster(
       createGroupCommitter(store, log),
-      { pingIntervalMs: 1000, missedPings: 3, ackTimeoutMs: 500, recoveryGraceMs: 2000, tasksPerCpu: 4, now: () => now },
+      { pingIntervalMs: 1000, missedPings: 3, ackTimeoutMs: 500, recoveryGraceMs: 2000, now: () => now },
       log,
     );
     restarted.load([decodeTask((await store.get(taskKey(old.id)))!)], []);
@@ -174,7 +200,7 @@ describe('cluster', () => {
   it('removes finished tasks past retention or beyond max_finished_tasks, oldest first, from memory and store', async () => {
     const c = new Cluster(
       createGroupCommitter(store, log),
-      { pingIntervalMs: 1000, missedPings: 3, ackTimeoutMs: 500, recoveryGraceMs: 0, tasksPerCpu: 4, retentionMs: 60_000, maxFinishedTasks: 2, now: () => now },
+      { pingIntervalMs: 1000, missedPings: 3, ackTimeoutMs: 500, recoveryGraceMs: 0, retentionMs: 60_000, maxFinishedTasks: 2, now: () => now },
       log,
     );
     const link = new FakeLink();
@@ -201,7 +227,7 @@ describe('cluster', () => {
     const flaky: Store = { ...store, commit: (ops) => (failing ? Promise.reject(new Error('store down')) : store.commit(ops)) };
     const c = new Cluster(
       createGroupCommitter(flaky, log),
-      { pingIntervalMs: 1000, missedPings: 3, ackTimeoutMs: 500, recoveryGraceMs: 0, tasksPerCpu: 4, now: () => now },
+      { pingIntervalMs: 1000, missedPings: 3, ackTimeoutMs: 500, recoveryGraceMs: 0, now: () => now },
       log,
     );
     const link = new FakeLink();
@@ -324,7 +350,7 @@ describe('cluster', () => {
   it('refuses a worker with the wrong join token', () => {
     const guarded = new Cluster(
       createGroupCommitter(store, log),
-      { pingIntervalMs: 1000, missedPings: 3, ackTimeoutMs: 500, recoveryGraceMs: 0, tasksPerCpu: 4, joinToken: 'secret' },
+      { pingIntervalMs: 1000, missedPings: 3, ackTimeoutMs: 500, recoveryGraceMs: 0, joinToken: 'secret' },
       log,
     );
     expect(() => guarded.checkHello(hello('w1'))).to.throw(/invalid join token/);

@@ -169,6 +169,24 @@ describe('worker session', function () {
     expect((await manager.next('rejected')).reason).to.match(/not running/);
   });
 
+  it('rejects an offer that would take it over its own capacity, and accepts it once room is free', async () => {
+    const { manager } = await connect(0, { node: detectNodeInfo({ capacity: { cpu: 1, memory: 256 * 2 ** 20 }, labels: {} }) });
+    session!.start();
+    await manager.next('hello');
+    manager.send({ case: 'welcome', value: { sessionId: 's1', pingIntervalMs: 0 } });
+    const spec = (cpu: bigint, mem: bigint, argv: string[]) => ({ argv, resources: { millicpu: cpu, memoryBytes: mem } });
+    manager.send({ case: 'startTask', value: { taskId: 'big', attempt: 1, spec: spec(800n, 128n * 2n ** 20n, ['sleep', '30']) } });
+    await manager.next('accepted');
+    manager.send({ case: 'startTask', value: { taskId: 'cpu', attempt: 1, spec: spec(300n, 1n, ['true']) } });
+    expect((await manager.next('rejected')).reason).to.equal('over capacity: cpu 800m in use + 300m requested > 1000m');
+    manager.send({ case: 'startTask', value: { taskId: 'mem', attempt: 1, spec: spec(100n, 200n * 2n ** 20n, ['true']) } });
+    expect((await manager.next('rejected')).reason).to.match(/^over capacity: memory 134217728 bytes in use/);
+    manager.send({ case: 'cancelTask', value: { task: { taskId: 'big', attempt: 1 }, reason: 'x', graceMs: 100 } });
+    await manager.next('finished');
+    manager.send({ case: 'startTask', value: { taskId: 'cpu', attempt: 2, spec: spec(300n, 1n, ['true']) } });
+    await manager.next('accepted');
+  });
+
   it('reports running tasks after a reconnect and replays unacknowledged results', async () => {
     const first = await connect();
     session!.start();

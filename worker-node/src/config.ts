@@ -2,20 +2,7 @@
 // what this node offers. Unknown keys are errors so typos do not go unnoticed.
 import { resolve, join } from 'node:path';
 import { z } from 'zod';
-import { duration, hostPort, logLevel, loadConfig, parseConfig } from '../../common/config.js';
-import { parseMemorySize } from '../../common/size.js';
-
-/** Bytes as a number or a quantity such as "512Mi", "4Gi", "2G" (see common/size.ts). */
-export const memory = () =>
-  z.union([z.number().int().positive(), z.string()]).transform((value, ctx) => {
-    if (typeof value === 'number') return value;
-    try {
-      return parseMemorySize(value);
-    } catch (err) {
-      ctx.addIssue({ code: 'custom', message: (err as Error).message });
-      return z.NEVER;
-    }
-  });
+import { duration, hostPort, logLevel, loadConfig, memory, parseConfig } from '../../common/config.js';
 
 // YAML turns `rack: 3` into a number; a label is always text, so accept scalars.
 const labelValue = z.union([z.string(), z.number(), z.boolean()]).transform(String);

@@ -17,6 +17,9 @@ export interface ExecSpec {
   argv: string[];
   env?: Record<string, string>;
   cwd?: string;
+  /** What the manager reserved for the task here; counted against the worker's capacity. */
+  millicpu?: number;
+  memoryBytes?: number;
 }
 export interface StartedEvent extends TaskRef {
   pid: number;
@@ -44,6 +47,8 @@ interface Proc extends TaskRef {
   spawned: boolean;
   startedUnixMs: number;
   done: boolean;
+  millicpu: number;
+  memoryBytes: number;
   killAt?: number;
   killTimer?: NodeJS.Timeout;
   waiters: ((f: FinishedEvent) => void)[];
@@ -98,6 +103,17 @@ export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: 
     return this.procs.size;
   }
 
+  /** Resources reserved by the tasks running here (adopted orphans reserve nothing). */
+  reserved(): { millicpu: number; memoryBytes: number } {
+    let millicpu = 0;
+    let memoryBytes = 0;
+    for (const p of this.procs.values()) {
+      millicpu += p.millicpu;
+      memoryBytes += p.memoryBytes;
+    }
+    return { millicpu, memoryBytes };
+  }
+
   running(): TaskRef[] {
     return [...this.procs.values()].map(({ taskId, attempt }) => ({ taskId, attempt }));
   }
@@ -118,7 +134,17 @@ export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: 
     if (invalid) throw new TypeError(invalid);
     const current = this.procs.get(taskId);
     if (current) return current.attempt === attempt ? 'duplicate' : 'busy';
-    const proc: Proc = { taskId, attempt, pid: 0, spawned: false, startedUnixMs: Date.now(), done: false, waiters: [] };
+    const proc: Proc = {
+      taskId,
+      attempt,
+      pid: 0,
+      spawned: false,
+      startedUnixMs: Date.now(),
+      done: false,
+      millicpu: spec.millicpu ?? 0,
+      memoryBytes: spec.memoryBytes ?? 0,
+      waiters: [],
+    };
     this.procs.set(taskId, proc);
     const logs = this.logPaths(taskId, attempt);
     const fds: number[] = [];

@@ -48,6 +48,23 @@ const SILENT_PINGS = 5;
 const SILENT_FLOOR_MS = 5_000;
 const GOODBYE_TIMEOUT_MS = 2_000;
 
+interface Amount {
+  millicpu: number;
+  memoryBytes: number;
+}
+
+/** Why a task of `req` does not fit next to `used` within `capacity`, or undefined when it fits. */
+export function overCapacity(used: Amount, req: Amount, capacity: { millicpu: bigint; memoryBytes: bigint } | undefined): string | undefined {
+  if (!capacity) return undefined;
+  const cpu = Number(capacity.millicpu);
+  const mem = Number(capacity.memoryBytes);
+  if (used.millicpu + req.millicpu > cpu) return `over capacity: cpu ${used.millicpu}m in use + ${req.millicpu}m requested > ${cpu}m`;
+  if (used.memoryBytes + req.memoryBytes > mem) {
+    return `over capacity: memory ${used.memoryBytes} bytes in use + ${req.memoryBytes} requested > ${mem}`;
+  }
+  return undefined;
+}
+
 /** "UNAVAILABLE: connect ECONNREFUSED 10.0.0.1:7070" rather than grpc-js's long-winded details. */
 function describeStatus(code: grpc.status | undefined, details: string): string {
   const text = details.replace(/^No connection established\. Last error: (?:Error: )?/, '').replace(/\.? Resolution note:.*$/, '');
@@ -220,13 +237,20 @@ export class Session {
     }
     const current = this.o.executor.get(st.taskId);
     if (current && current.attempt !== st.attempt) return reject(`attempt ${current.attempt} of this task still runs here`);
+    const millicpu = Number(st.spec?.resources?.millicpu ?? 0n);
+    const memoryBytes = Number(st.spec?.resources?.memoryBytes ?? 0n);
+    if (!current) {
+      // The manager's view of this worker may be stale (a restart, a changed capacity): the worker has the last word.
+      const over = overCapacity(this.o.executor.reserved(), { millicpu, memoryBytes }, this.o.node.capacity);
+      if (over) return reject(over);
+    }
     this.send({ case: 'accepted', value: { task } });
     if (current) {
       if (current.spawned) this.onStarted(current);
       return;
     }
     this.o.logger.debug({ task: st.taskId, attempt: st.attempt, argv }, 'starting task');
-    this.o.executor.start(st.taskId, st.attempt, { argv, env: st.spec?.env ?? {}, cwd: st.spec?.cwd ?? '' });
+    this.o.executor.start(st.taskId, st.attempt, { argv, env: st.spec?.env ?? {}, cwd: st.spec?.cwd ?? '', millicpu, memoryBytes });
   }
 
   private cancelTask(ct: CancelTask): void {

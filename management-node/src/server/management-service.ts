@@ -54,7 +54,7 @@ export function managementHandlers(
       ids.forEach((id, i) => requireId(`ids[${i}]`, id));
       return create(CancelTaskResponseSchema, { tasks: await cluster.cancel(ids, req.graceMs) });
     }),
-    getTask: unary((req) => create(GetTaskResponseSchema, { task: cluster.getTask(requireId('id', req.id)) })),
+    getTask: unary((req) => create(GetTaskResponseSchema, { task: cluster.view(cluster.getTask(requireId('id', req.id))) })),
     listTasks: unary((req) => {
       const limit = req.limit === 0 ? DEFAULT_PAGE : Math.min(req.limit, MAX_PAGE);
       const tasks: Task[] = [];
@@ -69,7 +69,7 @@ export function managementHandlers(
           next = tasks[tasks.length - 1]!.id;
           break;
         }
-        tasks.push(t);
+        tasks.push(cluster.view(t));
       }
       return create(ListTasksResponseSchema, { tasks, nextPageToken: next });
     }),

@@ -67,7 +67,7 @@ export function workerHandlers(
         cluster.seen(workerId);
         switch (m.case) {
           case 'pong':
-            return cluster.pong(workerId);
+            return cluster.pong(workerId, m.value);
           case 'accepted':
             return cluster.accepted(workerId, m.value.task);
           case 'rejected':
