@@ -37,9 +37,12 @@ export function detectNodeInfo(config: Pick<WorkerConfig, 'capacity' | 'labels'>
 export interface LiveLoad {
   /** 1-minute load average (0 where the OS has none, e.g. Windows). */
   load1: number;
+  load5?: number;
+  load15?: number;
   memoryFreeBytes: bigint;
 }
 
 export function liveLoad(): LiveLoad {
-  return { load1: os.loadavg()[0] ?? 0, memoryFreeBytes: BigInt(os.freemem()) };
+  const [load1 = 0, load5 = 0, load15 = 0] = os.loadavg();
+  return { load1, load5, load15, memoryFreeBytes: BigInt(os.freemem()) };
 }

@@ -213,8 +213,8 @@ export class Session {
   }
 
   private pong(seq: bigint): void {
-    const { load1, memoryFreeBytes } = (this.o.load ?? liveLoad)();
-    this.send({ case: 'pong', value: { seq, runningTasks: this.o.executor.size, load1, memoryFreeBytes } });
+    const { load1, load5 = 0, load15 = 0, memoryFreeBytes } = (this.o.load ?? liveLoad)();
+    this.send({ case: 'pong', value: { seq, runningTasks: this.o.executor.size, load1, load5, load15, memoryFreeBytes } });
   }
 
   private startTask(st: StartTask): void {

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sched/v1/management.proto.
  */
 export const file_sched_v1_management: GenFile = /*@__PURE__*/
-  fileDesc("ChlzY2hlZC92MS9tYW5hZ2VtZW50LnByb3RvEghzY2hlZC52MSJBCg5SdW5UYXNrUmVxdWVzdBIgCgRzcGVjGAEgASgLMhIuc2NoZWQudjEuVGFza1NwZWMSDQoFY291bnQYAiABKA0iYAoPUnVuVGFza1Jlc3BvbnNlEhwKBHRhc2sYASABKAsyDi5zY2hlZC52MS5UYXNrEh0KBXRhc2tzGAIgAygLMg4uc2NoZWQudjEuVGFzaxIQCghncm91cF9pZBgDIAEoCSIcCg5HZXRUYXNrUmVxdWVzdBIKCgJpZBgBIAEoCSIvCg9HZXRUYXNrUmVzcG9uc2USHAoEdGFzaxgBIAEoCzIOLnNjaGVkLnYxLlRhc2sifgoQTGlzdFRhc2tzUmVxdWVzdBIiCgVzdGF0ZRgBIAEoDjITLnNjaGVkLnYxLlRhc2tTdGF0ZRIRCgl3b3JrZXJfaWQYAiABKAkSDQoFbGltaXQYAyABKA0SEgoKcGFnZV90b2tlbhgEIAEoCRIQCghncm91cF9pZBgFIAEoCSJLChFMaXN0VGFza3NSZXNwb25zZRIdCgV0YXNrcxgBIAMoCzIOLnNjaGVkLnYxLlRhc2sSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjIKEUNhbmNlbFRhc2tSZXF1ZXN0EgsKA2lkcxgBIAMoCRIQCghncmFjZV9tcxgCIAEoDSIzChJDYW5jZWxUYXNrUmVzcG9uc2USHQoFdGFza3MYASADKAsyDi5zY2hlZC52MS5UYXNrIiAKEVdhdGNoVGFza3NSZXF1ZXN0EgsKA2lkcxgBIAMoCSIyChJXYXRjaFRhc2tzUmVzcG9uc2USHAoEdGFzaxgBIAEoCzIOLnNjaGVkLnYxLlRhc2siFAoSTGlzdFdvcmtlcnNSZXF1ZXN0IjgKE0xpc3RXb3JrZXJzUmVzcG9uc2USIQoHd29ya2VycxgBIAMoCzIQLnNjaGVkLnYxLldvcmtlciIeChBHZXRXb3JrZXJSZXF1ZXN0EgoKAmlkGAEgASgJIjUKEUdldFdvcmtlclJlc3BvbnNlEiAKBndvcmtlchgBIAEoCzIQLnNjaGVkLnYxLldvcmtlciIPCg1TdGF0dXNSZXF1ZXN0ItsBCg5TdGF0dXNSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgJEg0KBXN0b3JlGAIgASgJEhkKEXdvcmtlcnNfY29ubmVjdGVkGAMgASgNEhUKDXdvcmtlcnNfdG90YWwYBCABKA0SQgoOdGFza3NfYnlfc3RhdGUYBSADKAsyKi5zY2hlZC52MS5TdGF0dXNSZXNwb25zZS5UYXNrc0J5U3RhdGVFbnRyeRozChFUYXNrc0J5U3RhdGVFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKA06AjgBMrwEChFNYW5hZ2VtZW50U2VydmljZRI+CgdSdW5UYXNrEhguc2NoZWQudjEuUnVuVGFza1JlcXVlc3QaGS5zY2hlZC52MS5SdW5UYXNrUmVzcG9uc2USPgoHR2V0VGFzaxIYLnNjaGVkLnYxLkdldFRhc2tSZXF1ZXN0Ghkuc2NoZWQudjEuR2V0VGFza1Jlc3BvbnNlEkQKCUxpc3RUYXNrcxIaLnNjaGVkLnYxLkxpc3RUYXNrc1JlcXVlc3QaGy5zY2hlZC52MS5MaXN0VGFza3NSZXNwb25zZRJHCgpDYW5jZWxUYXNrEhsuc2NoZWQudjEuQ2FuY2VsVGFza1JlcXVlc3QaHC5zY2hlZC52MS5DYW5jZWxUYXNrUmVzcG9uc2USSQoKV2F0Y2hUYXNrcxIbLnNjaGVkLnYxLldhdGNoVGFza3NSZXF1ZXN0Ghwuc2NoZWQudjEuV2F0Y2hUYXNrc1Jlc3BvbnNlMAESSgoLTGlzdFdvcmtlcnMSHC5zY2hlZC52MS5MaXN0V29ya2Vyc1JlcXVlc3QaHS5zY2hlZC52MS5MaXN0V29ya2Vyc1Jlc3BvbnNlEkQKCUdldFdvcmtlchIaLnNjaGVkLnYxLkdldFdvcmtlclJlcXVlc3QaGy5zY2hlZC52MS5HZXRXb3JrZXJSZXNwb25zZRI7CgZTdGF0dXMSFy5zY2hlZC52MS5TdGF0dXNSZXF1ZXN0Ghguc2NoZWQudjEuU3RhdHVzUmVzcG9uc2ViBnByb3RvMw", [file_sched_v1_types]);
+  fileDesc("ChlzY2hlZC92MS9tYW5hZ2VtZW50LnByb3RvEghzY2hlZC52MSJBCg5SdW5UYXNrUmVxdWVzdBIgCgRzcGVjGAEgASgLMhIuc2NoZWQudjEuVGFza1NwZWMSDQoFY291bnQYAiABKA0iYAoPUnVuVGFza1Jlc3BvbnNlEhwKBHRhc2sYASABKAsyDi5zY2hlZC52MS5UYXNrEh0KBXRhc2tzGAIgAygLMg4uc2NoZWQudjEuVGFzaxIQCghncm91cF9pZBgDIAEoCSIcCg5HZXRUYXNrUmVxdWVzdBIKCgJpZBgBIAEoCSIvCg9HZXRUYXNrUmVzcG9uc2USHAoEdGFzaxgBIAEoCzIOLnNjaGVkLnYxLlRhc2sifgoQTGlzdFRhc2tzUmVxdWVzdBIiCgVzdGF0ZRgBIAEoDjITLnNjaGVkLnYxLlRhc2tTdGF0ZRIRCgl3b3JrZXJfaWQYAiABKAkSDQoFbGltaXQYAyABKA0SEgoKcGFnZV90b2tlbhgEIAEoCRIQCghncm91cF9pZBgFIAEoCSJLChFMaXN0VGFza3NSZXNwb25zZRIdCgV0YXNrcxgBIAMoCzIOLnNjaGVkLnYxLlRhc2sSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjIKEUNhbmNlbFRhc2tSZXF1ZXN0EgsKA2lkcxgBIAMoCRIQCghncmFjZV9tcxgCIAEoDSIzChJDYW5jZWxUYXNrUmVzcG9uc2USHQoFdGFza3MYASADKAsyDi5zY2hlZC52MS5UYXNrIiAKEVdhdGNoVGFza3NSZXF1ZXN0EgsKA2lkcxgBIAMoCSIyChJXYXRjaFRhc2tzUmVzcG9uc2USHAoEdGFzaxgBIAEoCzIOLnNjaGVkLnYxLlRhc2siFAoSTGlzdFdvcmtlcnNSZXF1ZXN0IjgKE0xpc3RXb3JrZXJzUmVzcG9uc2USIQoHd29ya2VycxgBIAMoCzIQLnNjaGVkLnYxLldvcmtlciIeChBHZXRXb3JrZXJSZXF1ZXN0EgoKAmlkGAEgASgJIjUKEUdldFdvcmtlclJlc3BvbnNlEiAKBndvcmtlchgBIAEoCzIQLnNjaGVkLnYxLldvcmtlciJlCg9UYXNrTG9nc1JlcXVlc3QSCgoCaWQYASABKAkSDgoGc3RkZXJyGAIgASgIEhcKCnRhaWxfbGluZXMYAyABKA1IAIgBARIOCgZmb2xsb3cYBCABKAhCDQoLX3RhaWxfbGluZXMiIAoQVGFza0xvZ3NSZXNwb25zZRIMCgRkYXRhGAEgASgMIi8KEkRyYWluV29ya2VyUmVxdWVzdBIKCgJpZBgBIAEoCRINCgVkcmFpbhgCIAEoCCI3ChNEcmFpbldvcmtlclJlc3BvbnNlEiAKBndvcmtlchgBIAEoCzIQLnNjaGVkLnYxLldvcmtlciIPCg1TdGF0dXNSZXF1ZXN0ItsBCg5TdGF0dXNSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgJEg0KBXN0b3JlGAIgASgJEhkKEXdvcmtlcnNfY29ubmVjdGVkGAMgASgNEhUKDXdvcmtlcnNfdG90YWwYBCABKA0SQgoOdGFza3NfYnlfc3RhdGUYBSADKAsyKi5zY2hlZC52MS5TdGF0dXNSZXNwb25zZS5UYXNrc0J5U3RhdGVFbnRyeRozChFUYXNrc0J5U3RhdGVFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKA06AjgBMs0FChFNYW5hZ2VtZW50U2VydmljZRI+CgdSdW5UYXNrEhguc2NoZWQudjEuUnVuVGFza1JlcXVlc3QaGS5zY2hlZC52MS5SdW5UYXNrUmVzcG9uc2USPgoHR2V0VGFzaxIYLnNjaGVkLnYxLkdldFRhc2tSZXF1ZXN0Ghkuc2NoZWQudjEuR2V0VGFza1Jlc3BvbnNlEkQKCUxpc3RUYXNrcxIaLnNjaGVkLnYxLkxpc3RUYXNrc1JlcXVlc3QaGy5zY2hlZC52MS5MaXN0VGFza3NSZXNwb25zZRJHCgpDYW5jZWxUYXNrEhsuc2NoZWQudjEuQ2FuY2VsVGFza1JlcXVlc3QaHC5zY2hlZC52MS5DYW5jZWxUYXNrUmVzcG9uc2USSQoKV2F0Y2hUYXNrcxIbLnNjaGVkLnYxLldhdGNoVGFza3NSZXF1ZXN0Ghwuc2NoZWQudjEuV2F0Y2hUYXNrc1Jlc3BvbnNlMAESSgoLTGlzdFdvcmtlcnMSHC5zY2hlZC52MS5MaXN0V29ya2Vyc1JlcXVlc3QaHS5zY2hlZC52MS5MaXN0V29ya2Vyc1Jlc3BvbnNlEkQKCUdldFdvcmtlchIaLnNjaGVkLnYxLkdldFdvcmtlclJlcXVlc3QaGy5zY2hlZC52MS5HZXRXb3JrZXJSZXNwb25zZRI7CgZTdGF0dXMSFy5zY2hlZC52MS5TdGF0dXNSZXF1ZXN0Ghguc2NoZWQudjEuU3RhdHVzUmVzcG9uc2USQwoIVGFza0xvZ3MSGS5zY2hlZC52MS5UYXNrTG9nc1JlcXVlc3QaGi5zY2hlZC52MS5UYXNrTG9nc1Jlc3BvbnNlMAESSgoLRHJhaW5Xb3JrZXISHC5zY2hlZC52MS5EcmFpbldvcmtlclJlcXVlc3QaHS5zY2hlZC52MS5EcmFpbldvcmtlclJlc3BvbnNlYgZwcm90bzM", [file_sched_v1_types]);
 
 /**
  * @generated from message sched.v1.RunTaskRequest
@@ -312,6 +312,98 @@ export const GetWorkerResponseSchema: GenMessage<GetWorkerResponse> = /*@__PURE_
   messageDesc(file_sched_v1_management, 13);
 
 /**
+ * @generated from message sched.v1.TaskLogsRequest
+ */
+export type TaskLogsRequest = Message<"sched.v1.TaskLogsRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: bool stderr = 2;
+   */
+  stderr: boolean;
+
+  /**
+   * Only the last N lines; unset = the whole log.
+   *
+   * @generated from field: optional uint32 tail_lines = 3;
+   */
+  tailLines?: number | undefined;
+
+  /**
+   * Keep streaming until the task ends.
+   *
+   * @generated from field: bool follow = 4;
+   */
+  follow: boolean;
+};
+
+/**
+ * Describes the message sched.v1.TaskLogsRequest.
+ * Use `create(TaskLogsRequestSchema)` to create a new message.
+ */
+export const TaskLogsRequestSchema: GenMessage<TaskLogsRequest> = /*@__PURE__*/
+  messageDesc(file_sched_v1_management, 14);
+
+/**
+ * @generated from message sched.v1.TaskLogsResponse
+ */
+export type TaskLogsResponse = Message<"sched.v1.TaskLogsResponse"> & {
+  /**
+   * @generated from field: bytes data = 1;
+   */
+  data: Uint8Array;
+};
+
+/**
+ * Describes the message sched.v1.TaskLogsResponse.
+ * Use `create(TaskLogsResponseSchema)` to create a new message.
+ */
+export const TaskLogsResponseSchema: GenMessage<TaskLogsResponse> = /*@__PURE__*/
+  messageDesc(file_sched_v1_management, 15);
+
+/**
+ * @generated from message sched.v1.DrainWorkerRequest
+ */
+export type DrainWorkerRequest = Message<"sched.v1.DrainWorkerRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: bool drain = 2;
+   */
+  drain: boolean;
+};
+
+/**
+ * Describes the message sched.v1.DrainWorkerRequest.
+ * Use `create(DrainWorkerRequestSchema)` to create a new message.
+ */
+export const DrainWorkerRequestSchema: GenMessage<DrainWorkerRequest> = /*@__PURE__*/
+  messageDesc(file_sched_v1_management, 16);
+
+/**
+ * @generated from message sched.v1.DrainWorkerResponse
+ */
+export type DrainWorkerResponse = Message<"sched.v1.DrainWorkerResponse"> & {
+  /**
+   * @generated from field: sched.v1.Worker worker = 1;
+   */
+  worker?: Worker | undefined;
+};
+
+/**
+ * Describes the message sched.v1.DrainWorkerResponse.
+ * Use `create(DrainWorkerResponseSchema)` to create a new message.
+ */
+export const DrainWorkerResponseSchema: GenMessage<DrainWorkerResponse> = /*@__PURE__*/
+  messageDesc(file_sched_v1_management, 17);
+
+/**
  * @generated from message sched.v1.StatusRequest
  */
 export type StatusRequest = Message<"sched.v1.StatusRequest"> & {
@@ -322,7 +414,7 @@ export type StatusRequest = Message<"sched.v1.StatusRequest"> & {
  * Use `create(StatusRequestSchema)` to create a new message.
  */
 export const StatusRequestSchema: GenMessage<StatusRequest> = /*@__PURE__*/
-  messageDesc(file_sched_v1_management, 14);
+  messageDesc(file_sched_v1_management, 18);
 
 /**
  * @generated from message sched.v1.StatusResponse
@@ -359,7 +451,7 @@ export type StatusResponse = Message<"sched.v1.StatusResponse"> & {
  * Use `create(StatusResponseSchema)` to create a new message.
  */
 export const StatusResponseSchema: GenMessage<StatusResponse> = /*@__PURE__*/
-  messageDesc(file_sched_v1_management, 15);
+  messageDesc(file_sched_v1_management, 19);
 
 /**
  * ManagementService is what schedctl calls on the management node.
@@ -435,6 +527,26 @@ export const ManagementService: GenService<{
     methodKind: "unary";
     input: typeof StatusRequestSchema;
     output: typeof StatusResponseSchema;
+  },
+  /**
+   * TaskLogs streams a task's output from its worker (logs never go through the store).
+   *
+   * @generated from rpc sched.v1.ManagementService.TaskLogs
+   */
+  taskLogs: {
+    methodKind: "server_streaming";
+    input: typeof TaskLogsRequestSchema;
+    output: typeof TaskLogsResponseSchema;
+  },
+  /**
+   * DrainWorker stops (drain = true) or resumes placements on a worker; running tasks go on.
+   *
+   * @generated from rpc sched.v1.ManagementService.DrainWorker
+   */
+  drainWorker: {
+    methodKind: "unary";
+    input: typeof DrainWorkerRequestSchema;
+    output: typeof DrainWorkerResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_sched_v1_management, 0);

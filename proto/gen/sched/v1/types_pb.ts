@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sched/v1/types.proto.
  */
 export const file_sched_v1_types: GenFile = /*@__PURE__*/
-  fileDesc("ChRzY2hlZC92MS90eXBlcy5wcm90bxIIc2NoZWQudjEiMwoJUmVzb3VyY2VzEhAKCG1pbGxpY3B1GAEgASgDEhQKDG1lbW9yeV9ieXRlcxgCIAEoAyLjAgoIVGFza1NwZWMSDAoEYXJndhgBIAMoCRIoCgNlbnYYAiADKAsyGy5zY2hlZC52MS5UYXNrU3BlYy5FbnZFbnRyeRILCgNjd2QYAyABKAkSJgoJcmVzb3VyY2VzGAQgASgLMhMuc2NoZWQudjEuUmVzb3VyY2VzEjgKC2NvbnN0cmFpbnRzGAUgAygLMiMuc2NoZWQudjEuVGFza1NwZWMuQ29uc3RyYWludHNFbnRyeRIQCghwcmlvcml0eRgGIAEoBRIPCgdyZXRyaWVzGAcgASgNEhAKCHN0cmF0ZWd5GAggASgJEhsKE3NjaGVkdWxlX3RpbWVvdXRfbXMYCSABKA0aKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ARoyChBDb25zdHJhaW50c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEioQMKBFRhc2sSCgoCaWQYASABKAkSIAoEc3BlYxgCIAEoCzISLnNjaGVkLnYxLlRhc2tTcGVjEiIKBXN0YXRlGAMgASgOMhMuc2NoZWQudjEuVGFza1N0YXRlEhEKCXdvcmtlcl9pZBgEIAEoCRIPCgdhdHRlbXB0GAUgASgNEhEKCWV4aXRfY29kZRgGIAEoBRIOCgZzaWduYWwYByABKAkSEwoLZGVhZF9yZWFzb24YCCABKAkSDQoFZXJyb3IYCSABKAkSFwoPY3JlYXRlZF91bml4X21zGAogASgDEhkKEXNjaGVkdWxlZF91bml4X21zGAsgASgDEhcKD3N0YXJ0ZWRfdW5peF9tcxgMIAEoAxIYChBmaW5pc2hlZF91bml4X21zGA0gASgDEhMKC3N0ZG91dF90YWlsGA4gASgMEhMKC3N0ZGVycl90YWlsGA8gASgMEgsKA3BpZBgQIAEoDRIQCghncm91cF9pZBgRIAEoCRIWCg5wZW5kaW5nX3JlYXNvbhgSIAEoCRIUCgxyZXRyaWVzX3VzZWQYEyABKA0ihgEKDEhhcmR3YXJlSW5mbxIQCghob3N0bmFtZRgBIAEoCRIKCgJvcxgCIAEoCRIMCgRhcmNoGAMgASgJEg4KBmtlcm5lbBgEIAEoCRIRCgljcHVfY291bnQYBSABKA0SEQoJY3B1X21vZGVsGAYgASgJEhQKDG1lbW9yeV9ieXRlcxgHIAEoAyLpAgoGV29ya2VyEgoKAmlkGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSJAoFc3RhdGUYAyABKA4yFS5zY2hlZC52MS5Xb3JrZXJTdGF0ZRIlCghjYXBhY2l0eRgEIAEoCzITLnNjaGVkLnYxLlJlc291cmNlcxIsCgZsYWJlbHMYBSADKAsyHC5zY2hlZC52MS5Xb3JrZXIuTGFiZWxzRW50cnkSKAoIaGFyZHdhcmUYBiABKAsyFi5zY2hlZC52MS5IYXJkd2FyZUluZm8SDwoHdmVyc2lvbhgHIAEoCRIZChFjb25uZWN0ZWRfdW5peF9tcxgIIAEoAxIZChFsYXN0X3NlZW5fdW5peF9tcxgJIAEoAxIQCghkcmFpbmluZxgKIAEoCBIVCg1ydW5uaW5nX3Rhc2tzGAsgASgNGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEqgwEKCVRhc2tTdGF0ZRIaChZUQVNLX1NUQVRFX1VOU1BFQ0lGSUVEEAASFgoSVEFTS19TVEFURV9QRU5ESU5HEAESGAoUVEFTS19TVEFURV9TQ0hFRFVMRUQQAhITCg9UQVNLX1NUQVRFX0RPTkUQAxITCg9UQVNLX1NUQVRFX0RFQUQQBCpmCgtXb3JrZXJTdGF0ZRIcChhXT1JLRVJfU1RBVEVfVU5TUEVDSUZJRUQQABIaChZXT1JLRVJfU1RBVEVfQ09OTkVDVEVEEAESHQoZV09SS0VSX1NUQVRFX0RJU0NPTk5FQ1RFRBACYgZwcm90bzM");
+  fileDesc("ChRzY2hlZC92MS90eXBlcy5wcm90bxIIc2NoZWQudjEiMwoJUmVzb3VyY2VzEhAKCG1pbGxpY3B1GAEgASgDEhQKDG1lbW9yeV9ieXRlcxgCIAEoAyL3AgoIVGFza1NwZWMSDAoEYXJndhgBIAMoCRIoCgNlbnYYAiADKAsyGy5zY2hlZC52MS5UYXNrU3BlYy5FbnZFbnRyeRILCgNjd2QYAyABKAkSJgoJcmVzb3VyY2VzGAQgASgLMhMuc2NoZWQudjEuUmVzb3VyY2VzEjgKC2NvbnN0cmFpbnRzGAUgAygLMiMuc2NoZWQudjEuVGFza1NwZWMuQ29uc3RyYWludHNFbnRyeRIQCghwcmlvcml0eRgGIAEoBRIPCgdyZXRyaWVzGAcgASgNEhAKCHN0cmF0ZWd5GAggASgJEhsKE3NjaGVkdWxlX3RpbWVvdXRfbXMYCSABKA0SEgoKdGltZW91dF9tcxgKIAEoDRoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGjIKEENvbnN0cmFpbnRzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASK0AwoEVGFzaxIKCgJpZBgBIAEoCRIgCgRzcGVjGAIgASgLMhIuc2NoZWQudjEuVGFza1NwZWMSIgoFc3RhdGUYAyABKA4yEy5zY2hlZC52MS5UYXNrU3RhdGUSEQoJd29ya2VyX2lkGAQgASgJEg8KB2F0dGVtcHQYBSABKA0SEQoJZXhpdF9jb2RlGAYgASgFEg4KBnNpZ25hbBgHIAEoCRITCgtkZWFkX3JlYXNvbhgIIAEoCRINCgVlcnJvchgJIAEoCRIXCg9jcmVhdGVkX3VuaXhfbXMYCiABKAMSGQoRc2NoZWR1bGVkX3VuaXhfbXMYCyABKAMSFwoPc3RhcnRlZF91bml4X21zGAwgASgDEhgKEGZpbmlzaGVkX3VuaXhfbXMYDSABKAMSEwoLc3Rkb3V0X3RhaWwYDiABKAwSEwoLc3RkZXJyX3RhaWwYDyABKAwSCwoDcGlkGBAgASgNEhAKCGdyb3VwX2lkGBEgASgJEhYKDnBlbmRpbmdfcmVhc29uGBIgASgJEhQKDHJldHJpZXNfdXNlZBgTIAEoDRIRCgl0aW1lZF9vdXQYFCABKAgihgEKDEhhcmR3YXJlSW5mbxIQCghob3N0bmFtZRgBIAEoCRIKCgJvcxgCIAEoCRIMCgRhcmNoGAMgASgJEg4KBmtlcm5lbBgEIAEoCRIRCgljcHVfY291bnQYBSABKA0SEQoJY3B1X21vZGVsGAYgASgJEhQKDG1lbW9yeV9ieXRlcxgHIAEoAyLPAwoGV29ya2VyEgoKAmlkGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSJAoFc3RhdGUYAyABKA4yFS5zY2hlZC52MS5Xb3JrZXJTdGF0ZRIlCghjYXBhY2l0eRgEIAEoCzITLnNjaGVkLnYxLlJlc291cmNlcxIsCgZsYWJlbHMYBSADKAsyHC5zY2hlZC52MS5Xb3JrZXIuTGFiZWxzRW50cnkSKAoIaGFyZHdhcmUYBiABKAsyFi5zY2hlZC52MS5IYXJkd2FyZUluZm8SDwoHdmVyc2lvbhgHIAEoCRIZChFjb25uZWN0ZWRfdW5peF9tcxgIIAEoAxIZChFsYXN0X3NlZW5fdW5peF9tcxgJIAEoAxIQCghkcmFpbmluZxgKIAEoCBIVCg1ydW5uaW5nX3Rhc2tzGAsgASgNEiYKCWFsbG9jYXRlZBgMIAEoCzITLnNjaGVkLnYxLlJlc291cmNlcxIQCghsb2FkX2F2ZxgNIAMoARIZChFtZW1vcnlfZnJlZV9ieXRlcxgOIAEoAxIPCgdsZWF2aW5nGA8gASgIGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEqgwEKCVRhc2tTdGF0ZRIaChZUQVNLX1NUQVRFX1VOU1BFQ0lGSUVEEAASFgoSVEFTS19TVEFURV9QRU5ESU5HEAESGAoUVEFTS19TVEFURV9TQ0hFRFVMRUQQAhITCg9UQVNLX1NUQVRFX0RPTkUQAxITCg9UQVNLX1NUQVRFX0RFQUQQBCpmCgtXb3JrZXJTdGF0ZRIcChhXT1JLRVJfU1RBVEVfVU5TUEVDSUZJRUQQABIaChZXT1JLRVJfU1RBVEVfQ09OTkVDVEVEEAESHQoZV09SS0VSX1NUQVRFX0RJU0NPTk5FQ1RFRBACYgZwcm90bzM");
 
 /**
  * Resources are what a worker offers or a task asks for.
@@ -98,6 +98,13 @@ export type TaskSpec = Message<"sched.v1.TaskSpec"> & {
    * @generated from field: uint32 schedule_timeout_ms = 9;
    */
   scheduleTimeoutMs: number;
+
+  /**
+   * The worker kills the task's process group after this long; 0 = no limit.
+   *
+   * @generated from field: uint32 timeout_ms = 10;
+   */
+  timeoutMs: number;
 };
 
 /**
@@ -223,6 +230,13 @@ export type Task = Message<"sched.v1.Task"> & {
    * @generated from field: uint32 retries_used = 19;
    */
   retriesUsed: number;
+
+  /**
+   * The task ran past spec.timeout_ms and was killed (signal says how).
+   *
+   * @generated from field: bool timed_out = 20;
+   */
+  timedOut: boolean;
 };
 
 /**
@@ -339,6 +353,32 @@ export type Worker = Message<"sched.v1.Worker"> & {
    * @generated from field: uint32 running_tasks = 11;
    */
   runningTasks: number;
+
+  /**
+   * Resources reserved by the tasks offered to or running on the worker.
+   *
+   * @generated from field: sched.v1.Resources allocated = 12;
+   */
+  allocated?: Resources | undefined;
+
+  /**
+   * From the worker's last Pong: load averages (1, 5, 15 minutes) and free memory.
+   *
+   * @generated from field: repeated double load_avg = 13;
+   */
+  loadAvg: number[];
+
+  /**
+   * @generated from field: int64 memory_free_bytes = 14;
+   */
+  memoryFreeBytes: bigint;
+
+  /**
+   * The worker is shutting down: it takes no new tasks and waits for its running ones.
+   *
+   * @generated from field: bool leaving = 15;
+   */
+  leaving: boolean;
 };
 
 /**

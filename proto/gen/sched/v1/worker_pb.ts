@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sched/v1/worker.proto.
  */
 export const file_sched_v1_worker: GenFile = /*@__PURE__*/
-  fileDesc("ChVzY2hlZC92MS93b3JrZXIucHJvdG8SCHNjaGVkLnYxIp0CCg5Db25uZWN0UmVxdWVzdBIgCgVoZWxsbxgBIAEoCzIPLnNjaGVkLnYxLkhlbGxvSAASHgoEcG9uZxgCIAEoCzIOLnNjaGVkLnYxLlBvbmdIABImCghhY2NlcHRlZBgDIAEoCzISLnNjaGVkLnYxLkFjY2VwdGVkSAASJgoIcmVqZWN0ZWQYBCABKAsyEi5zY2hlZC52MS5SZWplY3RlZEgAEiQKB3N0YXJ0ZWQYBSABKAsyES5zY2hlZC52MS5TdGFydGVkSAASJgoIZmluaXNoZWQYBiABKAsyEi5zY2hlZC52MS5GaW5pc2hlZEgAEiQKB2dvb2RieWUYByABKAsyES5zY2hlZC52MS5Hb29kYnllSABCBQoDbXNnIuUBCg9Db25uZWN0UmVzcG9uc2USJAoHd2VsY29tZRgBIAEoCzIRLnNjaGVkLnYxLldlbGNvbWVIABIeCgRwaW5nGAIgASgLMg4uc2NoZWQudjEuUGluZ0gAEikKCnN0YXJ0X3Rhc2sYAyABKAsyEy5zY2hlZC52MS5TdGFydFRhc2tIABIrCgtjYW5jZWxfdGFzaxgEIAEoCzIULnNjaGVkLnYxLkNhbmNlbFRhc2tIABItCgxmaW5pc2hlZF9hY2sYBSABKAsyFS5zY2hlZC52MS5GaW5pc2hlZEFja0gAQgUKA21zZyIvCgtUYXNrQXR0ZW1wdBIPCgd0YXNrX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKA0ijwIKBUhlbGxvEhEKCXdvcmtlcl9pZBgBIAEoCRINCgV0b2tlbhgCIAEoCRIlCghjYXBhY2l0eRgDIAEoCzITLnNjaGVkLnYxLlJlc291cmNlcxIrCgZsYWJlbHMYBCADKAsyGy5zY2hlZC52MS5IZWxsby5MYWJlbHNFbnRyeRIoCghoYXJkd2FyZRgFIAEoCzIWLnNjaGVkLnYxLkhhcmR3YXJlSW5mbxIPCgd2ZXJzaW9uGAYgASgJEiYKB3J1bm5pbmcYByADKAsyFS5zY2hlZC52MS5UYXNrQXR0ZW1wdBotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjcKB1dlbGNvbWUSEgoKc2Vzc2lvbl9pZBgBIAEoCRIYChBwaW5nX2ludGVydmFsX21zGAIgASgNIhMKBFBpbmcSCwoDc2VxGAEgASgEIlQKBFBvbmcSCwoDc2VxGAEgASgEEhUKDXJ1bm5pbmdfdGFza3MYAiABKA0SDQoFbG9hZDEYAyABKAESGQoRbWVtb3J5X2ZyZWVfYnl0ZXMYBCABKAMiTwoJU3RhcnRUYXNrEg8KB3Rhc2tfaWQYASABKAkSDwoHYXR0ZW1wdBgCIAEoDRIgCgRzcGVjGAMgASgLMhIuc2NoZWQudjEuVGFza1NwZWMiLwoIQWNjZXB0ZWQSIwoEdGFzaxgBIAEoCzIVLnNjaGVkLnYxLlRhc2tBdHRlbXB0Ij8KCFJlamVjdGVkEiMKBHRhc2sYASABKAsyFS5zY2hlZC52MS5UYXNrQXR0ZW1wdBIOCgZyZWFzb24YAiABKAkiVAoHU3RhcnRlZBIjCgR0YXNrGAEgASgLMhUuc2NoZWQudjEuVGFza0F0dGVtcHQSCwoDcGlkGAIgASgNEhcKD3N0YXJ0ZWRfdW5peF9tcxgDIAEoAyLLAQoIRmluaXNoZWQSIwoEdGFzaxgBIAEoCzIVLnNjaGVkLnYxLlRhc2tBdHRlbXB0EhEKCWV4aXRfY29kZRgCIAEoBRIOCgZzaWduYWwYAyABKAkSDQoFZXJyb3IYBCABKAkSFwoPc3RhcnRlZF91bml4X21zGAUgASgDEhgKEGZpbmlzaGVkX3VuaXhfbXMYBiABKAMSEwoLc3Rkb3V0X3RhaWwYByABKAwSEwoLc3RkZXJyX3RhaWwYCCABKAwSCwoDcGlkGAkgASgNIjIKC0ZpbmlzaGVkQWNrEiMKBHRhc2sYASABKAsyFS5zY2hlZC52MS5UYXNrQXR0ZW1wdCJTCgpDYW5jZWxUYXNrEiMKBHRhc2sYASABKAsyFS5zY2hlZC52MS5UYXNrQXR0ZW1wdBIOCgZyZWFzb24YAiABKAkSEAoIZ3JhY2VfbXMYAyABKA0iGQoHR29vZGJ5ZRIOCgZyZWFzb24YASABKAkyUwoNV29ya2VyU2VydmljZRJCCgdDb25uZWN0Ehguc2NoZWQudjEuQ29ubmVjdFJlcXVlc3QaGS5zY2hlZC52MS5Db25uZWN0UmVzcG9uc2UoATABYgZwcm90bzM", [file_sched_v1_types]);
+  fileDesc("ChVzY2hlZC92MS93b3JrZXIucHJvdG8SCHNjaGVkLnYxIuwCCg5Db25uZWN0UmVxdWVzdBIgCgVoZWxsbxgBIAEoCzIPLnNjaGVkLnYxLkhlbGxvSAASHgoEcG9uZxgCIAEoCzIOLnNjaGVkLnYxLlBvbmdIABImCghhY2NlcHRlZBgDIAEoCzISLnNjaGVkLnYxLkFjY2VwdGVkSAASJgoIcmVqZWN0ZWQYBCABKAsyEi5zY2hlZC52MS5SZWplY3RlZEgAEiQKB3N0YXJ0ZWQYBSABKAsyES5zY2hlZC52MS5TdGFydGVkSAASJgoIZmluaXNoZWQYBiABKAsyEi5zY2hlZC52MS5GaW5pc2hlZEgAEiQKB2dvb2RieWUYByABKAsyES5zY2hlZC52MS5Hb29kYnllSAASJwoJbG9nX2NodW5rGAggASgLMhIuc2NoZWQudjEuTG9nQ2h1bmtIABIkCgdsZWF2aW5nGAkgASgLMhEuc2NoZWQudjEuTGVhdmluZ0gAQgUKA21zZyK3AgoPQ29ubmVjdFJlc3BvbnNlEiQKB3dlbGNvbWUYASABKAsyES5zY2hlZC52MS5XZWxjb21lSAASHgoEcGluZxgCIAEoCzIOLnNjaGVkLnYxLlBpbmdIABIpCgpzdGFydF90YXNrGAMgASgLMhMuc2NoZWQudjEuU3RhcnRUYXNrSAASKwoLY2FuY2VsX3Rhc2sYBCABKAsyFC5zY2hlZC52MS5DYW5jZWxUYXNrSAASLQoMZmluaXNoZWRfYWNrGAUgASgLMhUuc2NoZWQudjEuRmluaXNoZWRBY2tIABInCglyZWFkX2xvZ3MYBiABKAsyEi5zY2hlZC52MS5SZWFkTG9nc0gAEicKCXN0b3BfbG9ncxgHIAEoCzISLnNjaGVkLnYxLlN0b3BMb2dzSABCBQoDbXNnIi8KC1Rhc2tBdHRlbXB0Eg8KB3Rhc2tfaWQYASABKAkSDwoHYXR0ZW1wdBgCIAEoDSKPAgoFSGVsbG8SEQoJd29ya2VyX2lkGAEgASgJEg0KBXRva2VuGAIgASgJEiUKCGNhcGFjaXR5GAMgASgLMhMuc2NoZWQudjEuUmVzb3VyY2VzEisKBmxhYmVscxgEIAMoCzIbLnNjaGVkLnYxLkhlbGxvLkxhYmVsc0VudHJ5EigKCGhhcmR3YXJlGAUgASgLMhYuc2NoZWQudjEuSGFyZHdhcmVJbmZvEg8KB3ZlcnNpb24YBiABKAkSJgoHcnVubmluZxgHIAMoCzIVLnNjaGVkLnYxLlRhc2tBdHRlbXB0Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiNwoHV2VsY29tZRISCgpzZXNzaW9uX2lkGAEgASgJEhgKEHBpbmdfaW50ZXJ2YWxfbXMYAiABKA0iEwoEUGluZxILCgNzZXEYASABKAQicwoEUG9uZxILCgNzZXEYASABKAQSFQoNcnVubmluZ190YXNrcxgCIAEoDRINCgVsb2FkMRgDIAEoARIZChFtZW1vcnlfZnJlZV9ieXRlcxgEIAEoAxINCgVsb2FkNRgFIAEoARIOCgZsb2FkMTUYBiABKAEiTwoJU3RhcnRUYXNrEg8KB3Rhc2tfaWQYASABKAkSDwoHYXR0ZW1wdBgCIAEoDRIgCgRzcGVjGAMgASgLMhIuc2NoZWQudjEuVGFza1NwZWMiLwoIQWNjZXB0ZWQSIwoEdGFzaxgBIAEoCzIVLnNjaGVkLnYxLlRhc2tBdHRlbXB0Ij8KCFJlamVjdGVkEiMKBHRhc2sYASABKAsyFS5zY2hlZC52MS5UYXNrQXR0ZW1wdBIOCgZyZWFzb24YAiABKAkiVAoHU3RhcnRlZBIjCgR0YXNrGAEgASgLMhUuc2NoZWQudjEuVGFza0F0dGVtcHQSCwoDcGlkGAIgASgNEhcKD3N0YXJ0ZWRfdW5peF9tcxgDIAEoAyLeAQoIRmluaXNoZWQSIwoEdGFzaxgBIAEoCzIVLnNjaGVkLnYxLlRhc2tBdHRlbXB0EhEKCWV4aXRfY29kZRgCIAEoBRIOCgZzaWduYWwYAyABKAkSDQoFZXJyb3IYBCABKAkSFwoPc3RhcnRlZF91bml4X21zGAUgASgDEhgKEGZpbmlzaGVkX3VuaXhfbXMYBiABKAMSEwoLc3Rkb3V0X3RhaWwYByABKAwSEwoLc3RkZXJyX3RhaWwYCCABKAwSCwoDcGlkGAkgASgNEhEKCXRpbWVkX291dBgKIAEoCCIyCgtGaW5pc2hlZEFjaxIjCgR0YXNrGAEgASgLMhUuc2NoZWQudjEuVGFza0F0dGVtcHQiUwoKQ2FuY2VsVGFzaxIjCgR0YXNrGAEgASgLMhUuc2NoZWQudjEuVGFza0F0dGVtcHQSDgoGcmVhc29uGAIgASgJEhAKCGdyYWNlX21zGAMgASgNIhkKB0dvb2RieWUSDgoGcmVhc29uGAEgASgJIjMKB0xlYXZpbmcSDgoGcmVhc29uGAEgASgJEhgKEGRlYWRsaW5lX3VuaXhfbXMYAiABKAMiiwEKCFJlYWRMb2dzEhIKCnJlcXVlc3RfaWQYASABKAQSIwoEdGFzaxgCIAEoCzIVLnNjaGVkLnYxLlRhc2tBdHRlbXB0Eg4KBnN0ZGVychgDIAEoCBIXCgp0YWlsX2xpbmVzGAQgASgNSACIAQESDgoGZm9sbG93GAUgASgIQg0KC190YWlsX2xpbmVzIh4KCFN0b3BMb2dzEhIKCnJlcXVlc3RfaWQYASABKAQiSAoITG9nQ2h1bmsSEgoKcmVxdWVzdF9pZBgBIAEoBBIMCgRkYXRhGAIgASgMEgsKA2VvZhgDIAEoCBINCgVlcnJvchgEIAEoCTJTCg1Xb3JrZXJTZXJ2aWNlEkIKB0Nvbm5lY3QSGC5zY2hlZC52MS5Db25uZWN0UmVxdWVzdBoZLnNjaGVkLnYxLkNvbm5lY3RSZXNwb25zZSgBMAFiBnByb3RvMw", [file_sched_v1_types]);
 
 /**
  * ConnectRequest is a message from worker to manager.
@@ -65,6 +65,18 @@ export type ConnectRequest = Message<"sched.v1.ConnectRequest"> & {
      */
     value: Goodbye;
     case: "goodbye";
+  } | {
+    /**
+     * @generated from field: sched.v1.LogChunk log_chunk = 8;
+     */
+    value: LogChunk;
+    case: "logChunk";
+  } | {
+    /**
+     * @generated from field: sched.v1.Leaving leaving = 9;
+     */
+    value: Leaving;
+    case: "leaving";
   } | { case: undefined; value?: undefined };
 };
 
@@ -114,6 +126,18 @@ export type ConnectResponse = Message<"sched.v1.ConnectResponse"> & {
      */
     value: FinishedAck;
     case: "finishedAck";
+  } | {
+    /**
+     * @generated from field: sched.v1.ReadLogs read_logs = 6;
+     */
+    value: ReadLogs;
+    case: "readLogs";
+  } | {
+    /**
+     * @generated from field: sched.v1.StopLogs stop_logs = 7;
+     */
+    value: StopLogs;
+    case: "stopLogs";
   } | { case: undefined; value?: undefined };
 };
 
@@ -261,6 +285,16 @@ export type Pong = Message<"sched.v1.Pong"> & {
    * @generated from field: int64 memory_free_bytes = 4;
    */
   memoryFreeBytes: bigint;
+
+  /**
+   * @generated from field: double load5 = 5;
+   */
+  load5: number;
+
+  /**
+   * @generated from field: double load15 = 6;
+   */
+  load15: number;
 };
 
 /**
@@ -411,6 +445,13 @@ export type Finished = Message<"sched.v1.Finished"> & {
    * @generated from field: uint32 pid = 9;
    */
   pid: number;
+
+  /**
+   * Killed by the worker because it ran past spec.timeout_ms.
+   *
+   * @generated from field: bool timed_out = 10;
+   */
+  timedOut: boolean;
 };
 
 /**
@@ -484,6 +525,131 @@ export type Goodbye = Message<"sched.v1.Goodbye"> & {
  */
 export const GoodbyeSchema: GenMessage<Goodbye> = /*@__PURE__*/
   messageDesc(file_sched_v1_worker, 14);
+
+/**
+ * Leaving: the worker is shutting down gracefully. It takes no new tasks, lets the running ones
+ * finish (reporting them as usual) for up to its shutdown timeout, then says Goodbye.
+ *
+ * @generated from message sched.v1.Leaving
+ */
+export type Leaving = Message<"sched.v1.Leaving"> & {
+  /**
+   * @generated from field: string reason = 1;
+   */
+  reason: string;
+
+  /**
+   * @generated from field: int64 deadline_unix_ms = 2;
+   */
+  deadlineUnixMs: bigint;
+};
+
+/**
+ * Describes the message sched.v1.Leaving.
+ * Use `create(LeavingSchema)` to create a new message.
+ */
+export const LeavingSchema: GenMessage<Leaving> = /*@__PURE__*/
+  messageDesc(file_sched_v1_worker, 15);
+
+/**
+ * ReadLogs asks the worker for a task attempt's output, relayed to a client by the manager.
+ *
+ * @generated from message sched.v1.ReadLogs
+ */
+export type ReadLogs = Message<"sched.v1.ReadLogs"> & {
+  /**
+   * Chosen by the manager; every LogChunk of the answer carries it.
+   *
+   * @generated from field: uint64 request_id = 1;
+   */
+  requestId: bigint;
+
+  /**
+   * @generated from field: sched.v1.TaskAttempt task = 2;
+   */
+  task?: TaskAttempt | undefined;
+
+  /**
+   * @generated from field: bool stderr = 3;
+   */
+  stderr: boolean;
+
+  /**
+   * Only the last N lines; unset = the whole log.
+   *
+   * @generated from field: optional uint32 tail_lines = 4;
+   */
+  tailLines?: number | undefined;
+
+  /**
+   * Keep sending new output until the attempt ends.
+   *
+   * @generated from field: bool follow = 5;
+   */
+  follow: boolean;
+};
+
+/**
+ * Describes the message sched.v1.ReadLogs.
+ * Use `create(ReadLogsSchema)` to create a new message.
+ */
+export const ReadLogsSchema: GenMessage<ReadLogs> = /*@__PURE__*/
+  messageDesc(file_sched_v1_worker, 16);
+
+/**
+ * StopLogs ends a ReadLogs early (the client went away).
+ *
+ * @generated from message sched.v1.StopLogs
+ */
+export type StopLogs = Message<"sched.v1.StopLogs"> & {
+  /**
+   * @generated from field: uint64 request_id = 1;
+   */
+  requestId: bigint;
+};
+
+/**
+ * Describes the message sched.v1.StopLogs.
+ * Use `create(StopLogsSchema)` to create a new message.
+ */
+export const StopLogsSchema: GenMessage<StopLogs> = /*@__PURE__*/
+  messageDesc(file_sched_v1_worker, 17);
+
+/**
+ * @generated from message sched.v1.LogChunk
+ */
+export type LogChunk = Message<"sched.v1.LogChunk"> & {
+  /**
+   * @generated from field: uint64 request_id = 1;
+   */
+  requestId: bigint;
+
+  /**
+   * @generated from field: bytes data = 2;
+   */
+  data: Uint8Array;
+
+  /**
+   * The last chunk of the answer: the log ended (or, with follow, the attempt ended).
+   *
+   * @generated from field: bool eof = 3;
+   */
+  eof: boolean;
+
+  /**
+   * Why the log cannot be read, e.g. "no log for task X attempt 2 on this worker"; set with eof.
+   *
+   * @generated from field: string error = 4;
+   */
+  error: string;
+};
+
+/**
+ * Describes the message sched.v1.LogChunk.
+ * Use `create(LogChunkSchema)` to create a new message.
+ */
+export const LogChunkSchema: GenMessage<LogChunk> = /*@__PURE__*/
+  messageDesc(file_sched_v1_worker, 18);
 
 /**
  * WorkerService is dialled by worker nodes, so workers may sit behind NAT.
