@@ -7,7 +7,7 @@ MOCHA := node_modules/.bin/mocha
 UNIT_SPECS := 'test/unit/**/*.test.ts' 'test/conformance/**/*.test.ts'
 E2E_SPECS := 'test/e2e/**/*.test.ts'
 
-.PHONY: all deps build proto lint test test-unit test-e2e demo docker-build clean etcd
+.PHONY: all deps build proto lint test test-unit test-e2e demo docker-build clean etcd netns-tools
 
 all: build
 
@@ -40,13 +40,29 @@ etcd:
 	    echo "etcd not found: install it with 'sudo apt-get install etcd-server' (Debian/Ubuntu), then run make test again"; exit 1; \
 	  fi; }
 
-test: lint etcd build
+# netns-tools: the NAT e2e test builds network namespaces with ip (iproute2)
+# and iptables; as root, install Debian's packages when they are missing.
+# Elsewhere that test skips itself (it needs root), so this only tells.
+netns-tools:
+	@for t in ip:iproute2 iptables:iptables; do \
+	  PATH="$$PATH:/usr/sbin:/sbin" command -v "$${t%%:*}" >/dev/null 2>&1 && continue; \
+	  pkg="$${t#*:}"; \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "$${t%%:*} not found: installing Debian's $$pkg"; \
+	    (apt-get install -y $$pkg >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q $$pkg >/dev/null)) \
+	      || { echo "apt-get install $$pkg failed"; exit 1; }; \
+	  else \
+	    echo "$${t%%:*} not found: the NAT e2e test will be skipped (as root: apt-get install $$pkg)"; \
+	  fi; \
+	done
+
+test: lint etcd netns-tools build
 	$(MOCHA) $(UNIT_SPECS) $(E2E_SPECS)
 
 test-unit: deps etcd
 	$(MOCHA) $(UNIT_SPECS)
 
-test-e2e: deps etcd build
+test-e2e: deps etcd netns-tools build
 	$(MOCHA) $(E2E_SPECS)
 
 demo: build

@@ -27,6 +27,18 @@ export class UnauthenticatedError extends SchedError {
     super(message, grpc.status.UNAUTHENTICATED);
   }
 }
+/** The request is valid but the cluster is not in a state to serve it (e.g. logs of a task that never started). */
+export class FailedPreconditionError extends SchedError {
+  constructor(message: string) {
+    super(message, grpc.status.FAILED_PRECONDITION);
+  }
+}
+/** A worker the request needs is not connected. */
+export class WorkerUnavailableError extends SchedError {
+  constructor(message: string) {
+    super(message, grpc.status.UNAVAILABLE);
+  }
+}
 export class ShuttingDownError extends SchedError {
   constructor() {
     super('management node is shutting down', grpc.status.UNAVAILABLE);

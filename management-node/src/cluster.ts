@@ -13,11 +13,12 @@ import {
   type TaskSpec,
   type Worker,
 } from '../../proto/gen/sched/v1/types_pb.js';
-import type { ConnectResponseSchema, Finished, Hello, Pong, TaskAttempt } from '../../proto/gen/sched/v1/worker_pb.js';
-import { InvalidArgumentError, NotFoundError, UnauthenticatedError } from '../../common/errors.js';
+import type { ConnectResponseSchema, Finished, Hello, LogChunk, Pong, TaskAttempt } from '../../proto/gen/sched/v1/worker_pb.js';
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError, UnauthenticatedError } from '../../common/errors.js';
 import { newTaskId } from '../../common/ids.js';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../../common/logger.js';
+import { LogRelay, type LogSubscriber } from './log-relay.js';
 import type { GroupCommitter } from './store/group-commit.js';
 import { encodeTask, encodeWorker, taskKey, workerKey } from './store/records.js';
 import { createScheduler, type Resources, type Scheduler, type Strategy, type WorkerInfo } from './scheduler/scheduler.js';
@@ -116,6 +117,19 @@ export class Cluster {
   /** Pending tasks loaded after a restart, held until holdRecoveredUntil. */
   private readonly recovered = new Set<string>();
   private holdRecoveredUntil = 0;
+  /** Open `tasks logs` reads, relayed from the workers' streams. */
+  private readonly logs = new LogRelay({
+    readLogs: (workerId, requestId, r) => {
+      const session = this.sessions.get(workerId);
+      if (!session) return false;
+      session.link.send({
+        case: 'readLogs',
+        value: { requestId, task: { taskId: r.taskId, attempt: r.attempt }, stderr: r.stderr, tailLines: r.tailLines, follow: r.follow },
+      });
+      return true;
+    },
+    stopLogs: (workerId, requestId) => this.sendTo(workerId, { case: 'stopLogs', value: { requestId } }),
+  });
   private readonly now: () => number;
   private get reconnectGrace(): number {
     return this.opts.reconnectGraceMs ?? DEFAULT_RECONNECT_GRACE_MS;
@@ -263,7 +277,53 @@ export class Cluster {
     this.sendTo(workerId, { case: 'cancelTask', value: { task: { taskId, attempt }, reason, graceMs } });
   }
 
+  /**
+   * readLogs relays the output of a task's latest attempt from its worker; with follow, until
+   * the attempt ends. Returns the function that stops it (the client went away).
+   */
+  readLogs(taskId: string, o: { stderr: boolean; tailLines?: number | undefined; follow: boolean }, sub: LogSubscriber): () => void {
+    const task = this.getTask(taskId);
+    if (task.attempt === 0 || !task.workerId) {
+      throw new FailedPreconditionError(`task ${taskId} has not run yet (${TaskState[task.state].toLowerCase()}): it has no logs`);
+    }
+    return this.logs.start({ workerId: task.workerId, taskId, attempt: task.attempt, ...o }, sub);
+  }
+
+  /** A chunk of a relayed log from a worker. */
+  logChunk(workerId: string, c: LogChunk): void {
+    this.logs.chunk(workerId, c);
+  }
+
   // ---- workers ----------------------------------------------------------
+
+  /** workerView is the worker as clients see it, with what is allocated on it now. */
+  workerView(w: Worker): Worker {
+    const used = this.sched.used(w.id);
+    const copy = clone(WorkerSchema, w);
+    copy.allocated = create(ResourcesSchema, { millicpu: BigInt(used?.millicpu ?? 0), memoryBytes: BigInt(used?.memoryBytes ?? 0) });
+    return copy;
+  }
+
+  /** drain stops (or resumes) placements on a worker; what runs there goes on. Resolves once stored. */
+  async drain(id: string, drain: boolean): Promise<Worker> {
+    const worker = this.getWorker(id);
+    worker.draining = drain;
+    this.sched.setDraining(id, drain || worker.leaving);
+    this.log.info({ worker: id, draining: drain }, drain ? 'worker drained' : 'worker undrained');
+    await this.persistWorker(worker);
+    if (!drain) this.placeQueued();
+    return worker;
+  }
+
+  /** leaving: a worker shutting down gracefully takes nothing new while its tasks finish. */
+  leaving(workerId: string, reason: string): void {
+    const worker = this.workers.get(workerId);
+    if (!worker || !this.sessions.has(workerId)) return;
+    worker.leaving = true;
+    this.sched.setDraining(workerId, true);
+    this.log.info({ worker: workerId, reason }, 'worker leaving');
+    void this.persistWorker(worker).catch(() => undefined);
+  }
 
   getWorker(id: string): Worker {
     const worker = this.workers.get(id);
@@ -287,6 +347,7 @@ export class Cluster {
       // The newest stream wins; the old one is dead or half-open.
       this.sessions.delete(hello.workerId);
       previous.link.close('replaced by a new connection');
+      this.logs.workerGone(hello.workerId);
     }
     const known = this.workers.get(hello.workerId);
     const worker = create(WorkerSchema, {
@@ -352,6 +413,7 @@ export class Cluster {
     worker.state = WorkerState.DISCONNECTED;
     worker.lastSeenUnixMs = BigInt(session.lastPongAt);
     this.sched.removeWorker(workerId);
+    this.logs.workerGone(workerId);
     this.log.warn({ worker: workerId, reason }, 'worker disconnected');
     void this.persistWorker(worker).catch(() => undefined);
     this.graceEnds.set(workerId, this.now() + (graceful ? 0 : this.reconnectGrace));
@@ -364,7 +426,11 @@ export class Cluster {
     this.seen(workerId);
     const session = this.sessions.get(workerId);
     const worker = this.workers.get(workerId);
-    if (session && worker && stats) this.sched.upsertWorker(this.workerInfo(worker, stats));
+    if (session && worker && stats) {
+      worker.loadAvg = [stats.load1, stats.load5, stats.load15];
+      worker.memoryFreeBytes = stats.memoryFreeBytes;
+      this.sched.upsertWorker(this.workerInfo(worker, stats));
+    }
     if (!session?.unreported) return;
     for (const taskId of session.unreported) {
       const task = this.tasks.get(taskId);
@@ -441,6 +507,7 @@ export class Cluster {
     task.finishedUnixMs = f.finishedUnixMs || BigInt(this.now());
     task.stdoutTail = f.stdoutTail;
     task.stderrTail = f.stderrTail;
+    task.timedOut = f.timedOut;
     this.persistTask(task).then(ack, () => undefined);
     this.placeQueued();
   }
@@ -486,7 +553,7 @@ export class Cluster {
       id: w.id,
       capacity: { millicpu: Number(w.capacity?.millicpu ?? 0n), memoryBytes: Number(w.capacity?.memoryBytes ?? 0n) },
       labels: w.labels,
-      draining: w.draining,
+      draining: w.draining || w.leaving,
       load1: stats?.load1,
       memoryFreeBytes: stats?.memoryFreeBytes ? Number(stats.memoryFreeBytes) : undefined,
     };

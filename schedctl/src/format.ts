@@ -21,10 +21,17 @@ export function taskStateName(state: TaskState): string {
   return TASK_STATE_NAMES.find((n) => TASK_STATE_BY_NAME[n] === state) ?? 'unknown';
 }
 
-export function workerStateName(worker: Pick<Worker, 'state' | 'draining'>): string {
+export function workerStateName(worker: Pick<Worker, 'state' | 'draining' | 'leaving'>): string {
   const base =
     worker.state === WorkerState.CONNECTED ? 'connected' : worker.state === WorkerState.DISCONNECTED ? 'disconnected' : 'unknown';
-  return worker.draining ? `${base},draining` : base;
+  const leaving = worker.leaving && worker.state === WorkerState.CONNECTED ? ',leaving' : '';
+  return `${base}${worker.draining ? ',draining' : ''}${leaving}`;
+}
+
+/** "1.5/4" cores or "256Mi/1Gi": what is reserved of what there is. */
+export function usedOfTotal(used: bigint, total: bigint, unit: (n: bigint) => string): string {
+  if (total <= 0n) return '-';
+  return `${used > 0n ? unit(used) : '0'}/${unit(total)}`;
 }
 
 /** int64 milliseconds since the epoch; 0 means "never" in proto3. */

@@ -10,6 +10,7 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
 // exitCode rather than process.exit(): pending stdout writes still get flushed.
 process.exitCode = await runCli(process.argv.slice(2), {
   out: (text) => process.stdout.write(text),
+  write: (data) => process.stdout.write(data),
   err: (text) => process.stderr.write(text),
   isTTY: process.stdout.isTTY === true,
   env: process.env,

@@ -11,7 +11,7 @@ import {
   parseMem,
   parsePriority,
   parseRetries,
-  parseScheduleTimeout,
+  parseTimeLimit,
   processExitCode,
   specFromOptions,
 } from '../../schedctl/src/commands/tasks-run.js';
@@ -122,14 +122,14 @@ describe('schedctl argument parsing', () => {
 
   describe('--schedule-timeout', () => {
     it('reads a duration as milliseconds', () => {
-      expect(parseScheduleTimeout('30s')).to.equal(30_000);
-      expect(parseScheduleTimeout('1m30s')).to.equal(90_000);
-      expect(parseScheduleTimeout('0s')).to.equal(0);
+      expect(parseTimeLimit('30s')).to.equal(30_000);
+      expect(parseTimeLimit('1m30s')).to.equal(90_000);
+      expect(parseTimeLimit('0s')).to.equal(0);
     });
 
     it('refuses a bare number and more than a uint32 of milliseconds', () => {
-      expect(() => parseScheduleTimeout('30')).to.throw(InvalidArgumentError, /invalid duration/);
-      expect(() => parseScheduleTimeout('1200h')).to.throw(InvalidArgumentError, /at most/);
+      expect(() => parseTimeLimit('30')).to.throw(InvalidArgumentError, /invalid duration/);
+      expect(() => parseTimeLimit('1200h')).to.throw(InvalidArgumentError, /at most/);
     });
   });
 

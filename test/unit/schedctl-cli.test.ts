@@ -8,8 +8,14 @@ import { create } from '@bufbuild/protobuf';
 import type { GenService } from '@bufbuild/protobuf/codegenv2';
 import { serviceDefinition, type ServiceHandlers } from '../../common/grpc-service.js';
 import { NotFoundError, toStatus } from '../../common/errors.js';
-import { ManagementService, RunTaskResponseSchema, type RunTaskRequest } from '../../proto/gen/sched/v1/management_pb.js';
-import { TaskSchema, TaskState, WorkerState, type Task } from '../../proto/gen/sched/v1/types_pb.js';
+import {
+  DrainWorkerResponseSchema,
+  ManagementService,
+  RunTaskResponseSchema,
+  TaskLogsResponseSchema,
+  type RunTaskRequest,
+} from '../../proto/gen/sched/v1/management_pb.js';
+import { TaskSchema, TaskState, WorkerSchema, WorkerState, type Task } from '../../proto/gen/sched/v1/types_pb.js';
 import { runCli } from '../../schedctl/src/cli.js';
 
 type MethodsOf<S> = S extends GenService<infer M> ? M : never;
@@ -106,10 +112,34 @@ class FakeManager {
         cb(null, {
           $typeName: 'sched.v1.ListWorkersResponse',
           workers: [
-            { $typeName: 'sched.v1.Worker', id: 'w-1', address: '10.0.0.1:4000', state: WorkerState.CONNECTED, draining: true, labels: {}, version: '', connectedUnixMs: 0n, lastSeenUnixMs: 0n, runningTasks: 2 },
+            create(WorkerSchema, {
+              id: 'w-1',
+              address: '10.0.0.1:4000',
+              state: WorkerState.CONNECTED,
+              draining: true,
+              runningTasks: 2,
+              capacity: { millicpu: 4000n, memoryBytes: 8n << 30n },
+              allocated: { millicpu: 1500n, memoryBytes: 512n << 20n },
+            }),
           ],
         }),
       getWorker: (call, cb) => cb(toStatus(new NotFoundError('worker', call.request.id))),
+      drainWorker: (call, cb) =>
+        call.request.id === 'w-1'
+          ? cb(null, create(DrainWorkerResponseSchema, { worker: { id: 'w-1', state: WorkerState.CONNECTED, draining: call.request.drain } }))
+          : cb(toStatus(new NotFoundError('worker', call.request.id))),
+      taskLogs: (call) => {
+        const { id, tailLines, stderr } = call.request;
+        if (!this.tasks.has(id)) {
+          call.emit('error', toStatus(new NotFoundError('task', id)));
+          return;
+        }
+        const lines = stderr ? ['oops\n'] : ['one\n', 'two\n', 'three\n'];
+        for (const line of tailLines === undefined ? lines : lines.slice(-tailLines || lines.length)) {
+          call.write(create(TaskLogsResponseSchema, { data: new TextEncoder().encode(line) }));
+        }
+        call.end();
+      },
       status: (_call, cb) =>
         cb(null, { $typeName: 'sched.v1.StatusResponse', version: '9.9.9', store: 'lmdb', workersConnected: 1, workersTotal: 2, tasksByState: { done: 4 } }),
     };
@@ -397,7 +427,36 @@ describe('schedctl CLI', () => {
       const r = await run([...m, 'workers', 'ls']);
       const lines = r.out.trimEnd().split('\n');
       expect(lines[0]).to.match(/^ID\s+ADDRESS\s+STATE\s+HOSTNAME\s+CPU\s+MEM\s+TASKS\s+LAST SEEN$/);
-      expect(lines[1]!.split(/\s+/)).to.deep.equal(['w-1', '10.0.0.1:4000', 'connected,draining', '-', '-', '-', '2', '-']);
+      expect(lines[1]!.split(/\s+/)).to.deep.equal(['w-1', '10.0.0.1:4000', 'connected,draining', '-', '1.5/4', '512Mi/8.0Gi', '2', '-']);
+    });
+
+    it('drains and undrains a worker, and names an unknown one', async () => {
+      const drained = await run([...m, 'workers', 'drain', 'w-1']);
+      expect(drained.code, drained.err).to.equal(0);
+      expect(drained.out).to.match(/^w-1\s+connected,draining\s/m);
+      expect((await run([...m, 'workers', 'undrain', 'w-1'])).out).to.match(/^w-1\s+connected\s/m);
+      const missing = await run([...m, 'workers', 'drain', 'nope']);
+      expect(missing.code).to.equal(1);
+      expect(missing.err).to.equal('schedctl: worker "nope" not found\n');
+    });
+
+    it('prints a task\'s logs, the last lines with --tail, stderr with --stderr', async () => {
+      const id = (await run([...m, 'tasks', 'run', '--', 'true'])).out.trim();
+      expect((await run([...m, 'tasks', 'logs', id])).out).to.equal('one\ntwo\nthree\n');
+      expect((await run([...m, 'tasks', 'logs', '--tail', '2', id])).out).to.equal('two\nthree\n');
+      expect((await run([...m, 'tasks', 'logs', '--stderr', id])).out).to.equal('oops\n');
+      const bad = await run([...m, 'tasks', 'logs', '--tail', 'x', id]);
+      expect(bad.code).to.equal(2);
+      expect(bad.err).to.match(/--tail.*whole number/);
+      const missing = await run([...m, 'tasks', 'logs', 'nope']);
+      expect([missing.code, missing.err]).to.deep.equal([1, 'schedctl: task "nope" not found\n']);
+    });
+
+    it('--shell wraps the words in /bin/sh -c and --timeout sets the time limit', async () => {
+      const r = await run([...m, 'tasks', 'run', '--shell', '--timeout', '2m', '--', 'echo', '$HOME', '|', 'wc', '-c']);
+      expect(r.code, r.err).to.equal(0);
+      expect(fake.runs.at(-1)!.spec).to.deep.include({ argv: ['/bin/sh', '-c', 'echo $HOME | wc -c'], timeoutMs: 120_000 });
+      expect((await run([...m, 'tasks', 'run', '--timeout', 'soon', '--', 'true'])).err).to.match(/--timeout/);
     });
 
     it('prints status in all three formats', async () => {

@@ -6,8 +6,11 @@ import { taskCounts } from '../../schedctl/src/commands/status.js';
 
 describe('schedctl display helpers', () => {
   it('names worker states in lower case with the draining flag', () => {
-    expect(workerStateName({ state: WorkerState.CONNECTED, draining: false })).to.equal('connected');
-    expect(workerStateName({ state: WorkerState.DISCONNECTED, draining: true })).to.equal('disconnected,draining');
+    expect(workerStateName({ state: WorkerState.CONNECTED, draining: false, leaving: false })).to.equal('connected');
+    expect(workerStateName({ state: WorkerState.DISCONNECTED, draining: true, leaving: false })).to.equal('disconnected,draining');
+    expect(workerStateName({ state: WorkerState.CONNECTED, draining: false, leaving: true })).to.equal('connected,leaving');
+    // A worker that left is just disconnected.
+    expect(workerStateName({ state: WorkerState.DISCONNECTED, draining: false, leaving: true })).to.equal('disconnected');
   });
 
   it('summarises how a task ended', () => {

@@ -20,7 +20,16 @@ export const workerConfigSchema = z
     labels: z.record(z.string().min(1), labelValue).default({}),
     // A zero interval would redial in a tight loop while the manager is down.
     reconnect_interval: duration().pipe(z.number().min(10, 'must be at least 10ms')).default(1000),
+    /** Redials back off exponentially from reconnect_interval up to this. */
+    reconnect_max: duration().default(30_000),
+    /** SIGTERM → SIGKILL grace of a cancelled or timed-out task. */
     cancel_grace: duration().default(10_000),
+    /** On SIGTERM, how long running tasks may go on before they are cancelled. */
+    shutdown_timeout: duration().default(30_000),
+    /** Cap of each task's stdout and stderr log file. */
+    log_max_size: memory().default(64 * 1024 * 1024),
+    /** Task log files are removed this long after they were last written. */
+    log_retention: duration().default(24 * 3600_000),
     log_level: logLevel().default('info'),
   })
   .strict()

@@ -1,13 +1,19 @@
 // Runs task processes (start / cancel / wait, like a Nomad driver). Each task
-// gets its own process group, so a cancel reaches everything it forked, and
-// its output goes straight to files: no JS pipes on the hot path.
+// gets its own process group, so a cancel reaches everything it forked. Its
+// output comes through pipes into capped log files (task-log.ts), so a task
+// that writes without end cannot fill the disk.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
+import { LogSink, TAIL_BYTES } from './task-log.js';
 
-export const TAIL_BYTES = 4096;
+export { TAIL_BYTES };
+/** Per task and stream, unless configured. */
+export const DEFAULT_LOG_MAX_BYTES = 64 * 1024 * 1024;
+/** After the task exits, how long its pipes may stay open (held by an escaped daemon) before they are closed. */
+const PIPE_DRAIN_MS = 1000;
 
 export interface TaskRef {
   taskId: string;
@@ -17,6 +23,8 @@ export interface ExecSpec {
   argv: string[];
   env?: Record<string, string>;
   cwd?: string;
+  /** Kill the task's process group after this long (SIGTERM, SIGKILL after the kill grace); 0 = no limit. */
+  timeoutMs?: number;
   /** What the manager reserved for the task here; counted against the worker's capacity. */
   millicpu?: number;
   memoryBytes?: number;
@@ -38,6 +46,8 @@ export interface FinishedEvent extends TaskRef {
   finishedUnixMs: number;
   stdoutTail: Uint8Array;
   stderrTail: Uint8Array;
+  /** Killed because it ran past its timeout. */
+  timedOut?: boolean;
 }
 /** started: a new process; duplicate: this attempt already runs; busy: another attempt of the task runs. */
 export type StartResult = 'started' | 'duplicate' | 'busy';
@@ -51,6 +61,9 @@ interface Proc extends TaskRef {
   memoryBytes: number;
   killAt?: number;
   killTimer?: NodeJS.Timeout;
+  timeoutTimer?: NodeJS.Timeout;
+  timedOut?: boolean;
+  sinks?: [LogSink, LogSink];
   waiters: ((f: FinishedEvent) => void)[];
 }
 
@@ -81,6 +94,10 @@ export interface ExecutorOptions {
   /** Task logs go to <dataDir>/logs. */
   dataDir: string;
   workerId: string;
+  /** Cap of each log file (stdout, stderr) of an attempt. */
+  logMaxBytes?: number;
+  /** Time between SIGTERM and SIGKILL when a task runs past its timeout. */
+  timeoutGraceMs?: number;
 }
 
 export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: [FinishedEvent] }> {
@@ -90,10 +107,14 @@ export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: 
   // spawn would otherwise enumerate through getenv on every start.
   private readonly baseEnv: NodeJS.ProcessEnv;
   private readonly procs = new Map<string, Proc>();
+  private readonly logMaxBytes: number;
+  private readonly timeoutGraceMs: number;
 
   constructor(options: ExecutorOptions) {
     super();
     this.workerId = options.workerId;
+    this.logMaxBytes = options.logMaxBytes ?? DEFAULT_LOG_MAX_BYTES;
+    this.timeoutGraceMs = options.timeoutGraceMs ?? 5_000;
     this.logDir = join(options.dataDir, 'logs');
     this.baseEnv = { ...process.env, [WORKER_ENV]: options.workerId };
     mkdirSync(this.logDir, { recursive: true });
@@ -147,30 +168,38 @@ export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: 
     };
     this.procs.set(taskId, proc);
     const logs = this.logPaths(taskId, attempt);
-    const fds: number[] = [];
     let child: ChildProcess;
     try {
-      fds.push(openSync(logs.stdout, 'w'), openSync(logs.stderr, 'w'));
+      // Closed by finish(), also when the second one or the spawn fails.
+      const out = new LogSink(logs.stdout, this.logMaxBytes);
+      proc.sinks = [out, out];
+      proc.sinks = [out, new LogSink(logs.stderr, this.logMaxBytes)];
       // The markers come last, so a task's own env cannot hide it from reapOrphans.
       const env = { ...this.baseEnv, ...spec.env, [WORKER_ENV]: this.workerId, [TASK_ID_ENV]: taskId, [TASK_ATTEMPT_ENV]: String(attempt) };
       child = spawn(spec.argv[0] ?? '', spec.argv.slice(1), {
         ...(spec.cwd ? { cwd: spec.cwd } : {}),
         env,
         detached: true,
-        stdio: ['ignore', fds[0]!, fds[1]!],
+        stdio: ['ignore', 'pipe', 'pipe'],
       });
     } catch (err) {
       // Synchronous failures (EMFILE opening logs, a NUL byte in argv) are
       // reported on the next turn, like async ones, after start() returned.
       setImmediate(() => this.finish(proc, 126, '', `spawn ${spec.argv[0]} ${(err as Error).message}`));
       return 'started';
-    } finally {
-      // The child holds its own copies; the parent never touches the output.
-      for (const fd of fds) closeSync(fd);
     }
+    const [out, errSink] = proc.sinks;
+    child.stdout?.on('data', (chunk: Buffer) => out.write(chunk));
+    child.stderr?.on('data', (chunk: Buffer) => errSink.write(chunk));
     proc.pid = child.pid ?? 0;
     child.once('spawn', () => {
       proc.spawned = true;
+      if (spec.timeoutMs) {
+        proc.timeoutTimer = setTimeout(() => {
+          proc.timedOut = true;
+          this.cancel(taskId, attempt, this.timeoutGraceMs);
+        }, spec.timeoutMs);
+      }
       this.emit('started', { taskId, attempt, pid: proc.pid, startedUnixMs: proc.startedUnixMs });
     });
     // Without a pid the spawn failed (no 'exit' follows); other errors of a live child are followed by 'exit'.
@@ -181,7 +210,18 @@ export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: 
     });
     child.once('exit', (code, signal) => {
       const exitCode = code ?? 128 + (signal ? (os.constants.signals[signal] ?? 0) : 0);
-      this.finish(proc, exitCode, signal ?? '', '');
+      // What the task left in its group dies with it, which closes the pipes; the result waits
+      // for the last output, unless something that escaped the group holds them open.
+      if (proc.pid) killGroup(proc.pid, 'SIGKILL');
+      const drained = setTimeout(() => {
+        child.stdout?.destroy();
+        child.stderr?.destroy();
+        this.finish(proc, exitCode, signal ?? '', '');
+      }, PIPE_DRAIN_MS);
+      child.once('close', () => {
+        clearTimeout(drained);
+        this.finish(proc, exitCode, signal ?? '', '');
+      });
     });
     return 'started';
   }
@@ -291,11 +331,12 @@ export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: 
     if (proc.done) return;
     proc.done = true;
     clearTimeout(proc.killTimer);
+    clearTimeout(proc.timeoutTimer);
     if (this.procs.get(proc.taskId) === proc) this.procs.delete(proc.taskId);
     // Whatever the task left running in its group dies with it: a finished
     // task must not keep running where the manager cannot see it.
     if (proc.pid) killGroup(proc.pid, 'SIGKILL');
-    const logs = this.logPaths(proc.taskId, proc.attempt);
+    for (const sink of proc.sinks ?? []) sink.close();
     const result: FinishedEvent = {
       taskId: proc.taskId,
       attempt: proc.attempt,
@@ -305,8 +346,9 @@ export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: 
       error,
       startedUnixMs: proc.startedUnixMs,
       finishedUnixMs: Date.now(),
-      stdoutTail: readTail(logs.stdout),
-      stderrTail: readTail(logs.stderr),
+      stdoutTail: proc.sinks?.[0].tailBytes() ?? new Uint8Array(0),
+      stderrTail: proc.sinks?.[1].tailBytes() ?? new Uint8Array(0),
+      ...(proc.timedOut ? { timedOut: true } : {}),
     };
     this.emit('finished', result);
     for (const resolve of proc.waiters) resolve(result);

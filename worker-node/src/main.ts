@@ -9,9 +9,12 @@ import { loadWorkerId } from './identity.js';
 import { detectNodeInfo } from './node-info.js';
 import { Outbox, toFinished } from './outbox.js';
 import { Session } from './session.js';
+import { sweepLogs as sweepTaskLogs } from './task-log.js';
 
-/** How long running tasks get between SIGTERM and SIGKILL when the worker stops. */
+/** How long tasks still running at the shutdown timeout (or a forced stop) get between SIGTERM and SIGKILL. */
 const SHUTDOWN_GRACE_MS = 2_000;
+/** How often old task logs are looked for. */
+const LOG_SWEEP_MS = 3600_000;
 
 function fail(message: string, code: number): never {
   process.stderr.write(`worker-node: ${message}\n`);
@@ -22,8 +25,9 @@ const opts = new Command('worker-node')
   .description('Runs the tasks a management node sends it')
   .version(VERSION)
   .option('-f, --config <file>', 'config file', '/etc/sched/worker-node.yaml')
+  .option('--force', 'on SIGTERM, stop at once and kill running tasks instead of letting them finish')
   .parse()
-  .opts<{ config: string }>();
+  .opts<{ config: string; force?: boolean }>();
 
 let config: WorkerConfig;
 try {
@@ -38,7 +42,7 @@ let executor: Executor;
 let outbox: Outbox;
 try {
   workerId = loadWorkerId(config.id_file);
-  executor = new Executor({ dataDir: config.data_dir, workerId });
+  executor = new Executor({ dataDir: config.data_dir, workerId, logMaxBytes: config.log_max_size, timeoutGraceMs: config.cancel_grace });
   outbox = new Outbox(config.data_dir);
 } catch (err) {
   fail(`cannot use data_dir ${config.data_dir}: ${(err as Error).message}`, 1);
@@ -77,8 +81,20 @@ const session = new Session({
   outbox,
   logger,
   reconnectIntervalMs: config.reconnect_interval,
+  reconnectMaxMs: config.reconnect_max,
   cancelGraceMs: config.cancel_grace,
 });
+
+// Logs of attempts that no longer run, untouched for log_retention, go.
+const sweepLogs = (): void => {
+  const removed = sweepTaskLogs(executor.logDir, config.log_retention, (file) => {
+    const m = /^(.+)\.(\d+)\.std(?:out|err)$/.exec(file);
+    return m !== null && executor.get(m[1]!)?.attempt === Number(m[2]);
+  });
+  if (removed > 0) logger.info({ removed }, 'removed task logs past the log retention');
+};
+sweepLogs();
+const logSweeper = setInterval(sweepLogs, Math.min(LOG_SWEEP_MS, config.log_retention)).unref();
 logger.info(
   {
     workerId,
@@ -93,14 +109,40 @@ logger.info(
 );
 session.start();
 
-let stopping = false;
+// Shutdown: the first SIGTERM is graceful (no new tasks, running ones finish for up to
+// shutdown_timeout and are reported, the rest are cancelled); a second one, or --force, stops at once.
+let stopping: 'graceful' | 'now' | undefined;
+let wakeDrain: (() => void) | undefined;
 async function shutdown(signal: NodeJS.Signals): Promise<void> {
-  if (stopping) return;
-  stopping = true;
+  if (stopping === 'now') return;
+  if (stopping === 'graceful') {
+    logger.warn({ signal, running: executor.size }, 'second signal: stopping now');
+    stopping = 'now';
+    wakeDrain?.();
+    return;
+  }
+  clearInterval(logSweeper);
+  stopping = opts.force ? 'now' : 'graceful';
+  if (stopping === 'graceful' && executor.size > 0) {
+    const deadline = Date.now() + config.shutdown_timeout;
+    logger.info({ signal, running: executor.size, timeoutMs: config.shutdown_timeout }, 'shutting down: waiting for running tasks');
+    session.leave(`worker-node received ${signal}`, deadline);
+    await new Promise<void>((resolve) => {
+      const check = (): void => {
+        if (executor.size > 0 && stopping === 'graceful' && Date.now() < deadline) return;
+        clearInterval(poll);
+        resolve();
+      };
+      const poll = setInterval(check, 100);
+      wakeDrain = check;
+    });
+  }
   logger.info({ signal, running: executor.size }, 'shutting down');
-  // Goodbye goes out first, so the manager reschedules at once instead of
-  // waiting out the reconnect grace; the killed tasks' results are not sent.
-  await Promise.all([session.stop(`worker-node received ${signal}`), executor.stopAll(SHUTDOWN_GRACE_MS)]);
+  // What is still running now is killed, not finished: its end is not reported as a result.
+  // Goodbye tells the manager to place those tasks again (or mark them dead) at once.
+  session.detach();
+  await executor.stopAll(SHUTDOWN_GRACE_MS);
+  await session.stop(`worker-node received ${signal}`);
   await outbox.flush(); // results still being written
   logger.info('stopped');
   // Everything is closed, so the event loop should drain now; if some handle

@@ -31,6 +31,7 @@ export function toFinished(e: FinishedEvent): Finished {
     stdoutTail: e.stdoutTail,
     stderrTail: e.stderrTail,
     pid: e.pid,
+    timedOut: e.timedOut ?? false,
   });
 }
 

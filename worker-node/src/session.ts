@@ -14,12 +14,14 @@ import {
   type CancelTask,
   type ConnectRequest,
   type ConnectResponse,
+  type ReadLogs,
   type StartTask,
   type Welcome,
 } from '../../proto/gen/sched/v1/worker_pb.js';
 import { checkTaskId, type Executor, type FinishedEvent, type StartedEvent } from './executor.js';
 import { liveLoad, type LiveLoad, type NodeInfo } from './node-info.js';
 import { toFinished, type Outbox } from './outbox.js';
+import { readLog } from './task-log.js';
 
 type WorkerMethods = typeof WorkerService extends GenService<infer T> ? T : never;
 type Stream = grpc.ClientDuplexStream<ConnectRequest, ConnectResponse>;
@@ -34,7 +36,9 @@ export interface SessionOptions {
   /** Unacknowledged results, including those a previous run of this worker left. */
   outbox: Outbox;
   logger: Logger;
+  /** First redial delay; it doubles (with jitter) after each failure up to reconnectMaxMs. */
   reconnectIntervalMs: number;
+  reconnectMaxMs?: number;
   cancelGraceMs: number;
   credentials?: grpc.ChannelCredentials;
   /** Load and free memory for each Pong; defaults to this machine's (os.loadavg, os.freemem). */
@@ -65,6 +69,15 @@ export function overCapacity(used: Amount, req: Amount, capacity: { millicpu: bi
   return undefined;
 }
 
+/**
+ * Exponential backoff with jitter: base·2^failures capped at max, then a random
+ * 50-100% of it, so a fleet that lost its manager does not redial in lockstep.
+ */
+export function redialDelay(failures: number, baseMs: number, maxMs: number, random = Math.random): number {
+  const ceiling = Math.min(maxMs, baseMs * 2 ** Math.min(failures, 30));
+  return Math.round(ceiling * (0.5 + 0.5 * random()));
+}
+
 /** "UNAVAILABLE: connect ECONNREFUSED 10.0.0.1:7070" rather than grpc-js's long-winded details. */
 function describeStatus(code: grpc.status | undefined, details: string): string {
   const text = details.replace(/^No connection established\. Last error: (?:Error: )?/, '').replace(/\.? Resolution note:.*$/, '');
@@ -80,6 +93,12 @@ export class Session {
   private redialTimer: NodeJS.Timeout | undefined;
   private watchdog: NodeJS.Timeout | undefined;
   private lastWarning = '';
+  /** Redials since the last Welcome: the backoff exponent. */
+  private failures = 0;
+  /** Set by leave(): no new tasks, and the manager is told after every (re)connect. */
+  private leaving: { reason: string; deadlineUnixMs: number } | undefined;
+  /** Log reads in flight, by the manager's request id; aborted with their stream. */
+  private readonly logReads = new Map<bigint, AbortController>();
 
   constructor(options: SessionOptions) {
     this.o = options;
@@ -107,14 +126,29 @@ export class Session {
     this.dial();
   }
 
+  /**
+   * leave starts a graceful shutdown: offers are refused from now on and the manager is told
+   * (Leaving), so it places nothing here while the running tasks finish and are reported.
+   */
+  leave(reason: string, deadlineUnixMs: number): void {
+    this.leaving = { reason, deadlineUnixMs };
+    this.send({ case: 'leaving', value: { reason, deadlineUnixMs: BigInt(deadlineUnixMs) } });
+  }
+
+  /** Stops reporting task events: what the executor does from now on (killing leftovers) is not a result. */
+  detach(): void {
+    this.o.executor.off('started', this.onStarted);
+    this.o.executor.off('finished', this.onFinished);
+  }
+
   /** Says Goodbye, closes the stream and the channel. Running tasks are the caller's to stop. */
   async stop(reason: string): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
     clearTimeout(this.redialTimer);
     clearTimeout(this.watchdog);
-    this.o.executor.off('started', this.onStarted);
-    this.o.executor.off('finished', this.onFinished);
+    this.detach();
+    this.abortLogReads();
     const stream = this.stream;
     if (stream) {
       if (this.welcomed) stream.write(create(ConnectRequestSchema, { msg: { case: 'goodbye', value: { reason } } }));
@@ -192,6 +226,11 @@ export class Session {
         case 'finishedAck':
           if (m.msg.value.task) this.o.outbox.ack(m.msg.value.task.taskId, m.msg.value.task.attempt);
           return;
+        case 'readLogs':
+          return this.readLogs(stream, m.msg.value);
+        case 'stopLogs':
+          this.logReads.get(m.msg.value.requestId)?.abort();
+          return;
         default:
           this.o.logger.debug('ignoring an unknown message from the manager');
       }
@@ -204,6 +243,8 @@ export class Session {
   private welcome(stream: Stream, w: Welcome): void {
     this.welcomed = true;
     this.lastWarning = '';
+    this.failures = 0;
+    if (this.leaving) this.leave(this.leaving.reason, this.leaving.deadlineUnixMs);
     this.o.logger.info({ workerId: this.o.workerId, manager: this.o.manager, session: w.sessionId }, 'connected to manager');
     // Results produced while the manager was away or before this worker restarted;
     // it stores each (task, attempt) once and acknowledges repeats without storing them.
@@ -223,7 +264,7 @@ export class Session {
       this.o.logger.info({ task: st.taskId, attempt: st.attempt, reason }, 'rejected task');
       this.send({ case: 'rejected', value: { task, reason } });
     };
-    if (this.stopping) return reject('worker is shutting down');
+    if (this.stopping || this.leaving) return reject('worker is shutting down');
     const invalid = checkTaskId(st.taskId);
     if (invalid) return reject(invalid);
     const argv = st.spec?.argv ?? [];
@@ -250,7 +291,60 @@ export class Session {
       return;
     }
     this.o.logger.debug({ task: st.taskId, attempt: st.attempt, argv }, 'starting task');
-    this.o.executor.start(st.taskId, st.attempt, { argv, env: st.spec?.env ?? {}, cwd: st.spec?.cwd ?? '', millicpu, memoryBytes });
+    this.o.executor.start(st.taskId, st.attempt, {
+      argv,
+      env: st.spec?.env ?? {},
+      cwd: st.spec?.cwd ?? '',
+      millicpu,
+      memoryBytes,
+      timeoutMs: st.spec?.timeoutMs ?? 0,
+    });
+  }
+
+  /** Streams a task's log file to the manager in chunks, paced by the stream's flow control. */
+  private readLogs(stream: Stream, rl: ReadLogs): void {
+    const { requestId } = rl;
+    const task = rl.task;
+    const ctl = new AbortController();
+    this.logReads.set(requestId, ctl);
+    const chunk = (data: Uint8Array, eof = false, error = '') =>
+      create(ConnectRequestSchema, { msg: { case: 'logChunk', value: { requestId, data, eof, error } } });
+    const write = async (msg: ConnectRequest): Promise<void> => {
+      if (ctl.signal.aborted || stream !== this.stream) return ctl.abort();
+      if (stream.write(msg)) return;
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          stream.off('drain', done);
+          ctl.signal.removeEventListener('abort', done);
+          resolve();
+        };
+        stream.once('drain', done);
+        ctl.signal.addEventListener('abort', done, { once: true });
+      });
+    };
+    const run = async (): Promise<void> => {
+      if (!task || checkTaskId(task.taskId)) throw new Error('task: invalid task id');
+      const paths = this.o.executor.logPaths(task.taskId, task.attempt);
+      await readLog(rl.stderr ? paths.stderr : paths.stdout, {
+        tailLines: rl.tailLines,
+        follow: rl.follow ? () => this.o.executor.get(task.taskId)?.attempt === task.attempt : undefined,
+        signal: ctl.signal,
+        send: (data) => write(chunk(data)),
+      });
+    };
+    run().then(
+      () => write(chunk(new Uint8Array(0), true)),
+      (err: NodeJS.ErrnoException) => {
+        const what = `task ${task?.taskId ?? '?'} attempt ${task?.attempt ?? 0}`;
+        const error = err.code === 'ENOENT' ? `no log of ${what} on worker ${this.o.workerId} (never ran here, or removed after the log retention)` : `cannot read the log of ${what}: ${err.message}`;
+        return write(chunk(new Uint8Array(0), true, error));
+      },
+    ).catch((err: unknown) => this.o.logger.warn({ err }, 'log read failed')).finally(() => this.logReads.delete(requestId));
+  }
+
+  private abortLogReads(): void {
+    for (const ctl of this.logReads.values()) ctl.abort();
+    this.logReads.clear();
   }
 
   private cancelTask(ct: CancelTask): void {
@@ -303,6 +397,7 @@ export class Session {
     this.welcomed = false;
     clearTimeout(this.watchdog);
     this.watchdog = undefined;
+    this.abortLogReads();
     stream.cancel(); // no-op once the call has ended; frees a stream given up by the watchdog
     if (this.stopping) return;
     const message = `lost connection to manager at ${this.o.manager}: ${reason}`;
@@ -315,7 +410,6 @@ export class Session {
 
   private scheduleRedial(): void {
     if (this.stopping || this.redialTimer) return;
-    const ms = Math.round(this.o.reconnectIntervalMs * (0.8 + 0.4 * Math.random()));
-    this.redialTimer = setTimeout(() => this.dial(), ms);
+    this.redialTimer = setTimeout(() => this.dial(), redialDelay(this.failures++, this.o.reconnectIntervalMs, this.o.reconnectMaxMs ?? 30_000));
   }
 }

@@ -3,12 +3,14 @@ import * as grpc from '@grpc/grpc-js';
 import { create } from '@bufbuild/protobuf';
 import {
   CancelTaskResponseSchema,
+  DrainWorkerResponseSchema,
   GetTaskResponseSchema,
   GetWorkerResponseSchema,
   ListTasksResponseSchema,
   ListWorkersResponseSchema,
   RunTaskResponseSchema,
   StatusResponseSchema,
+  TaskLogsResponseSchema,
   WatchTasksResponseSchema,
   type ManagementService,
 } from '../../../proto/gen/sched/v1/management_pb.js';
@@ -100,10 +102,40 @@ export function managementHandlers(
       call.on('cancelled', stop);
       call.on('close', stop);
     },
-    listWorkers: unary(() =>
-      create(ListWorkersResponseSchema, { workers: [...cluster.workers.values()].sort((a, b) => a.id.localeCompare(b.id)) }),
+    taskLogs: (call) => {
+      let stop: () => void = () => undefined;
+      let ended = false;
+      const end = (err?: Error) => {
+        if (ended) return;
+        ended = true;
+        stop();
+        if (err) call.emit('error', toStatus(err));
+        else call.end();
+      };
+      try {
+        const { id, stderr, tailLines, follow } = call.request;
+        stop = cluster.readLogs(requireId('id', id), { stderr, tailLines, follow }, {
+          data: (data) => {
+            if (!ended && !call.cancelled) call.write(create(TaskLogsResponseSchema, { data }));
+          },
+          end,
+        });
+      } catch (err) {
+        end(err as Error);
+        return;
+      }
+      call.on('cancelled', () => end());
+      call.on('close', () => stop());
+    },
+    drainWorker: unary(async (req) =>
+      create(DrainWorkerResponseSchema, { worker: cluster.workerView(await cluster.drain(requireId('id', req.id), req.drain)) }),
     ),
-    getWorker: unary((req) => create(GetWorkerResponseSchema, { worker: cluster.getWorker(requireId('id', req.id)) })),
+    listWorkers: unary(() =>
+      create(ListWorkersResponseSchema, {
+        workers: [...cluster.workers.values()].sort((a, b) => a.id.localeCompare(b.id)).map((w) => cluster.workerView(w)),
+      }),
+    ),
+    getWorker: unary((req) => create(GetWorkerResponseSchema, { worker: cluster.workerView(cluster.getWorker(requireId('id', req.id))) })),
     status: unary(() => {
       const c = cluster.counts();
       return create(StatusResponseSchema, {

@@ -80,6 +80,10 @@ export function workerHandlers(
             log.info({ worker: workerId, reason: m.value.reason }, 'worker said goodbye');
             closed = true;
             return cluster.disconnect(link, workerId, `goodbye: ${m.value.reason}`, true);
+          case 'logChunk':
+            return cluster.logChunk(workerId, m.value);
+          case 'leaving':
+            return cluster.leaving(workerId, m.value.reason);
           default:
             return undefined;
         }

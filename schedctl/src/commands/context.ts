@@ -8,6 +8,8 @@ import type { OutputFormat, View } from '../printers/index.js';
 
 export interface CliIo {
   out(text: string): void;
+  /** Raw bytes to stdout (task output is not necessarily text); defaults to out() of its UTF-8 reading. */
+  write?(data: Uint8Array): void;
   err(text: string): void;
   /** Whether stdout is a terminal (colour, hints). */
   isTTY: boolean;

@@ -63,8 +63,8 @@ export const parseRetries = (value: string): number => wholeNumber(value, 0, UIN
 /** --count: how many copies to run, at least one. */
 export const parseCount = (value: string): number => wholeNumber(value, 1, UINT32_MAX, 'a whole number, 1 or more');
 
-/** --schedule-timeout: a duration ("30s", "5m") in milliseconds; 0 waits as long as it takes. */
-export function parseScheduleTimeout(value: string): number {
+/** --schedule-timeout / --timeout: a duration ("30s", "5m") in milliseconds; 0 means no limit. */
+export function parseTimeLimit(value: string): number {
   let ms: number;
   try {
     ms = parseDuration(value);
@@ -97,6 +97,8 @@ interface RunOptions {
   spread?: boolean;
   binpack?: boolean;
   scheduleTimeout?: number;
+  timeout?: number;
+  shell?: boolean;
   count: number;
   wait?: boolean;
 }
@@ -104,7 +106,8 @@ interface RunOptions {
 /** The spec the flags describe; unset flags leave the proto3 defaults (the manager's). */
 export function specFromOptions(argv: string[], opts: Omit<RunOptions, 'count' | 'wait'>) {
   return create(TaskSpecSchema, {
-    argv,
+    // --shell: the words are one command line for /bin/sh, as typed (pipes, globs, $VARS expand on the worker).
+    argv: opts.shell ? ['/bin/sh', '-c', argv.join(' ')] : argv,
     env: opts.env ?? {},
     cwd: opts.cwd ?? '',
     ...(opts.cpu !== undefined || opts.mem !== undefined
@@ -115,6 +118,7 @@ export function specFromOptions(argv: string[], opts: Omit<RunOptions, 'count' |
     retries: opts.retries ?? 0,
     strategy: opts.spread ? 'spread' : opts.binpack ? 'binpack' : '',
     scheduleTimeoutMs: opts.scheduleTimeout ?? 0,
+    timeoutMs: opts.timeout ?? 0,
   });
 }
 
@@ -126,7 +130,8 @@ function reportOutcome(ctx: Ctx, t: Task, group: boolean): void {
     return;
   }
   if (t.error) ctx.io.err(`schedctl: task ${t.id}: ${t.error}\n`);
-  if (t.signal) ctx.io.err(`schedctl: task ${t.id} was killed by ${t.signal}\n`);
+  if (t.timedOut) ctx.io.err(`schedctl: task ${t.id} timed out and was killed by ${t.signal || 'a signal'}\n`);
+  else if (t.signal) ctx.io.err(`schedctl: task ${t.id} was killed by ${t.signal}\n`);
   else if (group && !t.error && t.exitCode !== 0) ctx.io.err(`schedctl: task ${t.id} exited with ${t.exitCode}\n`);
 }
 
@@ -144,7 +149,9 @@ export function registerTasksRun(tasks: Command, ctx: Ctx): void {
     .option('--retries <n>', 'times to place the task again if its worker is lost (default: 0)', parseRetries)
     .addOption(new Option('--spread', 'place on the emptiest worker that fits').conflicts('binpack'))
     .addOption(new Option('--binpack', 'place on the fullest worker that fits').conflicts('spread'))
-    .option('--schedule-timeout <duration>', 'end dead if not placed within this time, e.g. 30s', parseScheduleTimeout)
+    .option('--schedule-timeout <duration>', 'end dead if not placed within this time, e.g. 30s', parseTimeLimit)
+    .option('--timeout <duration>', 'kill the task (its whole process group) if it runs longer, e.g. 10m', parseTimeLimit)
+    .option('--shell', "run the words after -- as one /bin/sh -c command line (default: exec argv, no shell)")
     .option('--count <n>', 'run N copies as one group; prints every id', parseCount, 1)
     .option('--wait', "wait until the task is done or dead and exit with the task's exit code")
     .addHelpText(
@@ -167,7 +174,8 @@ Examples:
   id=$(schedctl tasks run -e LANG=C --cwd /srv -- make test)
   schedctl tasks run --wait -- sh -c 'exit 3'; echo $?   # 3
   schedctl tasks run --cpu 0.5 --mem 256Mi --label gpu=true --priority 10 -- ./train
-  schedctl tasks run --count 20 --spread --schedule-timeout 30s --wait -- ./shard.sh`,
+  schedctl tasks run --count 20 --spread --schedule-timeout 30s --wait -- ./shard.sh
+  schedctl tasks run --shell --timeout 1h -- 'make -j4 && ./deploy.sh > deploy.log'`,
     )
     .action(async (argv: string[], opts: RunOptions) => {
       const { output, timeout } = ctx.settings();

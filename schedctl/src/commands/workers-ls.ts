@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { ListWorkersResponseSchema } from '../../../proto/gen/sched/v1/management_pb.js';
-import { ago, bytes, cores, workerStateName } from '../format.js';
+import { ago, bytes, cores, usedOfTotal, workerStateName } from '../format.js';
 import { view } from '../printers/index.js';
 import type { Ctx } from './context.js';
 
@@ -20,8 +20,8 @@ export function registerWorkersLs(workers: Command, ctx: Ctx): void {
             w.address,
             workerStateName(w),
             w.hardware?.hostname ?? '',
-            cores(w.capacity?.millicpu ?? 0n),
-            bytes(w.capacity?.memoryBytes ?? 0n),
+            usedOfTotal(w.allocated?.millicpu ?? 0n, w.capacity?.millicpu ?? 0n, cores),
+            usedOfTotal(w.allocated?.memoryBytes ?? 0n, w.capacity?.memoryBytes ?? 0n, bytes),
             String(w.runningTasks),
             ago(w.lastSeenUnixMs, now),
           ]),

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { WorkerSchema } from '../../../proto/gen/sched/v1/types_pb.js';
-import { bytes, cores, pairs, timeWithAge, workerStateName } from '../format.js';
+import { TaskState } from '../../../proto/gen/sched/v1/types_pb.js';
+import { bytes, cores, pairs, shellQuote, timeWithAge, usedOfTotal, workerStateName } from '../format.js';
 import { view } from '../printers/index.js';
 import type { Ctx } from './context.js';
 
@@ -10,8 +11,13 @@ export function registerWorkersShow(workers: Command, ctx: Ctx): void {
     .description('shows everything the management node knows about one worker')
     .argument('<id>', 'worker id (see: schedctl workers ls)')
     .action(async (id: string) => {
-      const { worker: w } = await ctx.client().getWorker({ id }, ctx.unary());
+      const client = ctx.client();
+      const [{ worker: w }, { tasks: running }] = await Promise.all([
+        client.getWorker({ id }, ctx.unary()),
+        client.listTasks({ workerId: id, state: TaskState.SCHEDULED, limit: 1000 }, ctx.unary()),
+      ]);
       if (!w) throw new Error(`management node returned no worker for ${JSON.stringify(id)}`);
+      const load = w.loadAvg.length > 0 ? w.loadAvg.map((l) => l.toFixed(2)).join(' ') : '-';
       const now = Date.now();
       const hw = w.hardware;
       ctx.print(
@@ -24,15 +30,18 @@ export function registerWorkersShow(workers: Command, ctx: Ctx): void {
             ['Version', w.version],
             ['Connected', timeWithAge(w.connectedUnixMs, now)],
             ['Last seen', timeWithAge(w.lastSeenUnixMs, now)],
-            ['Running tasks', String(w.runningTasks)],
-            ['Capacity CPU', cores(w.capacity?.millicpu ?? 0n)],
-            ['Capacity memory', bytes(w.capacity?.memoryBytes ?? 0n)],
+            ['CPU reserved', usedOfTotal(w.allocated?.millicpu ?? 0n, w.capacity?.millicpu ?? 0n, cores)],
+            ['Memory reserved', usedOfTotal(w.allocated?.memoryBytes ?? 0n, w.capacity?.memoryBytes ?? 0n, bytes)],
+            ['Load average', load],
+            ['Memory free', bytes(w.memoryFreeBytes)],
             ['Labels', pairs(w.labels)],
             ['Hostname', hw?.hostname ?? ''],
             ['OS', [hw?.os, hw?.arch].filter(Boolean).join('/')],
             ['Kernel', hw?.kernel ?? ''],
             ['CPUs', hw?.cpuCount ? `${hw.cpuCount}${hw.cpuModel ? ` × ${hw.cpuModel}` : ''}` : ''],
             ['Memory', bytes(hw?.memoryBytes ?? 0n)],
+            ['Running tasks', String(w.runningTasks)],
+            ...running.map((t): [string, string] => [`  ${t.id}`, shellQuote(t.spec?.argv ?? [])]),
           ],
         })),
       );
