@@ -41,8 +41,8 @@ export function registerWorkersShow(workers: Command, ctx: Ctx): void {
             ['CPUs', hw?.cpuCount ? `${hw.cpuCount}${hw.cpuModel ? ` × ${hw.cpuModel}` : ''}` : ''],
             ['Memory', bytes(hw?.memoryBytes ?? 0n)],
             ['Running tasks', String(w.runningTasks)],
-            ...running.map((t): [string, string] => [`  ${t.id}`, shellQuote(t.spec?.argv ?? [])]),
           ],
+          blocks: running.length > 0 ? [{ title: 'Running', text: running.map((t) => `${t.id}  ${shellQuote(t.spec?.argv ?? [])}\n`).join('') }] : [],
         })),
       );
     });
