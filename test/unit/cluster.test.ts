@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { create } from '@bufbuild/protobuf';
 import { pino } from 'pino';
 import { TaskSpecSchema, TaskState, WorkerState } from '../../proto/gen/sched/v1/types_pb.js';
-import { FinishedSchema, HelloSchema } from '../../proto/gen/sched/v1/worker_pb.js';
+import { FinishedSchema, HelloSchema, LogChunkSchema } from '../../proto/gen/sched/v1/worker_pb.js';
 import { Cluster, type WorkerLink, type WorkerMessage } from '../../management-node/src/cluster.js';
 import { createEmbeddedStore } from '../../management-node/src/store/embedded-store.js';
 import { createGroupCommitter } from '../../management-node/src/store/group-commit.js';
@@ -15,6 +15,11 @@ import { decodeTask, decodeWorker, taskKey, workerKey } from '../../management-n
 import type { Store } from '../../management-node/src/store/store.js';
 
 const log = pino({ level: 'silent' });
+
+async function expectRejects(p: Promise<unknown>, pattern: RegExp): Promise<void> {
+  const err = await p.then(() => undefined, (e: Error) => e);
+  expect(err?.message).to.match(pattern);
+}
 
 class FakeLink implements WorkerLink {
   readonly sessionId = 's';
@@ -271,6 +276,61 @@ describe('cluster', () => {
     cluster.tick();
     expect(a.state).to.equal(TaskState.DEAD);
     expect(a.deadReason).to.equal('worker-lost');
+  });
+
+  it('a drained or leaving worker gets no new tasks; undrain places what waited; drain is stored', async () => {
+    const link = new FakeLink();
+    cluster.hello(link, hello('w1'));
+    const w = await cluster.drain('w1', true);
+    expect(w.draining).to.equal(true);
+    expect(decodeWorker((await store.get(workerKey('w1')))!).draining).to.equal(true);
+    const [t] = await cluster.submit(spec('true'));
+    expect(link.of('startTask')).to.have.length(0);
+    expect(cluster.view(t!).pendingReason).to.equal('0/1 workers fit: 1 draining');
+    await cluster.drain('w1', false);
+    expect(link.of('startTask').map((m) => m.value.taskId)).to.deep.equal([t!.id]);
+    await expectRejects(cluster.drain('nope', true), /worker "nope" not found/);
+
+    cluster.leaving('w1', 'worker-node received SIGTERM');
+    expect(cluster.workerView(cluster.getWorker('w1')).leaving).to.equal(true);
+    await cluster.submit(spec('true'));
+    expect(link.of('startTask')).to.have.length(1);
+    // A new stream is a fresh start: it says Leaving again if it still is.
+    cluster.hello(new FakeLink(), hello('w1'));
+    expect(cluster.getWorker('w1').leaving).to.equal(false);
+  });
+
+  it('relays a task\'s log from its worker by request id, and ends it when the worker goes', async () => {
+    const link = new FakeLink();
+    cluster.hello(link, hello('w1'));
+    const [t] = await cluster.submit(spec('echo', 'hi'));
+    expect(() => cluster.readLogs(t!.id, { stderr: false, follow: false }, { data: () => undefined, end: () => undefined })).to.not.throw();
+    const got: string[] = [];
+    let ended: Error | undefined | null = null;
+    const sub = { data: (d: Uint8Array) => void got.push(Buffer.from(d).toString()), end: (e?: Error) => void (ended = e) };
+    cluster.readLogs(t!.id, { stderr: true, tailLines: 5, follow: true }, sub);
+    const [, req] = link.of('readLogs');
+    expect(req!.value).to.deep.include({ stderr: true, tailLines: 5, follow: true });
+    expect(req!.value.task).to.deep.include({ taskId: t!.id, attempt: 1 });
+    const chunk = (data: string, eof = false, error = '') =>
+      create(LogChunkSchema, { requestId: req!.value.requestId, data: Buffer.from(data), eof, error });
+    cluster.logChunk('w2', chunk('not from this worker'));
+    cluster.logChunk('w1', chunk('line 1\n'));
+    cluster.logChunk('w1', chunk('line 2\n', true));
+    cluster.logChunk('w1', chunk('after the end'));
+    expect(got).to.deep.equal(['line 1\n', 'line 2\n']);
+    expect(ended).to.equal(undefined);
+
+    let lost: Error | undefined;
+    const stop = cluster.readLogs(t!.id, { stderr: false, follow: true }, { data: () => undefined, end: (e) => void (lost = e) });
+    cluster.disconnect(link, 'w1', 'stream broke');
+    expect(lost?.message).to.equal('worker w1 disconnected while sending the log');
+    stop();
+    let offline: Error | undefined;
+    cluster.readLogs(t!.id, { stderr: false, follow: false }, { data: () => undefined, end: (e) => void (offline = e) });
+    expect(offline?.message).to.match(/^worker w1 is not connected/);
+    const [pending] = await cluster.submit(spec('true'));
+    expect(() => cluster.readLogs(pending!.id, { stderr: false, follow: false }, sub)).to.throw(/has not run yet \(pending\): it has no logs/);
   });
 
   it('a worker that says goodbye loses its scheduled tasks at once', async () => {

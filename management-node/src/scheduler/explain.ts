@@ -23,7 +23,9 @@ export function sortRejections(counts: ReadonlyMap<RejectReason, number>): Place
 export function formatPlacementFailure(f: PlacementFailure): string {
   let s = `${f.fit}/${f.workers} workers fit`;
   if (f.rejections.length > 0) s += `: ${f.rejections.map((r) => `${r.workers} ${r.reason}`).join(', ')}`;
-  if (f.unplaceable === 'no-fit') s += '; no connected worker could ever fit it';
+  // Said when it tells more than the counts: not when every worker is merely offline or draining.
+  const onlyAway = f.rejections.length > 0 && f.rejections.every((r) => r.reason === 'disconnected' || r.reason === 'draining');
+  if (f.unplaceable === 'no-fit' && !onlyAway) s += '; no connected worker could ever fit it';
   if (f.unplaceable === 'excluded') s += '; every worker that could run it refused it';
   if (f.reservedWorkerId !== undefined) s += `; worker ${f.reservedWorkerId} is reserved for it`;
   return s;

@@ -1,0 +1,95 @@
+// Task log files on the worker: the capped sink, reading back (tail, follow,
+// abort) and retention; and the redial backoff.
+import { expect } from 'chai';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LogSink, readLog, sweepLogs, TAIL_BYTES } from '../../worker-node/src/task-log.js';
+import { redialDelay } from '../../worker-node/src/session.js';
+
+describe('worker task logs', () => {
+  let dir: string;
+  beforeEach(() => (dir = mkdtempSync(join(tmpdir(), 'sched-tasklog-'))));
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  const collect = async (path: string, o: Partial<Parameters<typeof readLog>[1]> = {}) => {
+    const chunks: Buffer[] = [];
+    await readLog(path, { signal: new AbortController().signal, send: (d) => void chunks.push(Buffer.from(d)), ...o });
+    return Buffer.concat(chunks).toString();
+  };
+
+  it('keeps the first maxBytes, says it dropped the rest, and remembers the real tail', () => {
+    const path = join(dir, 'a.stdout');
+    const sink = new LogSink(path, 10);
+    sink.write(Buffer.from('0123456'));
+    sink.write(Buffer.from('789abcdef'));
+    sink.write(Buffer.from('more'));
+    sink.close();
+    expect(readFileSync(path, 'utf8')).to.equal('0123456789\n[sched: output truncated: the log reached its limit of 10 bytes]\n');
+    expect(Buffer.from(sink.tailBytes()).toString()).to.equal('0123456789abcdefmore');
+    const long = new LogSink(join(dir, 'b.stdout'), 1 << 20);
+    long.write(Buffer.alloc(TAIL_BYTES * 2, 'x'));
+    long.write(Buffer.from('end'));
+    long.close();
+    const tail = Buffer.from(long.tailBytes()).toString();
+    expect(tail).to.have.length(TAIL_BYTES);
+    expect(tail.endsWith('xend')).to.equal(true);
+  });
+
+  it('reads a whole log, or its last lines, a final newline not counting as a line', async () => {
+    const path = join(dir, 'l.stdout');
+    writeFileSync(path, 'one\ntwo\nthree\n');
+    expect(await collect(path)).to.equal('one\ntwo\nthree\n');
+    expect(await collect(path, { tailLines: 2 })).to.equal('two\nthree\n');
+    expect(await collect(path, { tailLines: 5 })).to.equal('one\ntwo\nthree\n');
+    expect(await collect(path, { tailLines: 0 })).to.equal('');
+    writeFileSync(path, 'no newline\nat the end');
+    expect(await collect(path, { tailLines: 1 })).to.equal('at the end');
+    // Lines longer than one read chunk.
+    writeFileSync(path, `${'a'.repeat(100_000)}\n${'b'.repeat(70_000)}\n`);
+    expect(await collect(path, { tailLines: 1 })).to.equal(`${'b'.repeat(70_000)}\n`);
+  });
+
+  it('follows a log until the attempt ends, and stops when aborted', async () => {
+    const path = join(dir, 'f.stdout');
+    writeFileSync(path, 'first\n');
+    let running = true;
+    const timer = setTimeout(() => {
+      appendFileSync(path, 'second\n');
+      running = false;
+    }, 100);
+    expect(await collect(path, { follow: () => running, pollMs: 20 })).to.equal('first\nsecond\n');
+    clearTimeout(timer);
+
+    const ctl = new AbortController();
+    setTimeout(() => ctl.abort(), 50);
+    const t0 = Date.now();
+    await readLog(path, { follow: () => true, pollMs: 10_000, signal: ctl.signal, send: () => undefined });
+    expect(Date.now() - t0).to.be.lessThan(5000);
+  });
+
+  it('rejects with ENOENT for a log that is not there', async () => {
+    const err = await collect(join(dir, 'missing')).then(() => undefined, (e: NodeJS.ErrnoException) => e);
+    expect(err?.code).to.equal('ENOENT');
+  });
+
+  it('removes logs older than the retention, except those of running attempts', () => {
+    const old = Date.now() / 1000 - 7200;
+    for (const name of ['t1.1.stdout', 't1.1.stderr', 't2.1.stdout', 't3.1.stdout']) writeFileSync(join(dir, name), 'x');
+    for (const name of ['t1.1.stdout', 't1.1.stderr', 't2.1.stdout']) utimesSync(join(dir, name), old, old);
+    expect(sweepLogs(dir, 3600_000, (f) => f.startsWith('t2.'))).to.equal(2);
+    expect(['t1.1.stdout', 't1.1.stderr', 't2.1.stdout', 't3.1.stdout'].map((n) => existsSync(join(dir, n)))).to.deep.equal([false, false, true, true]);
+  });
+});
+
+describe('worker redial backoff', () => {
+  it('doubles from the base up to the cap, with 50-100% jitter', () => {
+    const low = (n: number) => redialDelay(n, 200, 30_000, () => 0);
+    const high = (n: number) => redialDelay(n, 200, 30_000, () => 1);
+    expect([0, 1, 2, 3].map(high)).to.deep.equal([200, 400, 800, 1600]);
+    expect([0, 1, 2, 3].map(low)).to.deep.equal([100, 200, 400, 800]);
+    expect(high(20)).to.equal(30_000);
+    expect(high(10_000)).to.equal(30_000);
+    expect(low(20)).to.equal(15_000);
+  });
+});
