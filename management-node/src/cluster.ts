@@ -64,6 +64,8 @@ interface Session {
    * arrive right after Welcome, before its first Pong; whatever is still here then is lost.
    */
   unreported?: Set<string>;
+  /** Its first Pong arrived: what it runs and kept is known. */
+  reported?: boolean;
 }
 
 interface Offer {
@@ -114,9 +116,13 @@ export class Cluster {
   private readonly cancelling = new Map<string, number>();
   /** Disconnected workers with scheduled tasks: when their reconnect grace ends. */
   private readonly graceEnds = new Map<string, number>();
-  /** Pending tasks loaded after a restart, held until holdRecoveredUntil. */
+  /**
+   * Pending tasks loaded after a restart, held until every worker that was connected before it
+   * has reconnected and reported (awaitingReport empty), or until holdRecoveredUntil.
+   */
   private readonly recovered = new Set<string>();
   private holdRecoveredUntil = 0;
+  private readonly awaitingReport = new Set<string>();
   /** Open `tasks logs` reads, relayed from the workers' streams. */
   private readonly logs = new LogRelay({
     readLogs: (workerId, requestId, r) => {
@@ -150,6 +156,8 @@ export class Cluster {
   load(tasks: Iterable<Task>, workers: Iterable<Worker>): void {
     for (const w of workers) {
       // No stream survives a restart: every worker must dial in again.
+      // Workers that may run tasks the store does not know of (offers go out before their write lands).
+      if (w.state === WorkerState.CONNECTED || Number(w.lastSeenUnixMs) >= this.now() - this.reconnectGrace) this.awaitingReport.add(w.id);
       if (w.state === WorkerState.CONNECTED) {
         w.state = WorkerState.DISCONNECTED;
         void this.persistWorker(w).catch(() => undefined);
@@ -170,8 +178,9 @@ export class Cluster {
         this.sched.allocate(t.id, t.workerId, this.resourcesOf(t));
       }
     }
-    // A recovered pending task may be running on a worker whose Accepted never got stored: give
-    // workers time to reconnect and report what they run before offering it again. New tasks don't wait.
+    // A recovered pending task may be running on a worker whose Accepted never got stored: the
+    // workers that were around get time to reconnect and report what they run (and finished)
+    // before it is offered again. The hold ends early once they all have. New tasks don't wait.
     this.holdRecoveredUntil = this.now() + this.opts.recoveryGraceMs;
   }
 
@@ -431,8 +440,11 @@ export class Cluster {
       worker.memoryFreeBytes = stats.memoryFreeBytes;
       this.sched.upsertWorker(this.workerInfo(worker, stats));
     }
-    if (!session?.unreported) return;
-    for (const taskId of session.unreported) {
+    if (!session || session.reported) return;
+    // The first Pong after Hello: the worker has listed what it runs and resent what it kept.
+    session.reported = true;
+    if (this.awaitingReport.delete(workerId) && this.awaitingReport.size === 0) this.holdRecoveredUntil = 0;
+    for (const taskId of session.unreported ?? []) {
       const task = this.tasks.get(taskId);
       if (task && task.state === TaskState.SCHEDULED && task.workerId === workerId) this.lose(task, 'worker-lost: the worker no longer runs it');
     }

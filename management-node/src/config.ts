@@ -23,8 +23,8 @@ export const managerConfigSchema = z
     ack_timeout: duration().refine((v) => v >= 50, 'must be at least 50ms').default(5000),
     /** How long a disconnected worker's scheduled tasks wait for it before they are lost (dead, reason worker-lost). */
     reconnect_grace: duration().default(10_000),
-    /** After a restart, how long recovered pending tasks wait for their workers to reconnect and report. */
-    recovery_grace: duration().default(3000),
+    /** After a restart, at most how long recovered pending tasks wait for the workers that were connected to reconnect and report (less once they all have). */
+    recovery_grace: duration().default(10_000),
     /** Done and dead tasks are deleted from the store this long after they finished. */
     retention: duration().default(24 * 3600_000),
     /** At most this many finished tasks are kept; the oldest go first. */

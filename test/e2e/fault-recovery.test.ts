@@ -45,7 +45,7 @@ for (const storeKind of ['embedded', 'etcd'] as const) {
           : `{type: embedded, path: ${join(dir, 'store')}}`;
       managerYaml = writeYaml(
         join(dir, 'manager.yaml'),
-        `listen: 127.0.0.1:${port}\nstore: ${store}\nping_interval: 500ms\nack_timeout: 3s\nrecovery_grace: 1s\nlog_level: info\n`,
+        `listen: 127.0.0.1:${port}\nstore: ${store}\nping_interval: 500ms\nack_timeout: 3s\nrecovery_grace: 10s\nlog_level: info\n`,
       );
       startManager();
       for (const n of [1, 2]) {

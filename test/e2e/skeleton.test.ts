@@ -33,7 +33,7 @@ describe('e2e: walking skeleton (etcd, manager, two workers, schedctl)', functio
   const startWorker = (n: number) => {
     const yaml = writeYaml(
       join(dir, `worker-${n}.yaml`),
-      `manager: 127.0.0.1:${port}\ndata_dir: ${join(dir, `worker-${n}`)}\nreconnect_interval: 200ms\nlog_level: debug\n`,
+      `manager: 127.0.0.1:${port}\ndata_dir: ${join(dir, `worker-${n}`)}\nreconnect_interval: 200ms\nshutdown_timeout: 300ms\nlog_level: debug\n`,
     );
     const d = startDaemon(BIN.worker, ['-f', yaml], join(dir, `worker-${n}.log`));
     daemons.push(d);
@@ -188,7 +188,7 @@ describe('e2e: walking skeleton (etcd, manager, two workers, schedctl)', functio
     expect(show.stdout).to.match(/exit[^\n]*\b5\b/i);
   });
 
-  it('a worker stopped with SIGTERM says goodbye: disconnected at once, its running task dead (worker-lost)', async () => {
+  it('a worker stopped with SIGTERM says goodbye: disconnected at once, a task still running past shutdown_timeout dead (worker-lost)', async () => {
     const id = (await schedctl('tasks', 'run', '--', 'sleep', '30')).stdout.trim();
     const workerId = await waitFor('task scheduled', async () => {
       const out = (await schedctl('tasks', 'show', id, '-o', 'json')).stdout;
@@ -197,7 +197,8 @@ describe('e2e: walking skeleton (etcd, manager, two workers, schedctl)', functio
     });
     const index = workers.findIndex((_, i) => readFileSync(join(dir, `worker-${i + 1}`, 'worker-id'), 'utf8').trim() === workerId);
     expect(index, `worker ${workerId}`).to.be.at.least(0);
-    await workers[index]!.stop();
+    workers[index]!.signal('SIGTERM');
+    expect(await workers[index]!.exited).to.equal(0);
     const show = await schedctl('tasks', 'show', id);
     expect(show.stdout).to.match(/\bdead\b/);
     expect(show.stdout).to.include('worker-lost');

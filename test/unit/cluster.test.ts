@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { create } from '@bufbuild/protobuf';
 import { pino } from 'pino';
-import { TaskSpecSchema, TaskState, WorkerState } from '../../proto/gen/sched/v1/types_pb.js';
+import { TaskSpecSchema, TaskState, WorkerSchema, WorkerState } from '../../proto/gen/sched/v1/types_pb.js';
 import { FinishedSchema, HelloSchema, LogChunkSchema } from '../../proto/gen/sched/v1/worker_pb.js';
 import { Cluster, type WorkerLink, type WorkerMessage } from '../../management-node/src/cluster.js';
 import { createEmbeddedStore } from '../../management-node/src/store/embedded-store.js';
@@ -200,6 +200,26 @@ describe('cluster', () => {
     now += 2001;
     restarted.tick();
     expect(link.of('startTask').map((m) => m.value.taskId)).to.deep.equal([fresh.id, old.id]);
+  });
+
+  it('after a restart, ends the hold early once every worker that was connected has reported back', async () => {
+    const old = (await cluster.submit(spec('true')))[0]!;
+    const restarted = new Cluster(
+      createGroupCommitter(store, log),
+      { pingIntervalMs: 1000, missedPings: 3, ackTimeoutMs: 500, recoveryGraceMs: 10_000, now: () => now },
+      log,
+    );
+    const wasConnected = (id: string) => create(WorkerSchema, { id, state: WorkerState.CONNECTED, lastSeenUnixMs: BigInt(now) });
+    restarted.load([decodeTask((await store.get(taskKey(old.id)))!)], [wasConnected('w1'), wasConnected('w2')]);
+    const l1 = new FakeLink();
+    const l2 = new FakeLink();
+    restarted.hello(l1, hello('w1'));
+    restarted.pong('w1');
+    expect(restarted.view(restarted.getTask(old.id)).pendingReason).to.match(/^manager restarted/);
+    restarted.hello(l2, hello('w2'));
+    expect(l1.of('startTask').length + l2.of('startTask').length).to.equal(0); // w2 has not reported yet
+    restarted.pong('w2');
+    expect([...l1.of('startTask'), ...l2.of('startTask')].map((m) => m.value.taskId)).to.deep.equal([old.id]);
   });
 
   it('removes finished tasks past retention or beyond max_finished_tasks, oldest first, from memory and store', async () => {
