@@ -14,7 +14,13 @@ import {
   type Worker,
 } from '../../proto/gen/sched/v1/types_pb.js';
 import type { ConnectResponseSchema, Finished, Hello, LogChunk, Pong, TaskAttempt } from '../../proto/gen/sched/v1/worker_pb.js';
-import { FailedPreconditionError, InvalidArgumentError, NotFoundError, UnauthenticatedError } from '../../common/errors.js';
+import {
+  FailedPreconditionError,
+  InvalidArgumentError,
+  NotFoundError,
+  StoreUnavailableError,
+  UnauthenticatedError,
+} from '../../common/errors.js';
 import { newTaskId } from '../../common/ids.js';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../../common/logger.js';
@@ -84,6 +90,8 @@ const DEFAULT_MAX_FINISHED = 100_000;
 const DEFAULT_RECONNECT_GRACE_MS = 10_000;
 /** A quarter core and 64 MiB, like a small Nomad task. */
 export const DEFAULT_TASK_RESOURCES: Resources = { millicpu: 250, memoryBytes: 64 * 1024 * 1024 };
+/** A task written again and again while a client waits for it to settle: answer after this many rounds. */
+const MAX_COMMIT_WAITS = 8;
 /** Tasks one RunTask may create (--count). */
 const MAX_COUNT = 10_000;
 
@@ -109,6 +117,8 @@ export class Cluster {
   private readonly dirtyTasks = new Set<string>();
   private readonly dirtyWorkers = new Set<string>();
   private readonly dirtyDeletes = new Set<string>();
+  /** Task writes not yet answered by the store, and who waits for them to land. */
+  private readonly inflight = new Map<string, { writes: number; waiters: Array<() => void> }>();
   private nextRetentionSweep = 0;
   /** Pending tasks with a schedule timeout, soonest first. */
   private readonly scheduleDeadlines: Array<{ taskId: string; at: number }> = [];
@@ -846,15 +856,40 @@ export class Cluster {
   private persistTask(task: Task): Promise<void> {
     const listeners = this.listeners.get(task.id);
     const snapshot = listeners ? clone(TaskSchema, task) : undefined;
+    let flight = this.inflight.get(task.id);
+    if (!flight) this.inflight.set(task.id, (flight = { writes: 0, waiters: [] }));
+    flight.writes++;
+    const landed = (): void => {
+      if (--flight.writes > 0) return;
+      this.inflight.delete(task.id);
+      for (const wake of flight.waiters) wake();
+    };
     return this.committer.write(taskKey(task.id), encodeTask(task)).then(
       () => {
         if (snapshot) for (const l of this.listeners.get(task.id) ?? []) l(snapshot);
+        landed();
       },
       (err: unknown) => {
         if (this.tasks.get(task.id) === task) this.dirtyTasks.add(task.id);
+        landed();
         throw err;
       },
     );
+  }
+
+  /**
+   * committed resolves with the task (as clients see it) once none of its writes is in flight,
+   * so what a client is told is what the store holds; UNAVAILABLE while its last write failed.
+   */
+  async committed(id: string): Promise<Task> {
+    for (let round = 0; round < MAX_COMMIT_WAITS; round++) {
+      const flight = this.inflight.get(id);
+      if (!flight) break;
+      await new Promise<void>((resolve) => flight.waiters.push(resolve));
+    }
+    const task = this.getTask(id);
+    if (this.dirtyTasks.has(id)) throw new StoreUnavailableError(`the latest change of task ${id} is not stored yet (the manager keeps retrying)`);
+    return this.view(task);
   }
 
   private persistWorker(worker: Worker): Promise<void> {

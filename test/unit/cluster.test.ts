@@ -247,6 +247,38 @@ describe('cluster', () => {
     expect((await store.range('tasks/')).map((kv) => kv.key)).to.deep.equal([taskKey(ids[4]!)]);
   });
 
+  it('answers readers with what the store holds: a change is shown once its write has landed', async () => {
+    let gate: (() => void) | undefined;
+    const gated: Store = {
+      ...store,
+      commit: async (ops) => {
+        if (gate === undefined) await new Promise<void>((resolve) => (gate = resolve));
+        return store.commit(ops);
+      },
+    };
+    const c = new Cluster(
+      createGroupCommitter(gated, log),
+      { pingIntervalMs: 1000, missedPings: 3, ackTimeoutMs: 500, recoveryGraceMs: 0, now: () => now },
+      log,
+    );
+    const link = new FakeLink();
+    c.hello(link, hello('w1'));
+    const submitted = c.submit(spec('true'));
+    await flush();
+    const id = link.of('startTask')[0]!.value.taskId!;
+    c.accepted('w1', { taskId: id, attempt: 1 } as never);
+    c.finished('w1', create(FinishedSchema, { task: { taskId: id, attempt: 1 }, exitCode: 0 }));
+    expect(c.getTask(id).state).to.equal(TaskState.DONE); // in memory, not stored yet
+    let seen: TaskState | undefined;
+    const read = c.committed(id).then((t) => (seen = t.state));
+    await flush();
+    expect(seen).to.equal(undefined);
+    gate!();
+    await Promise.all([submitted, read]);
+    expect(seen).to.equal(TaskState.DONE);
+    expect(decodeTask((await store.get(taskKey(id)))!).state).to.equal(TaskState.DONE);
+  });
+
   it('a submission whose write fails is refused, forgotten and its offer withdrawn', async () => {
     let failing = true;
     const flaky: Store = { ...store, commit: (ops) => (failing ? Promise.reject(new Error('store down')) : store.commit(ops)) };

@@ -16,7 +16,7 @@ import {
 } from '../../../proto/gen/sched/v1/management_pb.js';
 import { TaskSpecSchema, TaskState, type Task } from '../../../proto/gen/sched/v1/types_pb.js';
 import type { ServiceHandlers } from '../../../common/grpc-service.js';
-import { InvalidArgumentError, toStatus } from '../../../common/errors.js';
+import { InvalidArgumentError, NotFoundError, toStatus } from '../../../common/errors.js';
 import { VERSION } from '../../../common/version.js';
 import { isTerminal, type Cluster } from '../cluster.js';
 
@@ -56,8 +56,8 @@ export function managementHandlers(
       ids.forEach((id, i) => requireId(`ids[${i}]`, id));
       return create(CancelTaskResponseSchema, { tasks: await cluster.cancel(ids, req.graceMs) });
     }),
-    getTask: unary((req) => create(GetTaskResponseSchema, { task: cluster.view(cluster.getTask(requireId('id', req.id))) })),
-    listTasks: unary((req) => {
+    getTask: unary(async (req) => create(GetTaskResponseSchema, { task: await cluster.committed(requireId('id', req.id)) })),
+    listTasks: unary(async (req) => {
       const limit = req.limit === 0 ? DEFAULT_PAGE : Math.min(req.limit, MAX_PAGE);
       const tasks: Task[] = [];
       let next = '';
@@ -71,9 +71,11 @@ export function managementHandlers(
           next = tasks[tasks.length - 1]!.id;
           break;
         }
-        tasks.push(cluster.view(t));
+        tasks.push(t);
       }
-      return create(ListTasksResponseSchema, { tasks, nextPageToken: next });
+      // What the store holds: a task whose write is in flight is answered once it lands.
+      const settled = await Promise.all(tasks.map((t) => cluster.committed(t.id).catch(() => cluster.view(t))));
+      return create(ListTasksResponseSchema, { tasks: settled, nextPageToken: next });
     }),
     watchTasks: (call) => {
       const ids = [...new Set(call.request.ids)];
@@ -84,7 +86,7 @@ export function managementHandlers(
         if (ids.length > MAX_WATCHED) throw new InvalidArgumentError('ids', `at most ${MAX_WATCHED} tasks per watch`);
         const open = new Set(ids);
         const send = (task: Task) => {
-          if (call.cancelled || call.destroyed) return;
+          if (call.cancelled || call.destroyed || open.size === 0) return;
           call.write(create(WatchTasksResponseSchema, { task }));
           if (isTerminal(task)) open.delete(task.id);
           if (open.size === 0) {
@@ -93,7 +95,16 @@ export function managementHandlers(
           }
         };
         for (const id of ids) unsubscribe.push(cluster.watch(id, send));
-        for (const id of ids) send(cluster.getTask(id));
+        // The current state once stored; later changes come through the listeners after their commit.
+        for (const id of ids) {
+          cluster.committed(id).then(send, (err: unknown) => {
+            if (err instanceof NotFoundError) return; // removed by retention meanwhile
+            if (open.size === 0 || call.cancelled) return;
+            open.clear();
+            stop();
+            call.emit('error', toStatus(err));
+          });
+        }
       } catch (err) {
         stop();
         call.emit('error', toStatus(err));
