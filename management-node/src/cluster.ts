@@ -117,8 +117,10 @@ export class Cluster {
   private readonly dirtyTasks = new Set<string>();
   private readonly dirtyWorkers = new Set<string>();
   private readonly dirtyDeletes = new Set<string>();
-  /** Task writes not yet answered by the store, and who waits for them to land. */
+  /** Task writes not yet answered by the store (or deferred), and who waits for them to land. */
   private readonly inflight = new Map<string, { writes: number; waiters: Array<() => void> }>();
+  /** Tasks with a change to write on the next tick (see persistLater). */
+  private readonly deferred = new Set<string>();
   private nextRetentionSweep = 0;
   /** Pending tasks with a schedule timeout, soonest first. */
   private readonly scheduleDeadlines: Array<{ taskId: string; at: number }> = [];
@@ -499,7 +501,7 @@ export class Cluster {
     task.pid = pid;
     task.startedUnixMs = startedUnixMs;
     if (task.state === TaskState.PENDING) this.acceptImplicitly(task);
-    else void this.persistTask(task).catch(() => undefined);
+    else this.persistLater(task);
   }
 
   /** finished stores a result; the worker is acknowledged once it is committed (or was already). */
@@ -628,7 +630,7 @@ export class Cluster {
     this.offers.set(task.id, offer);
     this.offerDeadlines.push(offer);
     this.assign(workerId, task.id);
-    void this.persistTask(task).catch(() => undefined);
+    this.persistLater(task);
     this.sendTo(workerId, {
       case: 'startTask',
       value: { taskId: task.id, attempt: task.attempt, spec: task.spec },
@@ -659,7 +661,7 @@ export class Cluster {
     task.scheduledUnixMs = BigInt(this.now());
     this.assign(task.workerId, task.id);
     if (this.sched.allocation(task.id)?.workerId !== task.workerId) this.sched.allocate(task.id, task.workerId, this.resourcesOf(task));
-    void this.persistTask(task).catch(() => undefined);
+    this.persistLater(task);
   }
 
   /** Started before Accepted arrived (messages are ordered, so only after a restart). */
@@ -796,6 +798,7 @@ export class Cluster {
         session.link.send({ case: 'ping', value: { seq: session.pingSeq } });
       }
     }
+    this.flushDeferred();
     for (const id of [...this.dirtyTasks]) {
       const t = this.tasks.get(id);
       this.dirtyTasks.delete(id);
@@ -845,25 +848,63 @@ export class Cluster {
     this.committer.write(key, null).catch(() => this.dirtyDeletes.add(key));
   }
 
-  /** closeAll ends every worker stream (shutdown). */
+  /** closeAll ends every worker stream (shutdown), after handing deferred changes to the store. */
   closeAll(reason: string): void {
+    this.flushDeferred();
     for (const s of this.sessions.values()) s.link.close(reason);
     this.sessions.clear();
   }
 
   // ---- persistence --------------------------------------------------------
 
+  /**
+   * persistLater marks a change nobody waits for (offered, scheduled, started) to be written on
+   * the next tick, or with the next immediate write of the task, whichever comes first. A short
+   * task then costs two commits (pending, done) instead of four. Readers still see only what is
+   * stored: committed() waits for the deferred write too.
+   */
+  private persistLater(task: Task): void {
+    if (this.deferred.has(task.id)) return;
+    this.deferred.add(task.id);
+    this.flight(task.id).writes++;
+  }
+
+  private flight(id: string): { writes: number; waiters: Array<() => void> } {
+    let flight = this.inflight.get(id);
+    if (!flight) this.inflight.set(id, (flight = { writes: 0, waiters: [] }));
+    return flight;
+  }
+
+  /** flushDeferred writes the changes persistLater held back. */
+  private flushDeferred(): void {
+    for (const id of [...this.deferred]) {
+      const task = this.tasks.get(id);
+      if (task) {
+        void this.persistTask(task).catch(() => undefined);
+        continue;
+      }
+      // Gone meanwhile (withdrawn, removed): nothing to write, nobody to keep waiting.
+      this.deferred.delete(id);
+      this.landed(id, 1);
+    }
+  }
+
+  private landed(id: string, writes: number): void {
+    const flight = this.inflight.get(id);
+    if (!flight) return;
+    flight.writes -= writes;
+    if (flight.writes > 0) return;
+    this.inflight.delete(id);
+    for (const wake of flight.waiters) wake();
+  }
+
   private persistTask(task: Task): Promise<void> {
     const listeners = this.listeners.get(task.id);
     const snapshot = listeners ? clone(TaskSchema, task) : undefined;
-    let flight = this.inflight.get(task.id);
-    if (!flight) this.inflight.set(task.id, (flight = { writes: 0, waiters: [] }));
-    flight.writes++;
-    const landed = (): void => {
-      if (--flight.writes > 0) return;
-      this.inflight.delete(task.id);
-      for (const wake of flight.waiters) wake();
-    };
+    // This write carries a deferred change too, if one is waiting.
+    const writes = this.deferred.delete(task.id) ? 1 : 0;
+    this.flight(task.id).writes++;
+    const landed = (): void => this.landed(task.id, 1 + writes);
     return this.committer.write(taskKey(task.id), encodeTask(task)).then(
       () => {
         if (snapshot) for (const l of this.listeners.get(task.id) ?? []) l(snapshot);

@@ -107,6 +107,13 @@ describe('cluster', () => {
     expect(offer?.value.attempt).to.equal(1);
     cluster.accepted('w1', { taskId: task.id, attempt: 1 } as never);
     expect(task.state).to.equal(TaskState.SCHEDULED);
+    // Nobody waits for "scheduled": it is written on the next tick, and readers wait for that.
+    await flush();
+    expect(decodeTask((await store.get(taskKey(task.id)))!).state).to.equal(TaskState.PENDING);
+    const read = cluster.committed(task.id);
+    cluster.tick();
+    expect((await read).state).to.equal(TaskState.SCHEDULED);
+    expect(decodeTask((await store.get(taskKey(task.id)))!)).to.deep.include({ state: TaskState.SCHEDULED, attempt: 1, workerId: 'w1' });
     cluster.finished('w1', create(FinishedSchema, { task: { taskId: task.id, attempt: 1 }, exitCode: 3 }));
     expect(link.of('finishedAck')).to.have.length(0);
     await flush();
