@@ -98,7 +98,20 @@ const MAX_COUNT = 10_000;
 const TERMINAL = new Set([TaskState.DONE, TaskState.DEAD]);
 export const isTerminal = (t: Task): boolean => TERMINAL.has(t.state);
 
+/** Running totals since start, exported as Prometheus counters (metrics.ts). */
+export interface ClusterStats {
+  submitted: number;
+  offers: number;
+  rejected: number;
+  ackTimeouts: number;
+  retried: number;
+  done: number;
+  /** Dead tasks by reason (the part before any ":"). */
+  dead: Map<string, number>;
+}
+
 export class Cluster {
+  readonly stats: ClusterStats = { submitted: 0, offers: 0, rejected: 0, ackTimeouts: 0, retried: 0, done: 0, dead: new Map() };
   readonly tasks = new Map<string, Task>();
   readonly workers = new Map<string, Worker>();
   private readonly sessions = new Map<string, Session>();
@@ -233,6 +246,7 @@ export class Cluster {
       for (const t of tasks) this.withdraw(t);
       throw err;
     }
+    this.stats.submitted += tasks.length;
     return tasks;
   }
 
@@ -492,6 +506,7 @@ export class Cluster {
     const offer = this.offers.get(ta.taskId);
     if (!offer || offer.workerId !== workerId || offer.attempt !== ta.attempt) return;
     this.log.info({ task: ta.taskId, worker: workerId, reason }, 'offer rejected');
+    this.stats.rejected++;
     this.retryOffer(ta.taskId, workerId, `rejected by worker ${workerId}: ${reason}`, 'no worker accepted the task');
   }
 
@@ -522,6 +537,7 @@ export class Cluster {
     const cancelled = this.cancelling.delete(task.id);
     task.state = cancelled ? TaskState.DEAD : TaskState.DONE;
     if (cancelled) task.deadReason = 'cancelled';
+    this.countEnd(task);
     task.exitCode = f.exitCode;
     task.signal = f.signal;
     task.error = f.error;
@@ -629,6 +645,7 @@ export class Cluster {
     const offer: Offer = { taskId: task.id, attempt: task.attempt, workerId, deadline: this.now() + this.opts.ackTimeoutMs };
     this.offers.set(task.id, offer);
     this.offerDeadlines.push(offer);
+    this.stats.offers++;
     this.assign(workerId, task.id);
     this.persistLater(task);
     this.sendTo(workerId, {
@@ -684,6 +701,7 @@ export class Cluster {
     }
     this.unassign(task.workerId, task.id);
     task.retriesUsed += 1;
+    this.stats.retried++;
     task.state = TaskState.PENDING;
     task.error = `${reason} (attempt ${task.attempt}); retry ${task.retriesUsed} of ${task.spec?.retries ?? 0}`;
     task.workerId = '';
@@ -702,6 +720,7 @@ export class Cluster {
     task.state = TaskState.DEAD;
     task.deadReason = reason;
     task.finishedUnixMs = BigInt(this.now());
+    this.countEnd(task);
     this.log.info({ task: task.id, reason }, 'task dead');
     const stored = this.persistTask(task);
     stored.catch(() => undefined);
@@ -761,6 +780,7 @@ export class Cluster {
       const offer = this.offerDeadlines.shift()!;
       if (this.offers.get(offer.taskId) !== offer) continue;
       this.log.warn({ task: offer.taskId, worker: offer.workerId }, 'no answer to offer within the ack timeout');
+      this.stats.ackTimeouts++;
       // If it accepts late, it is told to drop the attempt (see accepted()).
       this.sendTo(offer.workerId, {
         case: 'cancelTask',
@@ -938,6 +958,19 @@ export class Cluster {
       this.dirtyWorkers.add(worker.id);
       throw err;
     });
+  }
+
+  private countEnd(task: Task): void {
+    if (task.state === TaskState.DONE) this.stats.done++;
+    else {
+      const reason = task.deadReason.split(':')[0]!;
+      this.stats.dead.set(reason, (this.stats.dead.get(reason) ?? 0) + 1);
+    }
+  }
+
+  /** Gauges for metrics: tasks waiting in the placement queue and offers awaiting an answer. */
+  queueDepth(): { queued: number; offered: number; held: number } {
+    return { queued: this.sched.queued(), offered: this.offers.size, held: this.recovered.size };
   }
 
   counts(): { workersConnected: number; workersTotal: number; tasksByState: Record<string, number> } {

@@ -36,6 +36,8 @@ export const managerConfigSchema = z
     /** Placement of tasks that name no strategy: fill the fullest worker that fits, or the emptiest. */
     default_strategy: z.enum(['binpack', 'spread']).default('binpack'),
     join_token: z.string().optional(),
+    /** Where Prometheus scrapes GET /metrics (and GET /healthz); unset = not served. */
+    metrics_listen: hostPort().optional(),
     log_level: logLevel().default('info'),
   })
   .strict();

@@ -8,6 +8,7 @@ import { ManagementService } from '../../proto/gen/sched/v1/management_pb.js';
 import { WorkerService } from '../../proto/gen/sched/v1/worker_pb.js';
 import { Cluster } from './cluster.js';
 import { loadManagerConfig } from './config.js';
+import { createMetrics, serveMetrics } from './metrics.js';
 import { managementHandlers } from './server/management-service.js';
 import { workerHandlers } from './server/worker-service.js';
 import { createGroupCommitter } from './store/group-commit.js';
@@ -48,7 +49,8 @@ async function main(): Promise<void> {
     throw err;
   }
 
-  const committer = createGroupCommitter(store, log);
+  const metrics = createMetrics();
+  const committer = createGroupCommitter(store, log, metrics.observeCommit);
   const cluster = new Cluster(
     committer,
     {
@@ -73,6 +75,7 @@ async function main(): Promise<void> {
   for await (const kv of rangeAll(store, TASKS)) tasks.push(decodeTask(kv.value));
   for await (const kv of rangeAll(store, WORKERS)) workers.push(decodeWorker(kv.value));
   cluster.load(tasks, workers);
+  metrics.attach(cluster);
   log.info({ store: store.description, tasks: tasks.length, workers: workers.length }, 'state loaded');
 
   const server = new grpc.Server({
@@ -88,6 +91,16 @@ async function main(): Promise<void> {
     throw new ConfigError(`cannot listen on ${config.listen}: ${err.message}`);
   });
   log.warn('serving without TLS (plain TCP)');
+  let metricsServer: Awaited<ReturnType<typeof serveMetrics>>['server'] | undefined;
+  if (config.metrics_listen) {
+    const i = config.metrics_listen.lastIndexOf(':');
+    const host = config.metrics_listen.slice(0, i).replace(/^\[|\]$/g, '');
+    const bound = await serveMetrics(metrics, host, Number(config.metrics_listen.slice(i + 1))).catch((err: Error) => {
+      throw new ConfigError(`cannot listen on metrics_listen ${config.metrics_listen}: ${err.message}`);
+    });
+    metricsServer = bound.server;
+    log.info({ metrics: `http://${config.metrics_listen.slice(0, i)}:${bound.port}/metrics` }, 'serving metrics');
+  }
   log.info({ listen: config.listen, port, version: VERSION }, 'management node ready');
 
   const ticker = setInterval(() => {
@@ -100,6 +113,7 @@ async function main(): Promise<void> {
 
   if (!abort.signal.aborted) await new Promise((resolve) => abort.signal.addEventListener('abort', resolve, { once: true }));
   clearInterval(ticker);
+  metricsServer?.close();
   cluster.closeAll('management node shutting down');
   await new Promise<void>((resolve) => {
     const force = setTimeout(() => {

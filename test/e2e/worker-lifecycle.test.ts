@@ -26,6 +26,7 @@ describe('e2e: worker lifecycle', function () {
   this.timeout(120_000);
   let dir: string;
   let port: number;
+  let metricsPort: number;
   let manager: Daemon;
   const workers = new Map<string, Daemon>();
   const ids = new Map<string, string>(); // name → worker id
@@ -51,10 +52,11 @@ describe('e2e: worker lifecycle', function () {
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'sched-lifecycle-'));
-    [port] = (await freePorts(1)) as [number];
+    [port, metricsPort] = (await freePorts(2)) as [number, number];
     const yaml = writeYaml(
       join(dir, 'manager.yaml'),
-      `listen: 127.0.0.1:${port}\nstore: {type: embedded, path: ${join(dir, 'store')}}\nping_interval: 300ms\nreconnect_grace: 20s\n`,
+      `listen: 127.0.0.1:${port}\nstore: {type: embedded, path: ${join(dir, 'store')}}\nping_interval: 300ms\nreconnect_grace: 20s\n` +
+        `metrics_listen: 127.0.0.1:${metricsPort}\n`,
     );
     manager = startDaemon(BIN.manager, ['-f', yaml], join(dir, 'manager.log'));
     await startWorker('a');
@@ -199,5 +201,27 @@ describe('e2e: worker lifecycle', function () {
     d.signal('SIGTERM');
     expect(await d.exited).to.equal(0);
     expect(await show(other)).to.include({ state: 'TASK_STATE_DEAD', deadReason: 'worker-lost' });
+  });
+
+  it('serves Prometheus metrics that agree with schedctl status', async () => {
+    const res = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
+    expect(res.status).to.equal(200);
+    const text = await res.text();
+    const value = (series: string): number => {
+      const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+      expect(line, series).to.be.a('string');
+      return Number(line!.split(' ')[1]);
+    };
+    const status = JSON.parse((await ctl('status', '-o', 'json')).stdout) as { tasksByState: Record<string, number>; workersConnected: number };
+    expect(value('sched_tasks{state="done"}')).to.equal(status.tasksByState.done);
+    expect(value('sched_workers{state="connected"}')).to.equal(status.workersConnected);
+    expect(value('sched_tasks_submitted_total')).to.be.greaterThan(10);
+    expect(value('sched_tasks_dead_total{reason="cancelled"}')).to.be.at.least(1);
+    expect(value('sched_tasks_dead_total{reason="worker-lost"}')).to.be.at.least(2);
+    expect(value('sched_store_commit_seconds_count{result="ok"}')).to.be.greaterThan(0);
+    expect(value('sched_queue_tasks{stage="queued"}')).to.be.a('number');
+    expect(text).to.match(/^sched_manager_process_cpu_seconds_total /m);
+    expect(await (await fetch(`http://127.0.0.1:${metricsPort}/healthz`)).text()).to.equal('ok\n');
+    expect((await fetch(`http://127.0.0.1:${metricsPort}/nope`)).status).to.equal(404);
   });
 });

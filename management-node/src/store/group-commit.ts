@@ -15,8 +15,11 @@ export interface GroupCommitter {
   write(key: string, value: Uint8Array | null): Promise<void>;
   /** Resolves when everything written so far is committed (or has failed). */
   flush(): Promise<void>;
-  readonly stats: { batches: number; ops: number };
+  readonly stats: { batches: number; ops: number; failures: number };
 }
+
+/** Called after each store transaction, for metrics. */
+export type CommitObserver = (seconds: number, ops: number, ok: boolean) => void;
 
 /** Bytes per txn, kept well under etcd's default 1.5 MiB request limit. */
 export const MAX_TXN_BYTES = 1024 * 1024;
@@ -40,22 +43,26 @@ export function chunkBatch<P extends { value: Uint8Array | null }>(entries: Arra
   return chunks;
 }
 
-export function createGroupCommitter(store: Store, log: Logger): GroupCommitter {
+export function createGroupCommitter(store: Store, log: Logger, observe?: CommitObserver): GroupCommitter {
   let pending = new Map<string, Pending>();
   let inFlight: Promise<void> | undefined;
-  const stats = { batches: 0, ops: 0 };
+  const stats = { batches: 0, ops: 0, failures: 0 };
 
   async function commitBatch(batch: Map<string, Pending>): Promise<void> {
     const chunks = chunkBatch([...batch]);
     await Promise.all(
       chunks.map(async (chunk) => {
         const ops: StoreOp[] = chunk.map(([key, p]) => ({ key, value: p.value }));
+        const t0 = performance.now();
         try {
           await store.commit(ops);
           stats.batches++;
           stats.ops += ops.length;
+          observe?.((performance.now() - t0) / 1000, ops.length, true);
           for (const [, p] of chunk) for (const w of p.waiters) w.resolve();
         } catch (err) {
+          stats.failures++;
+          observe?.((performance.now() - t0) / 1000, ops.length, false);
           log.warn({ err: (err as Error).message, ops: ops.length }, 'store commit failed');
           for (const [, p] of chunk) for (const w of p.waiters) w.reject(err);
         }
