@@ -39,6 +39,11 @@ export class WorkerUnavailableError extends SchedError {
     super(message, grpc.status.UNAVAILABLE);
   }
 }
+export class ResourceExhaustedError extends SchedError {
+  constructor(message: string) {
+    super(message, grpc.status.RESOURCE_EXHAUSTED);
+  }
+}
 export class ShuttingDownError extends SchedError {
   constructor() {
     super('management node is shutting down', grpc.status.UNAVAILABLE);

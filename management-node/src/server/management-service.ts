@@ -16,13 +16,15 @@ import {
 } from '../../../proto/gen/sched/v1/management_pb.js';
 import { TaskSpecSchema, TaskState, type Task } from '../../../proto/gen/sched/v1/types_pb.js';
 import type { ServiceHandlers } from '../../../common/grpc-service.js';
-import { InvalidArgumentError, NotFoundError, toStatus } from '../../../common/errors.js';
+import { InvalidArgumentError, NotFoundError, ResourceExhaustedError, toStatus } from '../../../common/errors.js';
 import { VERSION } from '../../../common/version.js';
 import { isTerminal, type Cluster } from '../cluster.js';
 
 const DEFAULT_PAGE = 100;
 const MAX_PAGE = 1000;
 const MAX_WATCHED = 1000;
+/** Log chunks (≤ 64 KiB each, so ≤ 16 MiB) the manager buffers for one slow TaskLogs client before it gives up. */
+const MAX_LOG_CHUNKS_BUFFERED = 256;
 
 type Unary<Req, Res> = (req: Req) => Promise<Res> | Res;
 
@@ -127,7 +129,15 @@ export function managementHandlers(
         const { id, stderr, tailLines, follow } = call.request;
         stop = cluster.readLogs(requireId('id', id), { stderr, tailLines, follow }, {
           data: (data) => {
-            if (!ended && !call.cancelled) call.write(create(TaskLogsResponseSchema, { data }));
+            if (ended || call.cancelled) return;
+            // The worker sends as fast as its stream allows; a client that reads slower than that
+            // must not make the manager hold a whole log in memory.
+            // The stream is in object mode: writableLength counts messages.
+            if (call.writableLength > MAX_LOG_CHUNKS_BUFFERED) {
+              end(new ResourceExhaustedError(`log stream: the client reads too slowly (${MAX_LOG_CHUNKS_BUFFERED} chunks waiting); retry, or use --tail`));
+              return;
+            }
+            call.write(create(TaskLogsResponseSchema, { data }));
           },
           end,
         });
