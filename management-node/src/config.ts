@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { duration, hostPort, loadConfig, logLevel, memory } from '../../common/config.js';
+import { tlsSchema } from '../../common/tls.js';
 
 const storeSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('embedded'), path: z.string().min(1).default('./data/manager') }).strict(),
@@ -36,6 +37,8 @@ export const managerConfigSchema = z
     /** Placement of tasks that name no strategy: fill the fullest worker that fits, or the emptiest. */
     default_strategy: z.enum(['binpack', 'spread']).default('binpack'),
     join_token: z.string().optional(),
+    /** Mutual TLS: the CA and this manager's certificate (role manager) and key; without it, plain TCP. */
+    tls: tlsSchema().optional(),
     /** Where Prometheus scrapes GET /metrics (and GET /healthz); unset = not served. */
     metrics_listen: hostPort().optional(),
     log_level: logLevel().default('info'),

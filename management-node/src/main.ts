@@ -1,6 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { Command } from 'commander';
 import { ConfigError } from '../../common/config.js';
+import { requireRole, serverCredentials } from '../../common/tls.js';
 import { serviceDefinition } from '../../common/grpc-service.js';
 import { createLogger } from '../../common/logger.js';
 import { VERSION } from '../../common/version.js';
@@ -28,6 +29,8 @@ async function main(): Promise<void> {
     .opts<{ config: string }>();
 
   const config = loadManagerConfig(opts.config);
+  // Read the certificates first: a bad path is a config error, reported before anything starts.
+  const credentials = config.tls ? serverCredentials(config.tls) : grpc.ServerCredentials.createInsecure();
   const log = createLogger('management-node', config.log_level);
   const store = openStore(config.store);
   const abort = new AbortController();
@@ -83,14 +86,17 @@ async function main(): Promise<void> {
     'grpc.keepalive_timeout_ms': 5_000,
     'grpc.keepalive_permit_without_calls': 1,
   });
-  server.addService(serviceDefinition(ManagementService), managementHandlers(cluster, store.description) as never);
-  server.addService(serviceDefinition(WorkerService), workerHandlers(cluster, config.ping_interval, log) as never);
+  const management = managementHandlers(cluster, store.description);
+  const workerSide = workerHandlers(cluster, config.ping_interval, log);
+  // With TLS, a certificate's role decides which service it may call.
+  server.addService(serviceDefinition(ManagementService), (config.tls ? requireRole(management, 'admin') : management) as never);
+  server.addService(serviceDefinition(WorkerService), (config.tls ? requireRole(workerSide, 'worker') : workerSide) as never);
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(config.listen, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    server.bindAsync(config.listen, credentials, (err, p) => (err ? reject(err) : resolve(p))),
   ).catch((err: Error) => {
     throw new ConfigError(`cannot listen on ${config.listen}: ${err.message}`);
   });
-  log.warn('serving without TLS (plain TCP)');
+  if (!config.tls) log.warn('serving without TLS (plain TCP): anyone who can reach the port can submit tasks; configure tls for mutual TLS');
   let metricsServer: Awaited<ReturnType<typeof serveMetrics>>['server'] | undefined;
   if (config.metrics_listen) {
     const i = config.metrics_listen.lastIndexOf(':');

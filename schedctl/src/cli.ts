@@ -123,7 +123,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       return settings;
     },
     client() {
-      client ??= createManagementClient(ctx.settings().manager);
+      client ??= createManagementClient(ctx.settings().manager, ctx.settings().tls);
       return client;
     },
     unary: () => ({ deadlineMs: ctx.settings().timeout }),

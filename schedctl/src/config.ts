@@ -2,6 +2,7 @@
 import { existsSync } from 'node:fs';
 import { z } from 'zod';
 import { ConfigError, duration, hostPort, loadConfig } from '../../common/config.js';
+import { tlsSchema } from '../../common/tls.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/sched/schedctl.yaml';
 export const CONFIG_ENV = 'SCHEDCTL_CONFIG';
@@ -13,6 +14,8 @@ export const configSchema = z
     timeout: duration()
       .refine((ms) => ms > 0, 'must be greater than 0')
       .default(10_000),
+    // Mutual TLS: the CA and an admin certificate and key; without it, plain TCP.
+    tls: tlsSchema().optional(),
   })
   .strict();
 

@@ -3,6 +3,7 @@
 import { resolve, join } from 'node:path';
 import { z } from 'zod';
 import { duration, hostPort, logLevel, loadConfig, memory, parseConfig } from '../../common/config.js';
+import { tlsSchema } from '../../common/tls.js';
 
 // YAML turns `rack: 3` into a number; a label is always text, so accept scalars.
 const labelValue = z.union([z.string(), z.number(), z.boolean()]).transform(String);
@@ -11,6 +12,8 @@ export const workerConfigSchema = z
   .object({
     manager: hostPort(),
     token: z.string().optional(),
+    /** Mutual TLS: the CA and this worker's certificate (role worker) and key; without it, plain TCP. */
+    tls: tlsSchema().optional(),
     data_dir: z.string().min(1).default('./data/worker'),
     id_file: z.string().min(1).optional(),
     capacity: z

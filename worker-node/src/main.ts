@@ -1,6 +1,7 @@
 // worker-node: dials the manager, runs the processes it is sent, reports back.
 import { Command } from 'commander';
 import { ConfigError } from '../../common/config.js';
+import { clientCredentials } from '../../common/tls.js';
 import { createLogger } from '../../common/logger.js';
 import { VERSION } from '../../common/version.js';
 import { loadWorkerConfig, type WorkerConfig } from './config.js';
@@ -72,6 +73,13 @@ for (const result of reaped.results) {
 if (outbox.size > 0) logger.info({ results: outbox.size }, 'results to resend once connected');
 
 const node = detectNodeInfo(config);
+let tlsCredentials: ReturnType<typeof clientCredentials> | undefined;
+try {
+  tlsCredentials = config.tls ? clientCredentials(config.tls) : undefined;
+} catch (err) {
+  fail((err as Error).message, 2);
+}
+if (!tlsCredentials) logger.warn('connecting without TLS (plain TCP); configure tls for mutual TLS');
 const session = new Session({
   manager: config.manager,
   token: config.token ?? '',
@@ -82,6 +90,7 @@ const session = new Session({
   logger,
   reconnectIntervalMs: config.reconnect_interval,
   reconnectMaxMs: config.reconnect_max,
+  ...(tlsCredentials ? { credentials: tlsCredentials } : {}),
   cancelGraceMs: config.cancel_grace,
 });
 

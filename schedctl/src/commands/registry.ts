@@ -7,6 +7,8 @@ import { registerTasksLogs } from './tasks-logs.js';
 import { registerTasksLs } from './tasks-ls.js';
 import { registerTasksRun } from './tasks-run.js';
 import { registerTasksShow } from './tasks-show.js';
+import { registerTlsCaCreate } from './tls-ca-create.js';
+import { registerTlsCertCreate } from './tls-cert-create.js';
 import { registerWorkersDrain } from './workers-drain.js';
 import { registerWorkersLs } from './workers-ls.js';
 import { registerWorkersShow } from './workers-show.js';
@@ -23,6 +25,10 @@ export function registerCommands(program: Command, ctx: Ctx): void {
   registerTasksShow(tasks, ctx);
   registerTasksCancel(tasks, ctx);
   registerTasksLogs(tasks, ctx);
+
+  const tls = program.command('tls').description('certificates for mutual TLS between the management node, workers and schedctl');
+  registerTlsCaCreate(tls.command('ca').description('the cluster certificate authority'), ctx);
+  registerTlsCertCreate(tls.command('cert').description('certificates signed by the cluster CA'), ctx);
 
   registerStatus(program, ctx);
 }
