@@ -4,7 +4,7 @@ import { expect } from 'chai';
 import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LogSink, readLog, sweepLogs, TAIL_BYTES } from '../../worker-node/src/task-log.js';
+import { LogBudget, LogSink, readLog, sweepLogs, TAIL_BYTES } from '../../worker-node/src/task-log.js';
 import { redialDelay } from '../../worker-node/src/session.js';
 
 describe('worker task logs', () => {
@@ -18,16 +18,22 @@ describe('worker task logs', () => {
     return Buffer.concat(chunks).toString();
   };
 
-  it('keeps the first maxBytes, says it dropped the rest, and remembers the real tail', () => {
-    const path = join(dir, 'a.stdout');
-    const sink = new LogSink(path, 10);
-    sink.write(Buffer.from('0123456'));
-    sink.write(Buffer.from('789abcdef'));
-    sink.write(Buffer.from('more'));
-    sink.close();
-    expect(readFileSync(path, 'utf8')).to.equal('0123456789\n[sched: output truncated: the log reached its limit of 10 bytes]\n');
-    expect(Buffer.from(sink.tailBytes()).toString()).to.equal('0123456789abcdefmore');
-    const long = new LogSink(join(dir, 'b.stdout'), 1 << 20);
+  it('keeps the first maxBytes of a task\'s output (both streams), says it dropped the rest, and remembers the real tail', () => {
+    const budget = new LogBudget(10);
+    const out = new LogSink(join(dir, 'a.stdout'), budget);
+    const err = new LogSink(join(dir, 'a.stderr'), budget);
+    out.write(Buffer.from('0123'));
+    err.write(Buffer.from('err'));
+    out.write(Buffer.from('456789abc'));
+    err.write(Buffer.from('more'));
+    out.close();
+    err.close();
+    const marker = '\n[sched: output truncated: the task\'s logs reached their limit of 10 bytes]\n';
+    expect(readFileSync(join(dir, 'a.stdout'), 'utf8')).to.equal(`0123456${marker}`);
+    expect(readFileSync(join(dir, 'a.stderr'), 'utf8')).to.equal(`err${marker}`);
+    expect(Buffer.from(out.tailBytes()).toString()).to.equal('0123456789abc');
+    expect(Buffer.from(err.tailBytes()).toString()).to.equal('errmore');
+    const long = new LogSink(join(dir, 'b.stdout'), new LogBudget(1 << 20));
     long.write(Buffer.alloc(TAIL_BYTES * 2, 'x'));
     long.write(Buffer.from('end'));
     long.close();

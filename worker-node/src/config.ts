@@ -29,7 +29,7 @@ export const workerConfigSchema = z
     cancel_grace: duration().default(10_000),
     /** On SIGTERM, how long running tasks may go on before they are cancelled. */
     shutdown_timeout: duration().default(30_000),
-    /** Cap of each task's stdout and stderr log file. */
+    /** Cap of each task's log files, stdout and stderr together. */
     log_max_size: memory().default(64 * 1024 * 1024),
     /** Task log files are removed this long after they were last written. */
     log_retention: duration().default(24 * 3600_000),

@@ -7,10 +7,10 @@ import { EventEmitter } from 'node:events';
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import { LogSink, TAIL_BYTES } from './task-log.js';
+import { LogBudget, LogSink, TAIL_BYTES } from './task-log.js';
 
 export { TAIL_BYTES };
-/** Per task and stream, unless configured. */
+/** Per task (stdout and stderr together), unless configured. */
 export const DEFAULT_LOG_MAX_BYTES = 64 * 1024 * 1024;
 /** After the task exits, how long its pipes may stay open (held by an escaped daemon) before they are closed. */
 const PIPE_DRAIN_MS = 1000;
@@ -94,7 +94,7 @@ export interface ExecutorOptions {
   /** Task logs go to <dataDir>/logs. */
   dataDir: string;
   workerId: string;
-  /** Cap of each log file (stdout, stderr) of an attempt. */
+  /** Cap of an attempt's log files, stdout and stderr together. */
   logMaxBytes?: number;
   /** Time between SIGTERM and SIGKILL when a task runs past its timeout. */
   timeoutGraceMs?: number;
@@ -171,9 +171,10 @@ export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: 
     let child: ChildProcess;
     try {
       // Closed by finish(), also when the second one or the spawn fails.
-      const out = new LogSink(logs.stdout, this.logMaxBytes);
+      const budget = new LogBudget(this.logMaxBytes);
+      const out = new LogSink(logs.stdout, budget);
       proc.sinks = [out, out];
-      proc.sinks = [out, new LogSink(logs.stderr, this.logMaxBytes)];
+      proc.sinks = [out, new LogSink(logs.stderr, budget)];
       // The markers come last, so a task's own env cannot hide it from reapOrphans.
       const env = { ...this.baseEnv, ...spec.env, [WORKER_ENV]: this.workerId, [TASK_ID_ENV]: taskId, [TASK_ATTEMPT_ENV]: String(attempt) };
       child = spawn(spec.argv[0] ?? '', spec.argv.slice(1), {

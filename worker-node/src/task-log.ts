@@ -9,21 +9,28 @@ import { join } from 'node:path';
 export const TAIL_BYTES = 4096;
 const READ_CHUNK = 64 * 1024;
 
+/** What the output files of one task may hold together: shared by its stdout and stderr sinks. */
+export class LogBudget {
+  left: number;
+  constructor(readonly maxBytes: number) {
+    this.left = maxBytes;
+  }
+}
+
 /**
- * LogSink writes one output stream of a task to its file, up to `maxBytes`;
- * beyond that the output is dropped (the task never blocks on it) and one
- * line says so. The last TAIL_BYTES written by the task are kept in memory,
- * truncated or not, for the task's result.
+ * LogSink writes one output stream of a task to its file while the task's
+ * budget lasts; beyond it the output is dropped (the task never blocks on it)
+ * and one line says so. The last TAIL_BYTES written by the task are kept in
+ * memory, truncated or not, for the task's result.
  */
 export class LogSink {
   private fd: number | undefined;
-  private written = 0;
   private truncated = false;
   private tail: Buffer = Buffer.alloc(0);
 
   constructor(
     readonly path: string,
-    private readonly maxBytes: number,
+    private readonly budget: LogBudget,
   ) {
     this.fd = openSync(path, 'w');
   }
@@ -31,13 +38,12 @@ export class LogSink {
   write(chunk: Buffer): void {
     this.tail = chunk.length >= TAIL_BYTES ? chunk.subarray(chunk.length - TAIL_BYTES) : Buffer.concat([this.tail, chunk]).subarray(-TAIL_BYTES);
     if (this.fd === undefined || this.truncated) return;
-    const room = this.maxBytes - this.written;
-    const part = chunk.length <= room ? chunk : chunk.subarray(0, room);
+    const part = chunk.length <= this.budget.left ? chunk : chunk.subarray(0, this.budget.left);
     // Synchronous: page-cache writes of at most one pipe read (64 KiB), in order, with no queue to bound.
-    if (part.length > 0) this.written += writeSync(this.fd, part);
+    if (part.length > 0) this.budget.left -= writeSync(this.fd, part);
     if (part.length < chunk.length) {
       this.truncated = true;
-      writeSync(this.fd, `\n[sched: output truncated: the log reached its limit of ${this.maxBytes} bytes]\n`);
+      writeSync(this.fd, `\n[sched: output truncated: the task's logs reached their limit of ${this.budget.maxBytes} bytes]\n`);
     }
   }
 
