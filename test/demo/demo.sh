@@ -50,8 +50,10 @@ echo
 echo "\$ schedctl tasks show $id"
 schedctl tasks show "$id"
 echo
-echo "==> submitting 6 more tasks"
-for i in 1 2 3 4 5 6; do schedctl tasks run -- sh -c "echo task $i on \$(hostname); sleep 0.$i" >/dev/null; done
+echo "==> submitting 6 more tasks, spread over the workers (the default, binpack, fills one first)"
+for i in 1 2 3 4 5 6; do last=$(schedctl tasks run --spread --cpu 0.5 -- sh -c "echo task $i; sleep 0.$i"); done
+echo "\$ schedctl tasks logs -f $last"
+schedctl tasks logs -f "$last"
 echo "==> schedctl tasks run --wait -- sh -c 'exit 3'"
 schedctl tasks run --wait -- sh -c 'exit 3' >/dev/null && true
 echo "(schedctl exited with $?, the task's exit code)"
