@@ -1,14 +1,11 @@
 import * as grpc from '@grpc/grpc-js';
-import { InvalidArgumentError, type Command } from 'commander';
+import type { Command } from 'commander';
 import type { TaskLogsResponse } from '../../../proto/gen/sched/v1/management_pb.js';
 import type { Ctx } from './context.js';
+import { wholeNumber } from './tasks-run.js';
 
 /** --tail: a number of lines, 0 or more. */
-export function parseTail(value: string): number {
-  const n = /^\d+$/.test(value.trim()) ? Number(value) : Number.NaN;
-  if (!Number.isSafeInteger(n) || n > 2 ** 32 - 1) throw new InvalidArgumentError('expected a whole number of lines, 0 or more');
-  return n;
-}
+export const parseTail = (value: string): number => wholeNumber(value, 0, 2 ** 32 - 1, 'a whole number of lines, 0 or more', false);
 
 interface LogsOptions {
   follow?: boolean;

@@ -47,8 +47,9 @@ export function parseMem(value: string): number {
   }
 }
 
-function wholeNumber(value: string, min: number, max: number, expected: string): number {
-  const n = /^[+-]?\d+$/.test(value.trim()) ? Number(value) : Number.NaN;
+/** A whole-number flag value within [min, max]; `signed` lets it carry a + or - sign. */
+export function wholeNumber(value: string, min: number, max: number, expected: string, signed = true): number {
+  const n = (signed ? /^[+-]?\d+$/ : /^\d+$/).test(value.trim()) ? Number(value) : Number.NaN;
   if (!Number.isSafeInteger(n) || n < min || n > max) throw new InvalidArgumentError(`expected ${expected}`);
   return n;
 }

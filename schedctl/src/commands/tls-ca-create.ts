@@ -1,14 +1,11 @@
-import { InvalidArgumentError, type Command } from 'commander';
+import type { Command } from 'commander';
 import { join } from 'node:path';
 import { createCa, writePemFiles } from '../pki.js';
 import type { Ctx } from './context.js';
+import { wholeNumber } from './tasks-run.js';
 
 /** --days: a whole number of days, at least 1. */
-export function parseDays(value: string): number {
-  const n = /^\d+$/.test(value.trim()) ? Number(value) : Number.NaN;
-  if (!Number.isSafeInteger(n) || n < 1 || n > 36_500) throw new InvalidArgumentError('expected a whole number of days from 1 to 36500');
-  return n;
-}
+export const parseDays = (value: string): number => wholeNumber(value, 1, 36_500, 'a whole number of days from 1 to 36500', false);
 
 export function registerTlsCaCreate(ca: Command, ctx: Ctx): void {
   ca.command('create')
