@@ -170,11 +170,12 @@ export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: 
     const logs = this.logPaths(taskId, attempt);
     let child: ChildProcess;
     try {
-      // Closed by finish(), also when the second one or the spawn fails.
+      // finish() closes the sinks, also when opening the second one or the spawn fails:
+      // until the stderr sink exists, stdout's stands in both places.
       const budget = new LogBudget(this.logMaxBytes);
       const out = new LogSink(logs.stdout, budget);
       proc.sinks = [out, out];
-      proc.sinks = [out, new LogSink(logs.stderr, budget)];
+      proc.sinks[1] = new LogSink(logs.stderr, budget);
       // The markers come last, so a task's own env cannot hide it from reapOrphans.
       const env = { ...this.baseEnv, ...spec.env, [WORKER_ENV]: this.workerId, [TASK_ID_ENV]: taskId, [TASK_ATTEMPT_ENV]: String(attempt) };
       child = spawn(spec.argv[0] ?? '', spec.argv.slice(1), {

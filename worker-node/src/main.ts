@@ -136,13 +136,18 @@ async function shutdown(signal: NodeJS.Signals): Promise<void> {
     const deadline = Date.now() + config.shutdown_timeout;
     logger.info({ signal, running: executor.size, timeoutMs: config.shutdown_timeout }, 'shutting down: waiting for running tasks');
     session.leave(`worker-node received ${signal}`, deadline);
+    // Woken by each task's end, a second signal, or the deadline: no polling.
     await new Promise<void>((resolve) => {
-      const check = (): void => {
-        if (executor.size > 0 && stopping === 'graceful' && Date.now() < deadline) return;
-        clearInterval(poll);
+      const done = (): void => {
+        clearTimeout(timer);
+        executor.off('finished', check);
         resolve();
       };
-      const poll = setInterval(check, 100);
+      const check = (): void => {
+        if (executor.size === 0 || stopping !== 'graceful') done();
+      };
+      const timer = setTimeout(done, deadline - Date.now());
+      executor.on('finished', check);
       wakeDrain = check;
     });
   }
