@@ -68,8 +68,4 @@ export class LogRelay {
       o.sub.end(new WorkerUnavailableError(`worker ${workerId} disconnected while sending the log`));
     }
   }
-
-  get size(): number {
-    return this.open.size;
-  }
 }
