@@ -3,8 +3,8 @@
 import { readFileSync } from 'node:fs';
 import { LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
-import { parseDuration } from './duration.js';
-import { parseMemorySize } from './size.js';
+import { durationRangeError, parseDuration } from './duration.js';
+import { memoryRangeError, parseMemorySize } from './size.js';
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -25,6 +25,17 @@ export const duration = () =>
     }
   });
 
+/**
+ * A duration within [min, max] milliseconds; outside, the key's error says the
+ * range: "ack_timeout: must be between 100ms and 10m, got 0s". Every duration
+ * key of the three configs uses this.
+ */
+export const durationIn = (min: number, max: number) =>
+  duration().superRefine((ms, ctx) => {
+    const error = durationRangeError(ms, { min, max });
+    if (error) ctx.addIssue({ code: 'custom', message: error });
+  });
+
 /** host:port with a port in range; the host may be empty ("":7070 style is refused). */
 export const hostPort = () =>
   z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:7070');
@@ -39,6 +50,20 @@ export const memory = () =>
       ctx.addIssue({ code: 'custom', message: (err as Error).message });
       return z.NEVER;
     }
+  });
+
+/** Bytes (as memory() reads them) within [min, max]: "log_max_size: must be between 1Ki and 1Ti, got 12". */
+export const memoryIn = (min: number, max: number) =>
+  memory().superRefine((bytes, ctx) => {
+    const error = memoryRangeError(bytes, { min, max });
+    if (error) ctx.addIssue({ code: 'custom', message: error });
+  });
+
+/** A number within [min, max] (whole when `int`): "missed_pings: must be a whole number between 1 and 100, got 0". */
+export const numberIn = (min: number, max: number, { int = false } = {}) =>
+  z.number().superRefine((n, ctx) => {
+    if ((!int || Number.isInteger(n)) && n >= min && n <= max) return;
+    ctx.addIssue({ code: 'custom', message: `must be ${int ? 'a whole number' : 'a number'} between ${min} and ${max}, got ${n}` });
   });
 
 export const logLevel = () => z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']);

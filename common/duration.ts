@@ -19,3 +19,54 @@ export function formatDuration(ms: number): string {
   if (m < 60) return `${m}m${Math.floor((ms % 60_000) / 1000)}s`;
   return `${Math.floor(m / 60)}h${m % 60}m`;
 }
+
+/** The largest value a uint32 millisecond field of the API holds: about 49.7 days. */
+export const MAX_UINT32_MS = 2 ** 32 - 1;
+
+const HOUR_MS = 3_600_000;
+const DAY_MS = 24 * HOUR_MS;
+
+/**
+ * A duration in the units parseDuration reads, exactly and as briefly as they
+ * allow: 0s, 250ms, 1.5s, 10m, 10m1ms, 1h30m, 720h.
+ */
+export function formatDurationExact(ms: number): string {
+  if (ms === 0) return '0s';
+  if (ms < 1000) return `${ms}ms`;
+  const h = Math.floor(ms / HOUR_MS);
+  const m = Math.floor((ms % HOUR_MS) / 60_000);
+  const rest = ms % 60_000;
+  const tail = rest === 0 ? '' : rest < 1000 ? `${rest}ms` : `${rest / 1000}s`;
+  return `${h ? `${h}h` : ''}${m ? `${m}m` : ''}${tail}`;
+}
+
+/** formatDurationExact, with the days spelled out past two of them: "720h (30 days)". */
+export function describeDuration(ms: number): string {
+  const exact = formatDurationExact(ms);
+  if (ms < 2 * DAY_MS) return exact;
+  return ms % DAY_MS === 0 ? `${exact} (${ms / DAY_MS} days)` : `${exact} (about ${(ms / DAY_MS).toFixed(1)} days)`;
+}
+
+/** An allowed range of a duration setting, inclusive, in milliseconds. */
+export interface DurationRange {
+  min: number;
+  max: number;
+}
+
+/**
+ * Why ms is outside [min, max] ("must be between 100ms and 10m, got 0s"), or
+ * undefined when it is inside. The one wording of every duration range check:
+ * config keys (durationIn in config.ts) and command-line flags alike.
+ */
+export function durationRangeError(ms: number, { min, max }: DurationRange): string | undefined {
+  if (Number.isFinite(ms) && ms >= min && ms <= max) return undefined;
+  return `must be between ${describeDuration(min)} and ${describeDuration(max)}, got ${describeDuration(ms)}`;
+}
+
+/** parseDuration, then the range check; throws an Error with either message. */
+export function parseDurationIn(text: string, range: DurationRange): number {
+  const ms = parseDuration(text);
+  const error = durationRangeError(ms, range);
+  if (error) throw new Error(error);
+  return ms;
+}

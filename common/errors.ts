@@ -44,6 +44,18 @@ export class ResourceExhaustedError extends SchedError {
     super(message, grpc.status.RESOURCE_EXHAUSTED);
   }
 }
+/** Something with that identity exists and is live (e.g. a worker id with a connected session). */
+export class AlreadyExistsError extends SchedError {
+  constructor(message: string) {
+    super(message, grpc.status.ALREADY_EXISTS);
+  }
+}
+/** Authenticated, but not allowed to act as what it claims (e.g. another worker's id). */
+export class PermissionDeniedError extends SchedError {
+  constructor(message: string) {
+    super(message, grpc.status.PERMISSION_DENIED);
+  }
+}
 export class ShuttingDownError extends SchedError {
   constructor() {
     super('management node is shutting down', grpc.status.UNAVAILABLE);

@@ -47,3 +47,23 @@ export function parseMillicpu(text: string): number {
   }
   return value;
 }
+
+const BINARY_UNITS: Array<[string, number]> = [['Ti', 2 ** 40], ['Gi', 2 ** 30], ['Mi', 2 ** 20], ['Ki', 2 ** 10]];
+
+/** Bytes in the largest binary unit that divides them exactly (1Ki, 64Mi, 1536Mi), else plain bytes. */
+export function formatMemorySize(bytes: number): string {
+  for (const [unit, size] of BINARY_UNITS) if (bytes >= size && bytes % size === 0) return `${bytes / size}${unit}`;
+  return String(bytes);
+}
+
+/** An allowed range of a size setting, inclusive, in bytes. */
+export interface SizeRange {
+  min: number;
+  max: number;
+}
+
+/** Why bytes is outside [min, max] ("must be between 1Ki and 1Ti, got 12"), or undefined when it is inside. */
+export function memoryRangeError(bytes: number, { min, max }: SizeRange): string | undefined {
+  if (bytes >= min && bytes <= max) return undefined;
+  return `must be between ${formatMemorySize(min)} and ${formatMemorySize(max)}, got ${formatMemorySize(bytes)}`;
+}

@@ -1,7 +1,7 @@
 // The cluster is the manager's working copy of every task and worker. Each
 // state change is written through the group committer; nobody hears of a
 // change (RPC answer, watcher, FinishedAck) before it is committed.
-import { clone, create, toBinary, type MessageInitShape } from '@bufbuild/protobuf';
+import { clone, create, equals, toBinary, type MessageInitShape } from '@bufbuild/protobuf';
 import {
   ResourcesSchema,
   TaskSchema,
@@ -15,6 +15,7 @@ import {
 } from '../../proto/gen/sched/v1/types_pb.js';
 import type { ConnectResponseSchema, Finished, Hello, LogChunk, Pong, TaskAttempt } from '../../proto/gen/sched/v1/worker_pb.js';
 import {
+  AlreadyExistsError,
   FailedPreconditionError,
   InvalidArgumentError,
   NotFoundError,
@@ -27,6 +28,10 @@ import type { Logger } from '../../common/logger.js';
 import { LogRelay, type LogSubscriber } from './log-relay.js';
 import type { GroupCommitter } from './store/group-commit.js';
 import { encodeTask, encodeWorker, taskKey, workerKey } from './store/records.js';
+import { createFairClock, type FairClock } from './fair-clock.js';
+import { checkIdempotencyKey, Submissions, type Submission } from './submissions.js';
+import { boundFinished, checkHello as checkHelloFields } from './worker-input.js';
+import { checkLabels } from '../../common/labels.js';
 import { createScheduler, type Resources, type Scheduler, type Strategy, type WorkerInfo } from './scheduler/scheduler.js';
 
 /** One manager→worker message: the oneof of ConnectResponse. */
@@ -57,6 +62,20 @@ export interface ClusterOptions {
   maxFinishedTasks?: number;
   joinToken?: string | undefined;
   now?: () => number;
+  /**
+   * Most time the deadline clock advances between two readings (see fair-clock.ts): a longer
+   * gap is the manager's own stall, not held against workers. Unlimited when unset.
+   */
+  maxClockStepMs?: number;
+}
+
+/**
+ * orphanTimeoutMs is how long a worker that hears nothing from the manager keeps its tasks
+ * before it kills them (Welcome.orphan_timeout_ms): shorter than the reconnect grace after which
+ * the manager places them again, so the old attempt is dead before a new one can start.
+ */
+export function orphanTimeoutMs(reconnectGraceMs: number): number {
+  return Math.max(Math.floor(reconnectGraceMs / 2), reconnectGraceMs - 3000);
 }
 
 interface Session {
@@ -72,13 +91,23 @@ interface Session {
   unreported?: Set<string>;
   /** Its first Pong arrived: what it runs and kept is known. */
   reported?: boolean;
+  /** Offers to this worker its Hello did not list: unless a result comes first, it does not run them. */
+  unreportedOffers?: Set<string>;
+  /** Another stream claimed this worker's id: this one must answer a ping (any message) after this time, or go. */
+  probeSince?: number;
 }
 
 interface Offer {
   taskId: string;
   attempt: number;
   workerId: string;
+  /** On the deadline clock: unanswered by then, the offer is withdrawn; still unconfirmed a second time, the worker is dropped. */
   deadline: number;
+  /**
+   * The ack timeout passed and CancelTask was sent. The task is offered elsewhere only once this
+   * worker confirms it does not run the attempt (Rejected, or its Finished), or is gone past its grace.
+   */
+  withdrawn: boolean;
 }
 
 export type TaskListener = (task: Task) => void;
@@ -148,6 +177,16 @@ export class Cluster {
   private readonly recovered = new Set<string>();
   private holdRecoveredUntil = 0;
   private readonly awaitingReport = new Set<string>();
+  /** Workers known from the store at startup: only they may report attempts the store does not hold yet. */
+  private readonly loadedWorkers = new Set<string>();
+  /** Idempotency keys of RunTask requests, kept as long as their tasks. */
+  private readonly submissions = new Submissions();
+  /** Submitted tasks whose first write has not landed: no worker is offered them until it has. */
+  private readonly unstored = new Set<string>();
+  private placeScheduled = false;
+  private scheduleDeadlinesSorted = true;
+  /** The clock of deadlines that others must meet (acks, pongs, grace); see fair-clock.ts. */
+  private readonly clock: FairClock;
   /** Open `tasks logs` reads, relayed from the workers' streams. */
   private readonly logs = new LogRelay({
     readLogs: (workerId, requestId, r) => {
@@ -172,6 +211,7 @@ export class Cluster {
     private readonly log: Logger,
   ) {
     this.now = opts.now ?? Date.now;
+    this.clock = createFairClock(this.now, opts.maxClockStepMs);
     this.sched = createScheduler({ defaultStrategy: opts.defaultStrategy ?? 'binpack' });
   }
 
@@ -182,19 +222,21 @@ export class Cluster {
     for (const w of workers) {
       // No stream survives a restart: every worker must dial in again.
       // Workers that may run tasks the store does not know of (offers go out before their write lands).
+      this.loadedWorkers.add(w.id);
       if (w.state === WorkerState.CONNECTED || Number(w.lastSeenUnixMs) >= this.now() - this.reconnectGrace) this.awaitingReport.add(w.id);
       if (w.state === WorkerState.CONNECTED) {
         w.state = WorkerState.DISCONNECTED;
         void this.persistWorker(w).catch(() => undefined);
       }
       this.workers.set(w.id, w);
-      this.graceEnds.set(w.id, this.now() + this.reconnectGrace);
+      this.graceEnds.set(w.id, this.clock.advance() + this.reconnectGrace);
       // Known but offline: counted in placement summaries, offered nothing until it dials in.
       this.sched.upsertWorker(this.workerInfo(w));
       this.sched.removeWorker(w.id);
     }
     for (const t of tasks) {
       this.tasks.set(t.id, t);
+      this.submissions.load(t);
       if (isTerminal(t)) continue;
       this.seqs.set(t.id, this.nextSeq++);
       if (t.state === TaskState.PENDING) this.recovered.add(t.id);
@@ -206,66 +248,130 @@ export class Cluster {
     // A recovered pending task may be running on a worker whose Accepted never got stored: the
     // workers that were around get time to reconnect and report what they run (and finished)
     // before it is offered again. The hold ends early once they all have. New tasks don't wait.
-    this.holdRecoveredUntil = this.now() + this.opts.recoveryGraceMs;
+    this.holdRecoveredUntil = this.clock.advance() + this.opts.recoveryGraceMs;
   }
 
   // ---- tasks ------------------------------------------------------------
 
   /**
    * submit stores count copies of spec as pending tasks (one group when count > 1) and answers
-   * once they are committed. Offers go out while the writes are in flight: the client still hears
-   * only after the commit, but a task does not wait one store round trip before it can start.
+   * once they are committed. A task is offered to a worker only after its write has landed, so no
+   * crash can erase a task that runs. With an idempotency key, a repeat of the request (also one
+   * racing it) answers with the same tasks and creates none.
    */
-  async submit(spec: TaskSpec, count = 1): Promise<Task[]> {
+  async submit(spec: TaskSpec, count = 1, key = ''): Promise<Task[]> {
     validateSpec(spec);
     if (!Number.isInteger(count) || count < 1 || count > MAX_COUNT) {
       throw new InvalidArgumentError('count', `must be between 1 and ${MAX_COUNT}`);
     }
-    const now = this.now();
     spec.resources = this.requestOf(spec);
+    if (key) {
+      checkIdempotencyKey(key);
+      // Checked and reserved in this same turn, before any await: two requests cannot both create.
+      const existing = this.submissions.get(key);
+      if (existing) return this.resubmit(existing, spec, count);
+    }
     const groupId = count > 1 ? randomUUID() : '';
+    const sub = key ? this.submissions.reserve(key, groupId, count) : undefined;
     const tasks: Task[] = [];
-    for (let i = 0; i < count; i++) {
-      const task = create(TaskSchema, { id: newTaskId(now), spec, state: TaskState.PENDING, createdUnixMs: BigInt(now), groupId });
-      this.tasks.set(task.id, task);
-      this.seqs.set(task.id, this.nextSeq++);
-      tasks.push(task);
-    }
-    const persisted = Promise.all(tasks.map((t) => this.persistTask(t)));
-    for (const t of tasks) {
-      this.enqueue(t);
-      if (spec.scheduleTimeoutMs > 0) this.scheduleDeadlines.push({ taskId: t.id, at: now + spec.scheduleTimeoutMs });
-    }
-    if (spec.scheduleTimeoutMs > 0) this.scheduleDeadlines.sort((a, b) => a.at - b.at);
-    this.placeQueued();
-    try {
-      await persisted;
-    } catch (err) {
-      // Not acknowledged, so not kept: the client is told and may retry. A failed txn may
-      // still have been applied, so the keys are deleted too (retried until the store answers).
-      for (const t of tasks) this.withdraw(t);
-      throw err;
-    }
-    this.stats.submitted += tasks.length;
+    for (let i = 0; i < count; i++) tasks.push(this.createTask(spec, groupId, i, count, sub));
+    const stored = this.storeNew(tasks, sub !== undefined);
+    if (sub) sub.stored = stored.catch(() => undefined);
+    await stored;
     return tasks;
   }
 
-  /** withdraw forgets a task whose submission failed, stopping an attempt already offered. */
-  private withdraw(task: Task): void {
-    const offer = this.offers.get(task.id);
-    if (offer) {
-      this.offers.delete(task.id);
-      this.unassign(offer.workerId, task.id);
-      this.sendTo(offer.workerId, { case: 'cancelTask', value: { task: { taskId: task.id, attempt: offer.attempt }, reason: 'submission failed' } });
+  /** resubmit answers a repeated key with its tasks, creating those a crash kept from being stored. */
+  private async resubmit(sub: Submission, spec: TaskSpec, count: number): Promise<Task[]> {
+    if (count !== sub.size) {
+      throw new FailedPreconditionError(`idempotency_key ${JSON.stringify(sub.key)} was used for ${sub.size} task(s), not ${count}`);
     }
-    if (task.state === TaskState.SCHEDULED && task.workerId) {
-      this.unassign(task.workerId, task.id);
-      this.sendTo(task.workerId, { case: 'cancelTask', value: { task: { taskId: task.id, attempt: task.attempt }, reason: 'submission failed' } });
+    await sub.stored;
+    const known = sub.ids.map((id) => (id === undefined ? undefined : this.tasks.get(id)));
+    const first = known.find((t) => t !== undefined);
+    if (first?.spec && !equals(TaskSpecSchema, first.spec, spec)) {
+      throw new FailedPreconditionError(`idempotency_key ${JSON.stringify(sub.key)} was used for a different task spec`);
     }
+    const missing: Task[] = [];
+    known.forEach((t, i) => {
+      if (!t) missing.push(this.createTask(first?.spec ?? spec, sub.groupId, i, count, sub));
+    });
+    if (missing.length > 0) {
+      this.log.info({ key: sub.key, created: missing.length }, 'repeated submission: creating the tasks a crash kept from being stored');
+      const stored = this.storeNew(missing, true);
+      sub.stored = stored.catch(() => undefined);
+      await stored;
+    }
+    return sub.ids.map((id) => {
+      const task = this.getTask(id!);
+      // Its first write failed and is being retried: it does not exist for clients yet.
+      if (this.unstored.has(task.id)) throw new StoreUnavailableError(`task ${task.id} is not stored yet (the manager keeps retrying)`);
+      return this.view(task);
+    });
+  }
+
+  private createTask(spec: TaskSpec, groupId: string, index: number, size: number, sub: Submission | undefined): Task {
+    const now = this.now();
+    const task = create(TaskSchema, {
+      id: newTaskId(now),
+      spec,
+      state: TaskState.PENDING,
+      createdUnixMs: BigInt(now),
+      groupId,
+      ...(size > 1 ? { groupIndex: index, groupSize: size } : {}),
+      ...(sub ? { idempotencyKey: sub.key } : {}),
+    });
+    if (sub) sub.ids[index] = task.id;
+    this.tasks.set(task.id, task);
+    this.seqs.set(task.id, this.nextSeq++);
+    this.unstored.add(task.id);
+    return task;
+  }
+
+  /**
+   * storeNew writes new tasks; each is queued for placement as its write lands (persistTask).
+   * On failure a keyed task is kept and rewritten every tick (a retry with the key waits for it);
+   * an unkeyed one is deleted (a failed txn may still have been applied), and the client may retry.
+   */
+  private async storeNew(tasks: Task[], keyed: boolean): Promise<void> {
+    try {
+      await Promise.all(tasks.map((t) => this.persistTask(t)));
+    } catch (err) {
+      if (!keyed) for (const t of tasks) this.discard(t);
+      throw err;
+    }
+    this.stats.submitted += tasks.length;
+  }
+
+  /** discard forgets a task whose submission failed; it was never offered. */
+  private discard(task: Task): void {
     this.forget(task.id);
+    this.unstored.delete(task.id);
     this.tasks.delete(task.id);
     this.dirtyTasks.delete(task.id);
     this.deleteKey(taskKey(task.id));
+  }
+
+  /** admit queues a task for placement once its first write has landed. */
+  private admit(task: Task): void {
+    if (task.state !== TaskState.PENDING || this.tasks.get(task.id) !== task) return;
+    this.enqueue(task);
+    const timeout = task.spec?.scheduleTimeoutMs ?? 0;
+    if (timeout > 0) {
+      this.scheduleDeadlines.push({ taskId: task.id, at: Number(task.createdUnixMs) + timeout });
+      this.scheduleDeadlinesSorted = false;
+    }
+    this.placeSoon();
+  }
+
+  /** placeSoon runs placement once after the current burst of events (one run for a whole group). */
+  private placeSoon(): void {
+    if (this.placeScheduled) return;
+    this.placeScheduled = true;
+    queueMicrotask(() => {
+      this.placeScheduled = false;
+      this.placeQueued();
+    });
   }
 
   getTask(id: string): Task {
@@ -366,24 +472,30 @@ export class Cluster {
     return worker;
   }
 
-  /** checkHello throws when a worker may not join; call it before sending Welcome. */
+  /**
+   * checkHello throws when a worker may not join; call it before sending Welcome. A Hello for an
+   * id with a live session is refused (the live one keeps its tasks), and that session is probed:
+   * if it is a half-open leftover it fails the probe and the worker's next redial gets in.
+   */
   checkHello(hello: Hello): void {
-    if (!hello.workerId) throw new InvalidArgumentError('hello.worker_id', 'must not be empty');
+    checkHelloFields(hello);
     if (this.opts.joinToken && hello.token !== this.opts.joinToken) {
       throw new UnauthenticatedError(`worker ${hello.workerId}: invalid join token`);
+    }
+    const live = this.sessions.get(hello.workerId);
+    if (live) {
+      if (live.probeSince === undefined) {
+        live.probeSince = this.clock.advance();
+        live.pingSeq += 1n;
+        live.link.send({ case: 'ping', value: { seq: live.pingSeq } });
+      }
+      throw new AlreadyExistsError(`worker ${hello.workerId} is already connected (session ${live.link.sessionId}); retry once that session is gone`);
     }
   }
 
   /** hello registers a worker's new stream, after checkHello and Welcome. */
   hello(link: WorkerLink, hello: Hello): void {
     const now = this.now();
-    const previous = this.sessions.get(hello.workerId);
-    if (previous) {
-      // The newest stream wins; the old one is dead or half-open.
-      this.sessions.delete(hello.workerId);
-      previous.link.close('replaced by a new connection');
-      this.logs.workerGone(hello.workerId);
-    }
     const known = this.workers.get(hello.workerId);
     const worker = create(WorkerSchema, {
       id: hello.workerId,
@@ -398,13 +510,8 @@ export class Cluster {
       ...(hello.hardware ? { hardware: hello.hardware } : {}),
     });
     this.workers.set(worker.id, worker);
-    this.sessions.set(worker.id, {
-      link,
-      workerId: worker.id,
-      lastPongAt: now,
-      nextPingAt: now + this.opts.pingIntervalMs,
-      pingSeq: 0n,
-    });
+    const at = this.clock.advance();
+    this.sessions.set(worker.id, { link, workerId: worker.id, lastPongAt: at, nextPingAt: at + this.opts.pingIntervalMs, pingSeq: 0n });
     this.graceEnds.delete(worker.id);
     this.sched.upsertWorker(this.workerInfo(worker));
     this.reconcile(worker.id, link, hello.running);
@@ -414,15 +521,31 @@ export class Cluster {
     this.placeQueued();
   }
 
+  /** The Welcome a worker gets: how often it is pinged, and how long it keeps tasks without the manager. */
+  welcomeFor(sessionId: string): { sessionId: string; pingIntervalMs: number; orphanTimeoutMs: number } {
+    return { sessionId, pingIntervalMs: this.opts.pingIntervalMs, orphanTimeoutMs: orphanTimeoutMs(this.reconnectGrace) };
+  }
+
   /** reconcile compares what a reconnecting worker runs with what the cluster believes. */
   private reconcile(workerId: string, link: WorkerLink, running: TaskAttempt[]): void {
-    const listed = new Set(running.map((ta) => ta.taskId));
+    const session = this.sessions.get(workerId)!;
+    const listed = new Set(running.map((ta) => `${ta.taskId}.${ta.attempt}`));
     const unreported = new Set<string>();
     for (const taskId of this.assigned.get(workerId) ?? []) {
-      if (!listed.has(taskId) && this.tasks.get(taskId)?.state === TaskState.SCHEDULED) unreported.add(taskId);
+      const task = this.tasks.get(taskId);
+      if (task?.state === TaskState.SCHEDULED && !listed.has(`${taskId}.${task.attempt}`)) unreported.add(taskId);
     }
-    if (unreported.size > 0) this.sessions.get(workerId)!.unreported = unreported;
+    if (unreported.size > 0) session.unreported = unreported;
+    const offers = new Set<string>();
+    for (const o of this.offers.values()) if (o.workerId === workerId && !listed.has(`${o.taskId}.${o.attempt}`)) offers.add(o.taskId);
+    if (offers.size > 0) session.unreportedOffers = offers;
     for (const ta of running) {
+      const offer = this.offers.get(ta.taskId);
+      if (offer?.withdrawn && offer.workerId === workerId && offer.attempt === ta.attempt) {
+        // It accepted the offer we gave up on: stop it; its Finished lets the task go elsewhere.
+        this.sendCancel(workerId, ta.taskId, ta.attempt, 'offer withdrawn (ack timeout)');
+        continue;
+      }
       const task = this.currentAttempt(workerId, ta);
       if (task && !isTerminal(task)) {
         // Running there: its Accepted may have been lost with the old stream.
@@ -446,14 +569,14 @@ export class Cluster {
     const worker = this.workers.get(workerId);
     if (!worker) return;
     worker.state = WorkerState.DISCONNECTED;
-    worker.lastSeenUnixMs = BigInt(session.lastPongAt);
     this.sched.removeWorker(workerId);
     this.logs.workerGone(workerId);
     this.log.warn({ worker: workerId, reason }, 'worker disconnected');
     void this.persistWorker(worker).catch(() => undefined);
-    this.graceEnds.set(workerId, this.now() + (graceful ? 0 : this.reconnectGrace));
-    // Unanswered offers stay until their ack deadline: the worker may have accepted and run the
-    // task, and says so when it reconnects; re-offering at once could run it twice.
+    // Counted from now, when the manager stops sending: the worker has heard nothing since, so its
+    // orphan timeout (shorter) kills what it runs before the grace ends here.
+    this.graceEnds.set(workerId, this.clock.advance() + (graceful ? 0 : this.reconnectGrace));
+    // Offers stay with it: it may have accepted and run them, and says so when it reconnects.
   }
 
   /** pong: the first one after a Hello ends the window in which kept results are resent. */
@@ -475,6 +598,12 @@ export class Cluster {
       if (task && task.state === TaskState.SCHEDULED && task.workerId === workerId) this.lose(task, 'worker-lost: the worker no longer runs it');
     }
     delete session.unreported;
+    // Offers made to an earlier stream that it neither runs nor has a result of: it never got them.
+    for (const taskId of session.unreportedOffers ?? []) {
+      const offer = this.offers.get(taskId);
+      if (offer?.workerId === workerId) this.retryOffer(taskId, workerId, `worker ${workerId} reconnected without the offer`, 'ack-timeout');
+    }
+    delete session.unreportedOffers;
     this.placeQueued();
   }
 
@@ -482,15 +611,17 @@ export class Cluster {
   seen(workerId: string): void {
     const session = this.sessions.get(workerId);
     if (!session) return;
-    session.lastPongAt = this.now();
+    session.lastPongAt = this.clock.advance();
+    if (session.probeSince !== undefined && session.lastPongAt > session.probeSince) delete session.probeSince;
     const worker = this.workers.get(workerId);
-    if (worker) worker.lastSeenUnixMs = BigInt(session.lastPongAt);
+    if (worker) worker.lastSeenUnixMs = BigInt(this.now());
   }
 
   accepted(workerId: string, ta: TaskAttempt | undefined): void {
     if (!ta) return;
     const task = this.tasks.get(ta.taskId);
     const offer = this.offers.get(ta.taskId);
+    if (offer?.withdrawn && offer.workerId === workerId && offer.attempt === ta.attempt) return; // CancelTask is on its way; its Finished settles it
     if (!task || !offer || offer.workerId !== workerId || offer.attempt !== ta.attempt || task.attempt !== ta.attempt) {
       if (!task || task.attempt !== ta.attempt || task.workerId !== workerId || isTerminal(task)) {
         this.sendTo(workerId, { case: 'cancelTask', value: { task: ta, reason: 'offer expired' } });
@@ -505,29 +636,50 @@ export class Cluster {
     if (!ta) return;
     const offer = this.offers.get(ta.taskId);
     if (!offer || offer.workerId !== workerId || offer.attempt !== ta.attempt) return;
-    this.log.info({ task: ta.taskId, worker: workerId, reason }, 'offer rejected');
-    this.stats.rejected++;
-    this.retryOffer(ta.taskId, workerId, `rejected by worker ${workerId}: ${reason}`, 'no worker accepted the task');
+    this.log.info({ task: ta.taskId, worker: workerId, reason }, offer.withdrawn ? 'withdrawn offer confirmed' : 'offer rejected');
+    if (!offer.withdrawn) this.stats.rejected++;
+    const why = offer.withdrawn ? `no answer from worker ${workerId} within the ack timeout` : `rejected by worker ${workerId}: ${reason}`;
+    this.retryOffer(ta.taskId, workerId, why, offer.withdrawn ? 'ack-timeout' : 'no worker accepted the task');
   }
 
   started(workerId: string, ta: TaskAttempt | undefined, pid: number, startedUnixMs: bigint): void {
+    if (ta && this.offers.get(ta.taskId)?.withdrawn) return;
     const task = ta && this.currentAttempt(workerId, ta);
     if (!task || isTerminal(task)) return;
     task.pid = pid;
     task.startedUnixMs = startedUnixMs;
     if (task.state === TaskState.PENDING) this.acceptImplicitly(task);
     else this.persistLater(task);
+    orderTimes(task);
   }
 
   /** finished stores a result; the worker is acknowledged once it is committed (or was already). */
   finished(workerId: string, f: Finished): void {
     const ta = f.task;
     if (!ta) return;
+    boundFinished(f);
     const ack = () => this.sendTo(workerId, { case: 'finishedAck', value: { task: ta } });
-    const task = this.currentAttempt(workerId, ta);
+    const offer = this.offers.get(ta.taskId);
+    const withdrawn = offer?.withdrawn === true && offer.workerId === workerId && offer.attempt === ta.attempt;
+    // A withdrawn offer that was run anyway and stopped by our CancelTask (or lost) did not run to
+    // its end: the task goes back to the queue. One that ended on its own ran: its result stands.
+    if (withdrawn && (f.lost || f.signal !== '')) {
+      this.retryOffer(ta.taskId, workerId, `offer to worker ${workerId} withdrawn (no answer within the ack timeout)`, 'ack-timeout');
+      ack();
+      return;
+    }
+    const task = withdrawn ? this.tasks.get(ta.taskId) : this.currentAttempt(workerId, ta);
     if (!task || isTerminal(task)) {
       // Unknown, superseded or already recorded: nothing to store, but let the worker forget it.
       ack();
+      return;
+    }
+    if (f.lost) {
+      // Not a result: the worker lost the attempt (it restarted, or lost the manager too long).
+      const why = `worker-lost: ${f.error || 'the worker killed it'}`;
+      if (task.state === TaskState.PENDING) this.retryOffer(task.id, workerId, why, 'worker-lost');
+      else this.lose(task, why);
+      this.committed(task.id).then(ack, () => undefined);
       return;
     }
     this.offers.delete(task.id);
@@ -535,16 +687,18 @@ export class Cluster {
     this.unassign(workerId, task.id);
     // A cancelled task that exited ran, but not to its end: it is dead, with how it ended kept.
     const cancelled = this.cancelling.delete(task.id);
-    task.state = cancelled ? TaskState.DEAD : TaskState.DONE;
+    task.state = cancelled || f.startFailed ? TaskState.DEAD : TaskState.DONE;
     if (cancelled) task.deadReason = 'cancelled';
+    else if (f.startFailed) task.deadReason = 'start-failed';
     this.countEnd(task);
     task.exitCode = f.exitCode;
     task.signal = f.signal;
     task.error = f.error;
     task.pid = f.pid;
     if (f.startedUnixMs) task.startedUnixMs = f.startedUnixMs;
-    if (!task.scheduledUnixMs) task.scheduledUnixMs = f.startedUnixMs;
+    if (!task.scheduledUnixMs) task.scheduledUnixMs = f.startedUnixMs || BigInt(this.now());
     task.finishedUnixMs = f.finishedUnixMs || BigInt(this.now());
+    orderTimes(task);
     task.stdoutTail = f.stdoutTail;
     task.stderrTail = f.stderrTail;
     task.timedOut = f.timedOut;
@@ -621,7 +775,7 @@ export class Cluster {
 
   /** placeQueued offers what fits now, in priority then submission order, with backfill. */
   placeQueued(): void {
-    if (this.recovered.size > 0 && this.now() >= this.holdRecoveredUntil) {
+    if (this.recovered.size > 0 && this.clock.value >= this.holdRecoveredUntil) {
       for (const id of this.recovered) {
         const task = this.tasks.get(id);
         if (task?.state === TaskState.PENDING && !this.offers.has(id)) this.enqueue(task);
@@ -642,7 +796,7 @@ export class Cluster {
   private offer(task: Task, workerId: string): void {
     task.attempt += 1;
     task.workerId = workerId;
-    const offer: Offer = { taskId: task.id, attempt: task.attempt, workerId, deadline: this.now() + this.opts.ackTimeoutMs };
+    const offer: Offer = { taskId: task.id, attempt: task.attempt, workerId, deadline: this.clock.value + this.opts.ackTimeoutMs, withdrawn: false };
     this.offers.set(task.id, offer);
     this.offerDeadlines.push(offer);
     this.stats.offers++;
@@ -671,6 +825,7 @@ export class Cluster {
     this.enqueue(task);
     // Every worker that could run it has refused or ignored it: nothing left to wait for.
     if (this.sched.unplaceable(taskId) === 'excluded') void this.kill(task, deadReason);
+    else this.placeSoon();
   }
 
   private markScheduled(task: Task): void {
@@ -710,6 +865,7 @@ export class Cluster {
     void this.persistTask(task).catch(() => undefined);
     this.sched.release(task.id);
     this.enqueue(task);
+    this.placeSoon();
   }
 
   private kill(task: Task, reason: string): Promise<void> {
@@ -737,7 +893,8 @@ export class Cluster {
     const task = this.tasks.get(ta.taskId);
     if (!task) return undefined;
     if (task.workerId === workerId && task.attempt === ta.attempt) return task;
-    if (task.state === TaskState.PENDING && !this.offers.has(task.id) && ta.attempt >= task.attempt) {
+    // Only a worker the store knew, for a task held since the restart, with a newer attempt than stored.
+    if (task.state === TaskState.PENDING && this.recovered.has(task.id) && !this.offers.has(task.id) && ta.attempt > task.attempt && this.loadedWorkers.has(workerId)) {
       this.sched.remove(task.id);
       this.recovered.delete(task.id);
       task.workerId = workerId;
@@ -776,17 +933,30 @@ export class Cluster {
   /** tick runs from one interval timer: ack deadlines, pings, missed pongs, failed writes. */
   tick(): void {
     const now = this.now();
-    while (this.offerDeadlines.length > 0 && this.offerDeadlines[0]!.deadline <= now) {
+    const clock = this.clock.advance();
+    while (this.offerDeadlines.length > 0 && this.offerDeadlines[0]!.deadline <= clock) {
       const offer = this.offerDeadlines.shift()!;
       if (this.offers.get(offer.taskId) !== offer) continue;
-      this.log.warn({ task: offer.taskId, worker: offer.workerId }, 'no answer to offer within the ack timeout');
+      if (offer.withdrawn) {
+        // Neither an answer nor a confirmation of the withdrawal: the stream is of no use; once the
+        // worker is gone past its grace, the task goes elsewhere.
+        const session = this.sessions.get(offer.workerId);
+        if (session) {
+          session.link.close('no answer to an offer or its withdrawal');
+          this.disconnect(session.link, offer.workerId, `no answer to the offer of task ${offer.taskId} or its withdrawal`);
+        }
+        continue;
+      }
+      this.log.warn({ task: offer.taskId, worker: offer.workerId }, 'no answer to offer within the ack timeout: withdrawing it');
       this.stats.ackTimeouts++;
-      // If it accepts late, it is told to drop the attempt (see accepted()).
-      this.sendTo(offer.workerId, {
-        case: 'cancelTask',
-        value: { task: { taskId: offer.taskId, attempt: offer.attempt }, reason: 'ack timeout' },
-      });
-      this.retryOffer(offer.taskId, offer.workerId, `no answer from worker ${offer.workerId} within the ack timeout`, 'ack-timeout');
+      offer.withdrawn = true;
+      offer.deadline = clock + this.opts.ackTimeoutMs;
+      this.offerDeadlines.push(offer);
+      this.sendCancel(offer.workerId, offer.taskId, offer.attempt, 'offer withdrawn (ack timeout)');
+    }
+    if (!this.scheduleDeadlinesSorted) {
+      this.scheduleDeadlines.sort((a, b) => a.at - b.at);
+      this.scheduleDeadlinesSorted = true;
     }
     while (this.scheduleDeadlines.length > 0 && this.scheduleDeadlines[0]!.at <= now) {
       const { taskId } = this.scheduleDeadlines.shift()!;
@@ -797,23 +967,28 @@ export class Cluster {
       }
     }
     for (const [workerId, end] of this.graceEnds) {
-      if (now < end) continue;
+      if (clock < end) continue;
       this.graceEnds.delete(workerId);
       if (this.sessions.has(workerId)) continue;
+      // Gone past its grace: its orphan timeout has killed what it ran, so nothing of it is live.
       for (const taskId of [...(this.assigned.get(workerId) ?? [])]) {
         const task = this.tasks.get(taskId);
         if (task && task.state === TaskState.SCHEDULED && task.workerId === workerId) this.lose(task, 'worker-lost');
+        const offer = this.offers.get(taskId);
+        if (offer?.workerId === workerId) this.retryOffer(taskId, workerId, `worker ${workerId} went away with the offer`, 'ack-timeout');
       }
     }
     const silentAfter = this.opts.pingIntervalMs * this.opts.missedPings;
     for (const session of [...this.sessions.values()]) {
-      if (now - session.lastPongAt > silentAfter) {
-        session.link.close(`missed ${this.opts.missedPings} pings`);
-        this.disconnect(session.link, session.workerId, `no pong for ${now - session.lastPongAt}ms`);
+      const probeFailed = session.probeSince !== undefined && clock - session.probeSince > Math.max(2 * this.opts.pingIntervalMs, 1000);
+      if (clock - session.lastPongAt > silentAfter || probeFailed) {
+        const why = probeFailed ? 'another connection claims its id and it did not answer a ping' : `no pong for ${clock - session.lastPongAt}ms`;
+        session.link.close(probeFailed ? 'did not answer a ping' : `missed ${this.opts.missedPings} pings`);
+        this.disconnect(session.link, session.workerId, why);
         continue;
       }
-      if (now >= session.nextPingAt) {
-        session.nextPingAt = now + this.opts.pingIntervalMs;
+      if (clock >= session.nextPingAt) {
+        session.nextPingAt = clock + this.opts.pingIntervalMs;
         session.pingSeq += 1n;
         session.link.send({ case: 'ping', value: { seq: session.pingSeq } });
       }
@@ -850,15 +1025,31 @@ export class Cluster {
     for (const t of this.tasks.values()) if (isTerminal(t)) finished++;
     let excess = finished - (this.opts.maxFinishedTasks ?? DEFAULT_MAX_FINISHED);
     let deleted = 0;
-    // Ids are time-ordered, so this walks the oldest submissions first.
-    for (const t of this.tasks.values()) {
-      if (deleted >= SWEEP_BATCH) break;
-      if (!isTerminal(t) || (excess <= 0 && t.finishedUnixMs > cutoff)) continue;
+    const expired = (t: Task): boolean => isTerminal(t) && (excess > 0 || t.finishedUnixMs <= cutoff);
+    const remove = (t: Task): void => {
       this.tasks.delete(t.id);
       this.listeners.delete(t.id);
       this.deleteKey(taskKey(t.id));
       excess--;
       deleted++;
+    };
+    const keysSeen = new Set<string>();
+    // Ids are time-ordered, so this walks the oldest submissions first.
+    for (const t of this.tasks.values()) {
+      if (deleted >= SWEEP_BATCH) break;
+      if (!expired(t)) continue;
+      if (!t.idempotencyKey) {
+        remove(t);
+        continue;
+      }
+      // A keyed submission goes as a whole, with its key, so a retry never re-creates part of it.
+      if (keysSeen.has(t.idempotencyKey)) continue;
+      keysSeen.add(t.idempotencyKey);
+      const sub = this.submissions.get(t.idempotencyKey);
+      const members = sub ? sub.ids.flatMap((id) => this.tasks.get(id ?? '') ?? []) : [t];
+      if (!members.every(expired)) continue;
+      members.forEach(remove);
+      this.submissions.delete(t.idempotencyKey);
     }
     if (deleted > 0) this.log.info({ deleted }, 'removed finished tasks past retention');
     return deleted;
@@ -928,6 +1119,7 @@ export class Cluster {
     return this.committer.write(taskKey(task.id), encodeTask(task)).then(
       () => {
         if (snapshot) for (const l of this.listeners.get(task.id) ?? []) l(snapshot);
+        if (this.unstored.delete(task.id)) this.admit(task);
         landed();
       },
       (err: unknown) => {
@@ -983,6 +1175,14 @@ export class Cluster {
   }
 }
 
+/** orderTimes keeps a task's timestamps in order (created ≤ scheduled ≤ started ≤ finished) across clocks. */
+function orderTimes(t: Task): void {
+  if (t.scheduledUnixMs && t.scheduledUnixMs < t.createdUnixMs) t.scheduledUnixMs = t.createdUnixMs;
+  if (t.startedUnixMs && t.startedUnixMs < t.scheduledUnixMs) t.startedUnixMs = t.scheduledUnixMs;
+  const floor = t.startedUnixMs || t.scheduledUnixMs || t.createdUnixMs;
+  if (t.finishedUnixMs && t.finishedUnixMs < floor) t.finishedUnixMs = floor;
+}
+
 /** A task record must fit many to a store txn (see MAX_TXN_BYTES). */
 const MAX_SPEC_BYTES = 64 * 1024;
 
@@ -999,9 +1199,8 @@ function validateSpec(spec: TaskSpec): void {
   if (!['', 'binpack', 'spread'].includes(spec.strategy)) {
     throw new InvalidArgumentError('spec.strategy', `must be "binpack" or "spread", not ${JSON.stringify(spec.strategy)}`);
   }
-  for (const key of Object.keys(spec.constraints)) {
-    if (!key) throw new InvalidArgumentError('spec.constraints', 'label names must not be empty');
-  }
+  checkLabels('spec.constraints', spec.constraints);
+  if (spec.cwd.length > 4096) throw new InvalidArgumentError('spec.cwd', `is ${spec.cwd.length} characters; at most 4096 allowed`);
   for (const key of Object.keys(spec.env)) {
     if (!key || key.includes('=') || key.includes('\0')) {
       throw new InvalidArgumentError(`spec.env[${JSON.stringify(key)}]`, 'variable names must be non-empty without "=" or NUL');

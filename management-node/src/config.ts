@@ -1,6 +1,12 @@
 import { z } from 'zod';
-import { duration, hostPort, loadConfig, logLevel, memory } from '../../common/config.js';
+import { durationIn, hostPort, loadConfig, logLevel, memoryIn, numberIn, parseConfig } from '../../common/config.js';
 import { tlsSchema } from '../../common/tls.js';
+
+const SECOND = 1000;
+const MINUTE = 60 * SECOND;
+const HOUR = 60 * MINUTE;
+const DAY = 24 * HOUR;
+const MI = 2 ** 20;
 
 const storeSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('embedded'), path: z.string().min(1).default('./data/manager') }).strict(),
@@ -9,31 +15,38 @@ const storeSchema = z.discriminatedUnion('type', [
       type: z.literal('etcd'),
       endpoints: z.array(z.string().regex(/^https?:\/\/[^\s]+$/, 'expected a URL like http://127.0.0.1:2379')).min(1),
       prefix: z.string().regex(/^\/.*\/$/, 'must start and end with "/", e.g. /sched/').default('/sched/'),
-      dial_timeout: duration().default(3000),
+      dial_timeout: durationIn(100, MINUTE).default(3 * SECOND),
     })
     .strict(),
 ]);
 
+// Every duration and size has a range: a typo such as 0s or 1000h is refused
+// at start-up, naming the key and the range, rather than making a tight loop
+// or a timer that never fires.
 export const managerConfigSchema = z
   .object({
     listen: hostPort().default('127.0.0.1:7070'),
     store: storeSchema.default({ type: 'embedded', path: './data/manager' }),
-    ping_interval: duration().refine((v) => v >= 50, 'must be at least 50ms').default(1000),
+    ping_interval: durationIn(50, 5 * MINUTE).default(SECOND),
     /** Pings a worker may miss before it is marked disconnected. */
-    missed_pings: z.number().int().min(1).default(3),
-    ack_timeout: duration().refine((v) => v >= 50, 'must be at least 50ms').default(5000),
-    /** How long a disconnected worker's scheduled tasks wait for it before they are lost (dead, reason worker-lost). */
-    reconnect_grace: duration().default(10_000),
+    missed_pings: numberIn(1, 100, { int: true }).default(3),
+    ack_timeout: durationIn(100, 10 * MINUTE).default(5 * SECOND),
+    /** How long a new stream has to send its Hello before it is closed. */
+    hello_timeout: durationIn(SECOND, 5 * MINUTE).default(10 * SECOND),
+    /** Concurrent gRPC streams one client connection may open. */
+    max_streams_per_connection: numberIn(1, 10_000, { int: true }).default(100),
+    /** How long a disconnected worker's tasks wait for it before they are lost; its workers kill them sooner (orphan timeout), so a retry never overlaps. */
+    reconnect_grace: durationIn(SECOND, 7 * DAY).default(10 * SECOND),
     /** After a restart, at most how long recovered pending tasks wait for the workers that were connected to reconnect and report (less once they all have). */
-    recovery_grace: duration().default(10_000),
+    recovery_grace: durationIn(0, HOUR).default(10 * SECOND),
     /** Done and dead tasks are deleted from the store this long after they finished. */
-    retention: duration().default(24 * 3600_000),
+    retention: durationIn(MINUTE, 365 * DAY).default(DAY),
     /** At most this many finished tasks are kept; the oldest go first. */
-    max_finished_tasks: z.number().int().min(0).default(100_000),
+    max_finished_tasks: numberIn(0, 10_000_000, { int: true }).default(100_000),
     /** What a task that names no --cpu reserves on its worker, in cores. */
-    default_task_cpu: z.number().positive().default(0.25),
+    default_task_cpu: numberIn(0.001, 1024).default(0.25),
     /** What a task that names no --mem reserves on its worker. */
-    default_task_memory: memory().default(64 * 1024 * 1024),
+    default_task_memory: memoryIn(MI, 2 ** 40).default(64 * MI),
     /** Placement of tasks that name no strategy: fill the fullest worker that fits, or the emptiest. */
     default_strategy: z.enum(['binpack', 'spread']).default('binpack'),
     join_token: z.string().optional(),
@@ -48,3 +61,4 @@ export const managerConfigSchema = z
 export type ManagerConfig = z.output<typeof managerConfigSchema>;
 
 export const loadManagerConfig = (file: string): ManagerConfig => loadConfig(file, managerConfigSchema);
+export const parseManagerConfig = (file: string, text: string): ManagerConfig => parseConfig(file, text, managerConfigSchema);

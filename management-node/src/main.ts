@@ -41,6 +41,9 @@ async function main(): Promise<void> {
     log.info({ signal: sig }, 'shutting down');
     abort.abort();
   };
+  // A rejected promise nobody handled is a bug in one request's path: logged, not a crash of the
+  // whole manager (its state is in the store either way).
+  process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
   process.on('SIGTERM', () => onSignal('SIGTERM'));
   process.on('SIGINT', () => onSignal('SIGINT'));
 
@@ -70,6 +73,8 @@ async function main(): Promise<void> {
       retentionMs: config.retention,
       maxFinishedTasks: config.max_finished_tasks,
       joinToken: config.join_token,
+      // A gap between two readings longer than this is the manager's own stall (see fair-clock.ts).
+      maxClockStepMs: 3 * TICK_MS,
     },
     log,
   );
@@ -85,9 +90,12 @@ async function main(): Promise<void> {
     'grpc.keepalive_time_ms': 10_000,
     'grpc.keepalive_timeout_ms': 5_000,
     'grpc.keepalive_permit_without_calls': 1,
+    // A connection with no call open this long is closed; workers and clients redial as needed.
+    'grpc.max_connection_idle_ms': 5 * 60_000,
+    'grpc.max_concurrent_streams': config.max_streams_per_connection,
   });
   const management = managementHandlers(cluster, store.description);
-  const workerSide = workerHandlers(cluster, config.ping_interval, log);
+  const workerSide = workerHandlers(cluster, log, { helloTimeoutMs: config.hello_timeout });
   // With TLS, a certificate's role decides which service it may call.
   server.addService(serviceDefinition(ManagementService), (config.tls ? requireRole(management, 'admin') : management) as never);
   server.addService(serviceDefinition(WorkerService), (config.tls ? requireRole(workerSide, 'worker') : workerSide) as never);
@@ -109,16 +117,23 @@ async function main(): Promise<void> {
   }
   log.info({ listen: config.listen, port, version: VERSION }, 'management node ready');
 
+  // Deadlines are judged in the check phase, after the poll phase has read the answers already
+  // waiting on the sockets: a worker is never timed out for a reply the manager had not read yet.
+  let tickImmediate: NodeJS.Immediate | undefined;
   const ticker = setInterval(() => {
-    try {
-      cluster.tick();
-    } catch (err) {
-      log.error({ err }, 'tick failed');
-    }
+    tickImmediate ??= setImmediate(() => {
+      tickImmediate = undefined;
+      try {
+        cluster.tick();
+      } catch (err) {
+        log.error({ err }, 'tick failed');
+      }
+    });
   }, TICK_MS);
 
   if (!abort.signal.aborted) await new Promise((resolve) => abort.signal.addEventListener('abort', resolve, { once: true }));
   clearInterval(ticker);
+  if (tickImmediate) clearImmediate(tickImmediate);
   metricsServer?.close();
   cluster.closeAll('management node shutting down');
   await new Promise<void>((resolve) => {

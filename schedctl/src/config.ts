@@ -1,7 +1,7 @@
 // schedctl's config: where the management node is and how long to wait for it.
 import { existsSync } from 'node:fs';
 import { z } from 'zod';
-import { ConfigError, duration, hostPort, loadConfig } from '../../common/config.js';
+import { ConfigError, durationIn, hostPort, loadConfig } from '../../common/config.js';
 import { tlsSchema } from '../../common/tls.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/sched/schedctl.yaml';
@@ -10,10 +10,8 @@ export const CONFIG_ENV = 'SCHEDCTL_CONFIG';
 export const configSchema = z
   .object({
     manager: hostPort().default('127.0.0.1:7070'),
-    // Deadline of each unary RPC; 0 would fail every call, so it is refused.
-    timeout: duration()
-      .refine((ms) => ms > 0, 'must be greater than 0')
-      .default(10_000),
+    // Deadline of each unary RPC; 0 would fail every call, an hour is surely a typo.
+    timeout: durationIn(100, 3_600_000).default(10_000),
     // Mutual TLS: the CA and an admin certificate and key; without it, plain TCP.
     tls: tlsSchema().optional(),
   })

@@ -4,8 +4,8 @@
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import { randomBytes, webcrypto } from 'node:crypto';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { isIP } from 'node:net';
 import type { Role } from '../../common/tls.js';
 
@@ -98,6 +98,30 @@ export async function createCert(ca: Pem, req: CertRequest): Promise<Pem> {
   return { cert: cert.toString('pem') + '\n', key: await keyPem(keys.privateKey) };
 }
 
+/**
+ * Writes text to path with exactly this mode, whatever the umask and whatever
+ * the mode of a file it replaces: a new file next to it, renamed over it (a
+ * mode given to writeFile applies only to a file it creates, so overwriting a
+ * 0644 key in place would leave it 0644). Readers never see half a file.
+ */
+export function writeFileWithMode(path: string, text: string, mode: number): void {
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  const fd = openSync(tmp, 'wx', 0o600);
+  try {
+    try {
+      chmodSync(tmp, mode); // the umask may have taken bits away
+      writeFileSync(fd, text);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, path);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
+  }
+}
+
 /** Writes a certificate and its key, never over an existing file unless forced; the key readable by the owner only. */
 export function writePemFiles(certPath: string, keyPath: string, pem: Pem, force: boolean): string[] {
   if (!force) {
@@ -106,7 +130,8 @@ export function writePemFiles(certPath: string, keyPath: string, pem: Pem, force
     }
   }
   mkdirSync(dirname(certPath), { recursive: true });
-  writeFileSync(certPath, pem.cert, { mode: 0o644 });
-  writeFileSync(keyPath, pem.key, { mode: 0o600 });
+  mkdirSync(dirname(keyPath), { recursive: true });
+  writeFileWithMode(certPath, pem.cert, 0o644);
+  writeFileWithMode(keyPath, pem.key, 0o600);
   return [certPath, keyPath];
 }

@@ -2,7 +2,8 @@ import { expect } from 'chai';
 import { chmod, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { ConfigError, duration, hostPort, loadConfig, logLevel, parseConfig } from '../../common/config.js';
+import { ConfigError, duration, durationIn, hostPort, loadConfig, logLevel, memoryIn, numberIn, parseConfig } from '../../common/config.js';
+import { formatMemorySize } from '../../common/size.js';
 import { tempDir } from '../support/etcd.js';
 
 const schema = z.strictObject({
@@ -142,5 +143,43 @@ describe('common/config', () => {
     expect(configError(() => parseConfig('h.yaml', 'listen: ":7070"\n', schema)).message).to.match(/^h\.yaml: listen: /);
     expect(parseConfig('h.yaml', 'listen: "[::1]:7070"\n', schema).listen).to.equal('[::1]:7070');
     expect(configError(() => parseConfig('h.yaml', 'log_level: loud\n', schema)).message).to.match(/^h\.yaml: log_level: /);
+  });
+
+  describe('range-checked keys', () => {
+    const ranged = z.strictObject({
+      ack_timeout: durationIn(100, 600_000).default(5000),
+      log_max_size: memoryIn(1024, 2 ** 40).default(2 ** 26),
+      missed_pings: numberIn(1, 100, { int: true }).default(3),
+      cpu: numberIn(0.001, 1024).optional(),
+    });
+    const parse = (text: string) => parseConfig('r.yaml', text, ranged);
+
+    it('accepts values inside the range, bounds included, and leaves defaults alone', () => {
+      expect(parse('')).to.deep.equal({ ack_timeout: 5000, log_max_size: 2 ** 26, missed_pings: 3 });
+      expect(parse('ack_timeout: 100ms\nlog_max_size: 1Ki\nmissed_pings: 100\ncpu: 0.001\n')).to.deep.equal({
+        ack_timeout: 100,
+        log_max_size: 1024,
+        missed_pings: 100,
+        cpu: 0.001,
+      });
+      expect(parse('ack_timeout: 10m\nlog_max_size: 1Ti\n')).to.deep.include({ ack_timeout: 600_000, log_max_size: 2 ** 40 });
+    });
+
+    it('refuses a value outside, naming the key, the range and the value', () => {
+      expect(configError(() => parse('ack_timeout: 0s\n')).message).to.equal('r.yaml: ack_timeout: must be between 100ms and 10m, got 0s');
+      expect(configError(() => parse('ack_timeout: 0\n')).message).to.equal('r.yaml: ack_timeout: must be between 100ms and 10m, got 0s');
+      expect(configError(() => parse('ack_timeout: 2h\n')).message).to.equal('r.yaml: ack_timeout: must be between 100ms and 10m, got 2h');
+      expect(configError(() => parse('log_max_size: 12\n')).message).to.equal('r.yaml: log_max_size: must be between 1Ki and 1Ti, got 12');
+      expect(configError(() => parse('log_max_size: 2Ti\n')).message).to.equal('r.yaml: log_max_size: must be between 1Ki and 1Ti, got 2Ti');
+      expect(configError(() => parse('missed_pings: 0\n')).message).to.equal('r.yaml: missed_pings: must be a whole number between 1 and 100, got 0');
+      expect(configError(() => parse('missed_pings: 1.5\n')).message).to.equal('r.yaml: missed_pings: must be a whole number between 1 and 100, got 1.5');
+      expect(configError(() => parse('cpu: 5000\n')).message).to.equal('r.yaml: cpu: must be a number between 0.001 and 1024, got 5000');
+      // Parse errors still come first.
+      expect(configError(() => parse('ack_timeout: soon\n')).message).to.match(/ack_timeout: invalid duration "soon"/);
+    });
+
+    it('formats sizes in the largest exact binary unit', () => {
+      expect([1, 1024, 1536, 2 ** 20, 3 * 2 ** 30, 2 ** 40, 1024 * 2 ** 40].map(formatMemorySize)).to.deep.equal(['1', '1Ki', '1536', '1Mi', '3Gi', '1Ti', '1024Ti']);
+    });
   });
 });

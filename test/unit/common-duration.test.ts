@@ -1,5 +1,13 @@
 import { expect } from 'chai';
-import { formatDuration, parseDuration } from '../../common/duration.js';
+import {
+  describeDuration,
+  durationRangeError,
+  formatDuration,
+  formatDurationExact,
+  MAX_UINT32_MS,
+  parseDuration,
+  parseDurationIn,
+} from '../../common/duration.js';
 
 describe('common/duration', () => {
   describe('parseDuration', () => {
@@ -61,6 +69,52 @@ describe('common/duration', () => {
       for (const ms of [0, 1, 999, 60_000, 90_000, 3_600_000, 5_400_000]) {
         expect(parseDuration(formatDuration(ms))).to.equal(ms);
       }
+    });
+  });
+
+  describe('formatDurationExact and describeDuration', () => {
+    const cases: Array<[number, string]> = [
+      [0, '0s'],
+      [1, '1ms'],
+      [100, '100ms'],
+      [1500, '1.5s'],
+      [60_000, '1m'],
+      [600_000, '10m'],
+      [5_400_000, '1h30m'],
+      [3_600_000 + 1, '1h1ms'],
+      [61_500, '1m1.5s'],
+      [30 * 24 * 3_600_000, '720h'],
+    ];
+    for (const [ms, text] of cases) {
+      it(`${ms} ms is ${text}, which parseDuration reads back`, () => {
+        expect(formatDurationExact(ms)).to.equal(text);
+        expect(parseDuration(text)).to.equal(ms);
+      });
+    }
+
+    it('spells out days past two of them', () => {
+      expect(describeDuration(86_400_000)).to.equal('24h');
+      expect(describeDuration(30 * 86_400_000)).to.equal('720h (30 days)');
+      expect(describeDuration(MAX_UINT32_MS)).to.equal('1193h2m47.295s (about 49.7 days)');
+    });
+  });
+
+  describe('range checks', () => {
+    it('says the range and the value, or nothing inside the range (bounds included)', () => {
+      const range = { min: 100, max: 600_000 };
+      expect(durationRangeError(0, range)).to.equal('must be between 100ms and 10m, got 0s');
+      expect(durationRangeError(600_001, range)).to.equal('must be between 100ms and 10m, got 10m1ms');
+      expect(durationRangeError(100, range)).to.equal(undefined);
+      expect(durationRangeError(600_000, range)).to.equal(undefined);
+      expect(durationRangeError(Number.NaN, range)).to.be.a('string');
+    });
+
+    it('parseDurationIn parses, then checks the range', () => {
+      const range = { min: 0, max: MAX_UINT32_MS };
+      expect(parseDurationIn('720h', range)).to.equal(30 * 86_400_000);
+      expect(parseDurationIn('0s', range)).to.equal(0);
+      expect(() => parseDurationIn('1200h', range)).to.throw('must be between 0s and 1193h2m47.295s (about 49.7 days), got 1200h (50 days)');
+      expect(() => parseDurationIn('soon', range)).to.throw(/invalid duration "soon"/);
     });
   });
 });

@@ -2,7 +2,7 @@
 // front of each service.
 import { expect } from 'chai';
 import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -49,6 +49,36 @@ describe('tls: certificates and roles', () => {
         /^tls\.cert: cannot read .*nope\.pem: ENOENT$/,
       );
     } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('--force over a key file left 0644 or 0666 leaves it 0600, whatever the umask; the certificate 0644', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sched-pki-'));
+    const umask = process.umask(0o022);
+    try {
+      const pem = await createCa('c', 1);
+      for (const loose of [0o644, 0o666]) {
+        const cert = join(dir, 'ca.pem');
+        const key = join(dir, 'ca-key.pem');
+        writeFileSync(key, 'old key\n');
+        writeFileSync(cert, 'old cert\n');
+        chmodSync(key, loose);
+        chmodSync(cert, loose);
+        writePemFiles(cert, key, pem, true);
+        expect(statSync(key).mode & 0o777, loose.toString(8)).to.equal(0o600);
+        expect(readFileSync(key, 'utf8')).to.equal(pem.key);
+        expect(readFileSync(cert, 'utf8')).to.equal(pem.cert);
+        expect(statSync(cert).mode & 0o777, 'the certificate').to.equal(0o644);
+      }
+      // No temporary file is left behind.
+      expect(readdirSync(dir).sort()).to.deep.equal(['ca-key.pem', 'ca.pem']);
+      // Under a permissive umask a new key is 0600 too.
+      process.umask(0);
+      writePemFiles(join(dir, 'n.pem'), join(dir, 'n-key.pem'), pem, false);
+      expect(statSync(join(dir, 'n-key.pem')).mode & 0o777).to.equal(0o600);
+    } finally {
+      process.umask(umask);
       rmSync(dir, { recursive: true, force: true });
     }
   });

@@ -53,7 +53,11 @@ describe('schedctl config resolution', () => {
     writeFileSync(flagFile, 'manager: no-port\n');
     expect(() => resolveConfig({ config: flagFile }, {})).to.throw(ConfigError, /manager: expected host:port/);
     writeFileSync(flagFile, 'timeout: 0s\n');
-    expect(() => resolveConfig({ config: flagFile }, {})).to.throw(ConfigError, /timeout: must be greater than 0/);
+    expect(() => resolveConfig({ config: flagFile }, {})).to.throw(ConfigError, /flag\.yaml: timeout: must be between 100ms and 1h, got 0s$/);
+    writeFileSync(flagFile, 'timeout: 2h\n');
+    expect(() => resolveConfig({ config: flagFile }, {})).to.throw(ConfigError, /timeout: must be between 100ms and 1h, got 2h$/);
+    writeFileSync(flagFile, 'timeout: 1h\n');
+    expect(resolveConfig({ config: flagFile }, {}).timeout).to.equal(3_600_000);
     writeFileSync(flagFile, 'timeout: soon\n');
     expect(() => resolveConfig({ config: flagFile }, {})).to.throw(ConfigError, /timeout/);
   });

@@ -45,7 +45,7 @@ export function managementHandlers(
 ): ServiceHandlers<(typeof ManagementService)['method']> {
   return {
     runTask: unary(async (req) => {
-      const tasks = await cluster.submit(req.spec ?? create(TaskSpecSchema), req.count || 1);
+      const tasks = await cluster.submit(req.spec ?? create(TaskSpecSchema), req.count || 1, req.idempotencyKey);
       return create(RunTaskResponseSchema, {
         task: tasks[0],
         tasks: tasks.length > 1 ? tasks : [],

@@ -10,15 +10,27 @@ import {
   type WorkerService,
 } from '../../../proto/gen/sched/v1/worker_pb.js';
 import type { ServiceHandlers } from '../../../common/grpc-service.js';
-import { InvalidArgumentError, toStatus } from '../../../common/errors.js';
+import { InvalidArgumentError, ResourceExhaustedError, toStatus } from '../../../common/errors.js';
 import { newSessionId } from '../../../common/ids.js';
 import type { Logger } from '../../../common/logger.js';
 import type { Cluster, WorkerLink, WorkerMessage } from '../cluster.js';
+import { checkLogChunk } from '../worker-input.js';
+
+/**
+ * Messages queued to one worker that it has not read. A worker that stops reading is dropped
+ * rather than let the manager's memory grow; far above what placement sends one worker at once.
+ */
+export const MAX_OUTBOUND = 10_000;
+
+export interface WorkerServiceOptions {
+  /** A stream that has not said Hello by then is closed. */
+  helloTimeoutMs: number;
+}
 
 export function workerHandlers(
   cluster: Cluster,
-  pingIntervalMs: number,
   log: Logger,
+  opts: WorkerServiceOptions = { helloTimeoutMs: 10_000 },
 ): ServiceHandlers<(typeof WorkerService)['method']> {
   return {
     connect: (call: grpc.ServerDuplexStream<ConnectRequest, ConnectResponse>) => {
@@ -29,7 +41,19 @@ export function workerHandlers(
         sessionId: newSessionId(),
         address,
         send(msg: WorkerMessage) {
-          if (!closed) call.write(create(ConnectResponseSchema, { msg }));
+          if (closed) return;
+          // In object mode writableLength counts messages.
+          if (call.writableLength >= MAX_OUTBOUND) {
+            log.warn({ worker: workerId, address, queued: call.writableLength }, 'worker does not read its stream: dropping it');
+            closed = true;
+            // Not from inside the cluster's own call that is sending: on the next turn.
+            queueMicrotask(() => {
+              call.emit('error', toStatus(new ResourceExhaustedError(`worker ${workerId ?? '?'} does not read its stream (${MAX_OUTBOUND} messages queued)`)));
+              if (workerId) cluster.disconnect(link, workerId, 'does not read its stream');
+            });
+            return;
+          }
+          call.write(create(ConnectResponseSchema, { msg }));
         },
         close(reason: string) {
           if (closed) return;
@@ -39,26 +63,34 @@ export function workerHandlers(
         },
       };
       const fail = (err: unknown) => {
+        clearTimeout(helloTimer);
         if (closed) return;
         closed = true;
         call.emit('error', toStatus(err));
       };
+      const helloTimer = setTimeout(() => {
+        log.warn({ address, timeoutMs: opts.helloTimeoutMs }, 'worker stream sent no hello in time: closing it');
+        fail(new InvalidArgumentError('msg', `no hello within ${opts.helloTimeoutMs}ms`));
+      }, opts.helloTimeoutMs);
       const lost = (reason: string) => {
+        clearTimeout(helloTimer);
         closed = true;
         if (workerId) cluster.disconnect(link, workerId, reason);
       };
 
-      call.on('data', (req: ConnectRequest) => {
+      const receive = (req: ConnectRequest): void => {
+        if (closed) return;
         const m = req.msg;
         if (workerId === undefined) {
           if (m.case !== 'hello') return fail(new InvalidArgumentError('msg', 'the first message must be hello'));
           try {
             cluster.checkHello(m.value);
           } catch (err) {
-            log.warn({ worker: m.value.workerId, address, err: (err as Error).message }, 'worker refused');
+            log.warn({ worker: m.value.workerId.slice(0, 128), address, err: (err as Error).message }, 'worker refused');
             return fail(err);
           }
-          link.send({ case: 'welcome', value: { sessionId: link.sessionId, pingIntervalMs } });
+          clearTimeout(helloTimer);
+          link.send({ case: 'welcome', value: cluster.welcomeFor(link.sessionId) });
           workerId = m.value.workerId;
           cluster.hello(link, m.value);
           return;
@@ -81,11 +113,25 @@ export function workerHandlers(
             closed = true;
             return cluster.disconnect(link, workerId, `goodbye: ${m.value.reason}`, true);
           case 'logChunk':
+            checkLogChunk(m.value);
             return cluster.logChunk(workerId, m.value);
           case 'leaving':
-            return cluster.leaving(workerId, m.value.reason);
+            return cluster.leaving(workerId, m.value.reason.slice(0, 1024));
+          case 'hello':
+            throw new InvalidArgumentError('msg', 'hello was already sent on this stream');
           default:
             return undefined;
+        }
+      };
+      // Each message is handled in isolation: a bad one (or a bug) closes this stream only.
+      call.on('data', (req: ConnectRequest) => {
+        try {
+          receive(req);
+        } catch (err) {
+          log.error({ worker: workerId, address, err }, 'closing a worker stream after a message it sent failed');
+          const id = workerId;
+          fail(err);
+          if (id) cluster.disconnect(link, id, `bad message: ${(err as Error).message}`);
         }
       });
       call.on('end', () => {

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
-import { open, type Key, type RootDatabase } from 'lmdb';
+import { chmodSync, mkdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { open, type Key, type RootDatabase, type RootDatabaseOptionsWithPath } from 'lmdb';
 import {
   checkOps,
   checkTxn,
@@ -38,6 +39,31 @@ const keyLeaseKey = (key: string) => [0, 'kl', key];
 const memberKey = (leaseId: string, key: string) => [0, 'lm', leaseId, key];
 const MEMBERS_START = [0, 'lm'];
 const HEADER = 8;
+
+// The store holds every task's argv and env (secrets, often): its directory and
+// files are the owner's alone, whatever the umask, and are made so on open
+// if an earlier version (or an operator) left them looser.
+const DIR_MODE = 0o700;
+const FILE_MODE = 0o600;
+/** lmdb's files in the store directory. */
+const LMDB_FILES = ['data.mdb', 'lock.mdb'];
+
+/** Takes from path's permission bits whatever mode does not grant; a missing path is left alone. */
+export function restrictMode(path: string, mode: number): void {
+  let current: number;
+  try {
+    current = statSync(path).mode & 0o777;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  if ((current & ~mode) === 0) return;
+  try {
+    chmodSync(path, current & mode);
+  } catch (err) {
+    throw new Error(`embedded store: cannot make ${path} readable by its owner only: ${(err as Error).message}`);
+  }
+}
 
 /** Tokens of the embedded stores open in this process; leases of any other owner are from a dead process. */
 const liveInstances = new Set<string>();
@@ -79,8 +105,19 @@ interface Watch {
  * directory is next opened.
  */
 export function createEmbeddedStore(path: string): Store {
-  mkdirSync(path, { recursive: true });
-  const db: RootDatabase<Buffer, Key> = open({ path, encoding: 'binary', keyEncoding: 'ordered-binary' });
+  mkdirSync(path, { recursive: true, mode: DIR_MODE });
+  restrictMode(path, DIR_MODE);
+  // noSubdir: path is the directory made above even when its name has a dot
+  // (lmdb would otherwise take "store.v1" for a file). permissionsMode (not in
+  // lmdb's types) is the mode of files lmdb creates; existing ones are fixed below.
+  const options = { path, encoding: 'binary', keyEncoding: 'ordered-binary', noSubdir: false, permissionsMode: FILE_MODE };
+  const db: RootDatabase<Buffer, Key> = open(options as RootDatabaseOptionsWithPath);
+  try {
+    for (const file of LMDB_FILES) restrictMode(join(path, file), FILE_MODE);
+  } catch (err) {
+    void db.close();
+    throw err;
+  }
   const instance = randomBytes(6).toString('hex');
   let leaseCounter = 0;
 

@@ -1,4 +1,4 @@
-import { InvalidArgumentError, Option, type Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { create } from '@bufbuild/protobuf';
 import { ListTasksResponseSchema } from '../../../proto/gen/sched/v1/management_pb.js';
 import { TaskState, type Task } from '../../../proto/gen/sched/v1/types_pb.js';
@@ -18,11 +18,10 @@ import {
 } from '../format.js';
 import { view, type Rows } from '../printers/index.js';
 import type { Ctx } from './context.js';
+import { wholeNumber } from './tasks-run.js';
 
-export function parseLimit(value: string): number {
-  if (!/^\d+$/.test(value)) throw new InvalidArgumentError('expected a whole number (0 means all)');
-  return Number(value);
-}
+/** --limit: list_tasks' limit is a uint32; 0 means all. */
+export const parseLimit = (value: string): number => wholeNumber(value, 0, 2 ** 32 - 1, 'a whole number (0 means all)', false);
 
 export interface ListFilter {
   state: TaskState;

@@ -1,0 +1,310 @@
+// At most one live attempt of a task, on the cluster state machine with a real
+// embedded store: offers only after the write, idempotency keys, withdrawn
+// offers, lost and never-started attempts, impostor reports, a stalled manager.
+import { expect } from 'chai';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { create } from '@bufbuild/protobuf';
+import { pino } from 'pino';
+import { TaskSpecSchema, TaskState } from '../../proto/gen/sched/v1/types_pb.js';
+import { FinishedSchema, HelloSchema } from '../../proto/gen/sched/v1/worker_pb.js';
+import { Cluster, type ClusterOptions, type WorkerLink, type WorkerMessage } from '../../management-node/src/cluster.js';
+import { createEmbeddedStore } from '../../management-node/src/store/embedded-store.js';
+import { createGroupCommitter } from '../../management-node/src/store/group-commit.js';
+import { decodeTask, TASKS, taskKey } from '../../management-node/src/store/records.js';
+import type { Store } from '../../management-node/src/store/store.js';
+
+const log = pino({ level: 'silent' });
+
+class FakeLink implements WorkerLink {
+  readonly sessionId = 's';
+  readonly sent: WorkerMessage[] = [];
+  closed?: string;
+  readonly address = '10.0.0.1:5000';
+  send(msg: WorkerMessage) {
+    this.sent.push(msg);
+  }
+  close(reason: string) {
+    this.closed = reason;
+  }
+  of<C extends WorkerMessage['case']>(c: C) {
+    return this.sent.filter((m): m is Extract<WorkerMessage, { case: C }> => m.case === c);
+  }
+  offered(): string[] {
+    return this.of('startTask').map((m) => m.value.taskId!);
+  }
+}
+
+describe('cluster: at most one live attempt', () => {
+  let dir: string;
+  let store: Store;
+  let now: number;
+  let cluster: Cluster;
+  const spec = (...argv: string[]) => create(TaskSpecSchema, { argv });
+  const hello = (id: string, running: Array<{ taskId: string; attempt: number }> = []) =>
+    create(HelloSchema, { workerId: id, capacity: { millicpu: 2000n, memoryBytes: 1n << 30n }, running });
+  const flush = () => new Promise((r) => setTimeout(r, 20));
+  const ta = (taskId: string, attempt: number) => ({ taskId, attempt }) as never;
+  const finished = (taskId: string, attempt: number, more: Record<string, unknown> = {}) =>
+    create(FinishedSchema, { task: { taskId, attempt }, ...more });
+  const make = (s: Store, more: Partial<ClusterOptions> = {}) =>
+    new Cluster(createGroupCommitter(s, log), { pingIntervalMs: 1000, missedPings: 3, ackTimeoutMs: 500, recoveryGraceMs: 0, now: () => now, ...more }, log);
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'sched-once-'));
+    store = createEmbeddedStore(dir);
+    now = 1_000_000;
+    cluster = make(store);
+  });
+  afterEach(async () => {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('offers a task only once the store holds it', async () => {
+    let release: (() => void) | undefined;
+    const slow: Store = { ...store, commit: async (ops) => (await new Promise<void>((r) => (release = r)), store.commit(ops)) };
+    const c = make(slow);
+    const link = new FakeLink();
+    c.hello(link, hello('w1'));
+    const submitted = c.submit(spec('true'));
+    await flush();
+    expect(link.offered()).to.deep.equal([]);
+    expect(await store.range(TASKS)).to.have.length(0);
+    release!();
+    const [task] = await submitted;
+    expect(decodeTask((await store.get(taskKey(task!.id)))!).state).to.equal(TaskState.PENDING);
+    expect(link.offered()).to.deep.equal([task!.id]);
+  });
+
+  it('an idempotency key answers every repeat, also concurrent ones, with the same tasks', async () => {
+    const link = new FakeLink();
+    cluster.hello(link, hello('w1'));
+    const answers = await Promise.all(Array.from({ length: 20 }, () => cluster.submit(spec('true'), 3, 'job-7')));
+    const ids = answers.map((ts) => ts.map((t) => t.id).join(','));
+    expect(new Set(ids).size).to.equal(1);
+    expect(await store.range(TASKS)).to.have.length(3);
+    expect(cluster.tasks.size).to.equal(3);
+    const again = await cluster.submit(spec('true'), 3, 'job-7');
+    expect(again.map((t) => t.id).join(',')).to.equal(ids[0]);
+    const other = await cluster.submit(spec('true'), 3, 'job-8');
+    expect(other.map((t) => t.id)).to.not.include(answers[0]![0]!.id);
+  });
+
+  it('refuses a key reused with another count or spec, naming the key', async () => {
+    await cluster.submit(spec('true'), 2, 'k1');
+    const err1 = await cluster.submit(spec('true'), 3, 'k1').then(() => undefined, (e: Error) => e);
+    expect(err1?.message).to.match(/idempotency_key "k1" was used for 2 task\(s\), not 3/);
+    const err2 = await cluster.submit(spec('false'), 2, 'k1').then(() => undefined, (e: Error) => e);
+    expect(err2?.message).to.match(/different task spec/);
+    const err3 = await cluster.submit(spec('true'), 1, 'bad key!').then(() => undefined, (e: Error) => e);
+    expect(err3?.message).to.match(/^idempotency_key: /);
+  });
+
+  it('after a restart a key still answers with its tasks, and creates those a crash kept from being stored', async () => {
+    const tasks = await cluster.submit(spec('true'), 3, 'k');
+    await store.commit([{ key: taskKey(tasks[1]!.id), value: null }]); // as if that write never landed
+    const restarted = make(store);
+    restarted.load((await store.range(TASKS)).map((kv) => decodeTask(kv.value)), []);
+    const again = await restarted.submit(spec('true'), 3, 'k');
+    expect(again[0]!.id).to.equal(tasks[0]!.id);
+    expect(again[2]!.id).to.equal(tasks[2]!.id);
+    expect(again[1]!.id).to.not.equal(tasks[1]!.id);
+    expect(again[1]!).to.include({ groupId: tasks[0]!.groupId, groupIndex: 1, groupSize: 3, idempotencyKey: 'k' });
+    expect(await store.range(TASKS)).to.have.length(3);
+  });
+
+  it('a keyed submission whose write fails is kept and retried; a repeat answers once it is stored', async () => {
+    let failing = true;
+    const flaky: Store = { ...store, commit: (ops) => (failing ? Promise.reject(new Error('store down')) : store.commit(ops)) };
+    const c = make(flaky);
+    const link = new FakeLink();
+    c.hello(link, hello('w1'));
+    const err = await c.submit(spec('true'), 1, 'k').then(() => undefined, (e: Error) => e);
+    expect(err?.message).to.equal('store down');
+    expect(link.offered()).to.deep.equal([]);
+    failing = false;
+    c.tick();
+    for (let i = 0; i < 200 && (await store.range(TASKS)).length === 0; i++) await flush();
+    await flush();
+    const [task] = await c.submit(spec('true'), 1, 'k');
+    expect(decodeTask((await store.get(taskKey(task!.id)))!).idempotencyKey).to.equal('k');
+    expect(link.offered()).to.deep.equal([task!.id]);
+  });
+
+  it('a withdrawn offer goes elsewhere only after its worker confirms; a killed late run requeues, a finished one stands', async () => {
+    const a = new FakeLink();
+    cluster.hello(a, hello('a'));
+    const [t1] = await cluster.submit(spec('true'));
+    const [t2] = await cluster.submit(spec('true'));
+    const b = new FakeLink();
+    cluster.hello(b, hello('b'));
+    now += 501;
+    cluster.tick();
+    expect(a.of('cancelTask').map((m) => m.value.task!.taskId).sort()).to.deep.equal([t1!.id, t2!.id].sort());
+    expect(b.offered()).to.deep.equal([]); // not while a may run them
+    // t1 ran late and was stopped by the withdrawal: it goes to b.
+    cluster.accepted('a', ta(t1!.id, 1));
+    cluster.finished('a', finished(t1!.id, 1, { signal: 'SIGTERM', exitCode: 143 }));
+    await flush();
+    expect(b.offered()).to.deep.equal([t1!.id]);
+    expect(t1!.attempt).to.equal(2);
+    // t2 ran to its end before the cancel reached it: its result is kept, nothing reruns.
+    cluster.finished('a', finished(t2!.id, 1, { exitCode: 0 }));
+    expect(t2!.state).to.equal(TaskState.DONE);
+    expect(b.offered()).to.deep.equal([t1!.id]);
+  });
+
+  it('a worker that answers neither the offer nor its withdrawal is dropped; the task moves only after its grace', async () => {
+    const c = make(store, { reconnectGraceMs: 5000 });
+    const a = new FakeLink();
+    c.hello(a, hello('a'));
+    const [task] = await c.submit(spec('true'));
+    const b = new FakeLink();
+    c.hello(b, hello('b'));
+    now += 501;
+    c.tick();
+    now += 501;
+    c.seen('a'); // alive, yet silent about the offer
+    c.seen('b');
+    c.tick();
+    expect(a.closed).to.match(/no answer/);
+    expect(b.offered()).to.deep.equal([]);
+    now += 5001;
+    c.seen('b');
+    c.tick();
+    expect(b.offered()).to.deep.equal([task!.id]);
+  });
+
+  it('a lost attempt is retried per policy, not stored as a result', async () => {
+    const link = new FakeLink();
+    cluster.hello(link, hello('w1'));
+    const [task] = await cluster.submit(create(TaskSpecSchema, { argv: ['sleep', '30'], retries: 1 }));
+    cluster.accepted('w1', ta(task!.id, 1));
+    cluster.finished('w1', finished(task!.id, 1, { lost: true, error: 'worker restarted; task killed', signal: 'SIGKILL', exitCode: 137 }));
+    await flush();
+    cluster.accepted('w1', ta(task!.id, 2));
+    expect(task!.state).to.equal(TaskState.SCHEDULED); // placed again at once on the same (only) worker
+    expect(task!.attempt).to.equal(2);
+    expect(task!.retriesUsed).to.equal(1);
+    cluster.finished('w1', finished(task!.id, 2, { lost: true, error: 'worker restarted; task killed' }));
+    expect(task!.state).to.equal(TaskState.DEAD);
+    expect(task!.deadReason).to.match(/^worker-lost/);
+    await flush();
+    expect(link.of('finishedAck')).to.have.length(2);
+  });
+
+  it('a task that never started is dead start-failed with its exit code, and its times are ordered', async () => {
+    const link = new FakeLink();
+    cluster.hello(link, hello('w1'));
+    const [task] = await cluster.submit(spec('/nonexistent'));
+    now += 10;
+    cluster.accepted('w1', ta(task!.id, 1));
+    // The worker's clock is behind the manager's.
+    cluster.finished('w1', finished(task!.id, 1, { startFailed: true, exitCode: 127, error: 'spawn /nonexistent ENOENT', startedUnixMs: BigInt(now - 5000), finishedUnixMs: BigInt(now - 4999) }));
+    expect(task).to.include({ state: TaskState.DEAD, deadReason: 'start-failed', exitCode: 127 });
+    expect(task!.createdUnixMs <= task!.scheduledUnixMs).to.equal(true);
+    expect(task!.scheduledUnixMs <= task!.startedUnixMs).to.equal(true);
+    expect(task!.startedUnixMs <= task!.finishedUnixMs).to.equal(true);
+  });
+
+  it('a session may report only on attempts offered to it', async () => {
+    const real = new FakeLink();
+    cluster.hello(real, hello('real'));
+    const [running] = await cluster.submit(spec('sleep', '9'));
+    cluster.accepted('real', ta(running!.id, 1));
+    const imp = new FakeLink();
+    cluster.hello(imp, hello('impostor'));
+    cluster.finished('impostor', finished(running!.id, 1, { exitCode: 0 }));
+    cluster.started('impostor', ta(running!.id, 1), 99, BigInt(now));
+    expect(running!).to.include({ state: TaskState.SCHEDULED, workerId: 'real', pid: 0 });
+    // Not placed anywhere yet (no room): an impostor cannot claim it with a newer attempt either.
+    const [pending] = await cluster.submit(create(TaskSpecSchema, { argv: ['true'], resources: { millicpu: 100_000n, memoryBytes: 1n } }));
+    cluster.started('impostor', ta(pending!.id, 5), 99, BigInt(now));
+    cluster.finished('impostor', finished(pending!.id, 5, { exitCode: 0 }));
+    expect(pending!.state).to.equal(TaskState.PENDING);
+  });
+
+  it('a Hello for a live worker id is refused; the live session keeps its tasks unless it fails a ping', async () => {
+    const link = new FakeLink();
+    cluster.hello(link, hello('w1'));
+    const [task] = await cluster.submit(spec('sleep', '9'));
+    cluster.accepted('w1', ta(task!.id, 1));
+    expect(() => cluster.checkHello(hello('w1'))).to.throw(/already connected/);
+    expect(link.of('ping')).to.have.length(1); // the probe
+    now += 500;
+    cluster.seen('w1'); // it answered: it stays
+    now += 1600;
+    cluster.tick();
+    expect(link.closed).to.equal(undefined);
+    expect(task!).to.include({ state: TaskState.SCHEDULED, workerId: 'w1' });
+    expect(() => cluster.checkHello(hello('w1'))).to.throw(/already connected/);
+    now += 2001; // no answer to this probe: a half-open leftover
+    cluster.tick();
+    expect(link.closed).to.match(/did not answer a ping/);
+    expect(() => cluster.checkHello(hello('w1'))).to.not.throw();
+  });
+
+  it('refuses a Hello with out-of-range capacity or bad labels, naming the field', () => {
+    const bad = (more: Record<string, unknown>) => create(HelloSchema, { workerId: 'w9', capacity: { millicpu: 1000n, memoryBytes: 1n << 30n }, ...more });
+    expect(() => cluster.checkHello(bad({ capacity: { millicpu: -1n, memoryBytes: 1n } }))).to.throw(/hello\.capacity\.millicpu/);
+    expect(() => cluster.checkHello(bad({ capacity: { millicpu: 1n, memoryBytes: -(2n ** 63n) } }))).to.throw(/hello\.capacity\.memory_bytes/);
+    expect(() => cluster.checkHello(bad({ labels: { big: 'x'.repeat(1 << 20) } }))).to.throw(/hello\.labels\["big"\]/);
+    expect(() => cluster.checkHello(bad({ labels: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`l${i}`, 'v'])) }))).to.throw(/at most 64/);
+    expect(() => cluster.checkHello(bad({ labels: { 'bad key': 'v' } }))).to.throw(/hello\.labels/);
+    expect(() => cluster.checkHello(bad({ workerId: '../x' }))).to.throw(/hello\.worker_id/);
+    expect(cluster.workers.size).to.equal(0);
+  });
+
+  it('cuts output tails to 4 KiB before storing', async () => {
+    const link = new FakeLink();
+    cluster.hello(link, hello('w1'));
+    const [task] = await cluster.submit(spec('true'));
+    cluster.accepted('w1', ta(task!.id, 1));
+    cluster.finished('w1', finished(task!.id, 1, { stdoutTail: new Uint8Array(4 << 20).fill(65), error: 'e'.repeat(1 << 20) }));
+    await flush();
+    const stored = decodeTask((await store.get(taskKey(task!.id)))!);
+    expect(stored.stdoutTail.byteLength).to.equal(4096);
+    expect(stored.error.length).to.be.below(5000);
+  });
+
+  it('a stalled manager does not blame its workers: a long gap between readings is not counted', async () => {
+    const c = make(store, { maxClockStepMs: 300 });
+    const link = new FakeLink();
+    c.hello(link, hello('w1'));
+    const [task] = await c.submit(spec('true'));
+    now += 60_000; // the event loop was blocked for a minute
+    c.tick();
+    expect(link.closed).to.equal(undefined);
+    expect(link.of('cancelTask')).to.have.length(0);
+    c.accepted('w1', ta(task!.id, 1)); // the answer that was waiting on the socket
+    expect(task!.state).to.equal(TaskState.SCHEDULED);
+    for (let i = 0; i < 40; i++) {
+      now += 100; // healthy ticks: a silent worker is still caught
+      c.tick();
+    }
+    expect(link.closed).to.match(/missed 3 pings/);
+  });
+
+  it('an offer to a worker that went away moves only after its grace, which outlasts the orphan timeout it was given', async () => {
+    const c = make(store, { reconnectGraceMs: 10_000 });
+    expect(c.welcomeFor('s').orphanTimeoutMs).to.be.within(1, 10_000 - 1);
+    const a = new FakeLink();
+    c.hello(a, hello('a'));
+    const [task] = await c.submit(spec('true'));
+    const b = new FakeLink();
+    c.hello(b, hello('b'));
+    c.disconnect(a, 'a', 'stream broke');
+    for (let i = 0; i < 99; i++) {
+      now += 100;
+      c.seen('b');
+      c.tick();
+    }
+    expect(b.offered()).to.deep.equal([]);
+    now += 101;
+    c.seen('b');
+    c.tick();
+    expect(b.offered()).to.deep.equal([task!.id]);
+  });
+});
