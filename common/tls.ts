@@ -64,6 +64,14 @@ export function peerRole(call: { getAuthContext?: () => { sslPeerCertificate?: {
   return ROLES.find((r) => values.includes(r));
 }
 
+/** The name (subject CN) of the certificate a call was made with; undefined without TLS. */
+export function peerName(call: { getAuthContext(): { sslPeerCertificate?: { subject?: Partial<Record<string, string | string[]>> } } }): string | undefined {
+  const cert = call.getAuthContext().sslPeerCertificate;
+  if (!cert) return undefined;
+  const cn = cert.subject?.CN;
+  return (Array.isArray(cn) ? cn[0] : cn) ?? '';
+}
+
 const article = (role: Role): string => `${/^[aeiou]/.test(role) ? 'an' : 'a'} ${role}`;
 
 type AnyCall = { getAuthContext(): { sslPeerCertificate?: { subject?: Record<string, string | string[]> } }; emit(event: 'error', err: unknown): boolean };

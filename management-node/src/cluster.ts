@@ -17,6 +17,7 @@ import type { ConnectResponseSchema, Finished, Hello, LogChunk, Pong, TaskAttemp
 import {
   AlreadyExistsError,
   FailedPreconditionError,
+  PermissionDeniedError,
   InvalidArgumentError,
   NotFoundError,
   StoreUnavailableError,
@@ -177,6 +178,8 @@ export class Cluster {
   private readonly recovered = new Set<string>();
   private holdRecoveredUntil = 0;
   private readonly awaitingReport = new Set<string>();
+  /** Under mutual TLS: which worker id each certificate name is bound to. */
+  private readonly certificates = new Map<string, string>();
   /** Workers known from the store at startup: only they may report attempts the store does not hold yet. */
   private readonly loadedWorkers = new Set<string>();
   /** Idempotency keys of RunTask requests, kept as long as their tasks. */
@@ -223,6 +226,7 @@ export class Cluster {
       // No stream survives a restart: every worker must dial in again.
       // Workers that may run tasks the store does not know of (offers go out before their write lands).
       this.loadedWorkers.add(w.id);
+      if (w.certificateName) this.certificates.set(w.certificateName, w.id);
       if (w.state === WorkerState.CONNECTED || Number(w.lastSeenUnixMs) >= this.now() - this.reconnectGrace) this.awaitingReport.add(w.id);
       if (w.state === WorkerState.CONNECTED) {
         w.state = WorkerState.DISCONNECTED;
@@ -477,10 +481,21 @@ export class Cluster {
    * id with a live session is refused (the live one keeps its tasks), and that session is probed:
    * if it is a half-open leftover it fails the probe and the worker's next redial gets in.
    */
-  checkHello(hello: Hello): void {
+  checkHello(hello: Hello, certificateName?: string): void {
     checkHelloFields(hello);
     if (this.opts.joinToken && hello.token !== this.opts.joinToken) {
       throw new UnauthenticatedError(`worker ${hello.workerId}: invalid join token`);
+    }
+    if (certificateName !== undefined) {
+      // The first Hello binds a certificate to a worker id; after that each names only the other.
+      const owner = this.certificates.get(certificateName);
+      if (owner !== undefined && owner !== hello.workerId) {
+        throw new PermissionDeniedError(`certificate ${JSON.stringify(certificateName)} belongs to worker ${owner}, not ${hello.workerId}`);
+      }
+      const bound = this.workers.get(hello.workerId)?.certificateName;
+      if (bound && bound !== certificateName) {
+        throw new PermissionDeniedError(`worker ${hello.workerId} is bound to certificate ${JSON.stringify(bound)}, not ${JSON.stringify(certificateName)}`);
+      }
     }
     const live = this.sessions.get(hello.workerId);
     if (live) {
@@ -494,9 +509,11 @@ export class Cluster {
   }
 
   /** hello registers a worker's new stream, after checkHello and Welcome. */
-  hello(link: WorkerLink, hello: Hello): void {
+  hello(link: WorkerLink, hello: Hello, certificateName?: string): void {
     const now = this.now();
     const known = this.workers.get(hello.workerId);
+    const certificate = certificateName ?? known?.certificateName ?? '';
+    if (certificate) this.certificates.set(certificate, hello.workerId);
     const worker = create(WorkerSchema, {
       id: hello.workerId,
       address: link.address,
@@ -506,6 +523,7 @@ export class Cluster {
       connectedUnixMs: BigInt(now),
       lastSeenUnixMs: BigInt(now),
       draining: known?.draining ?? false,
+      certificateName: certificate,
       ...(hello.capacity ? { capacity: hello.capacity } : {}),
       ...(hello.hardware ? { hardware: hello.hardware } : {}),
     });

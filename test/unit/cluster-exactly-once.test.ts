@@ -12,7 +12,7 @@ import { FinishedSchema, HelloSchema } from '../../proto/gen/sched/v1/worker_pb.
 import { Cluster, type ClusterOptions, type WorkerLink, type WorkerMessage } from '../../management-node/src/cluster.js';
 import { createEmbeddedStore } from '../../management-node/src/store/embedded-store.js';
 import { createGroupCommitter } from '../../management-node/src/store/group-commit.js';
-import { decodeTask, TASKS, taskKey } from '../../management-node/src/store/records.js';
+import { decodeTask, decodeWorker, TASKS, taskKey } from '../../management-node/src/store/records.js';
 import type { Store } from '../../management-node/src/store/store.js';
 
 const log = pino({ level: 'silent' });
@@ -306,5 +306,18 @@ describe('cluster: at most one live attempt', () => {
     c.seen('b');
     c.tick();
     expect(b.offered()).to.deep.equal([task!.id]);
+  });
+  it('under mutual TLS a certificate is bound to one worker id, also after a restart', async () => {
+    const link = new FakeLink();
+    cluster.checkHello(hello('w1'), 'cert-1');
+    cluster.hello(link, hello('w1'), 'cert-1');
+    cluster.disconnect(link, 'w1', 'gone');
+    expect(() => cluster.checkHello(hello('w2'), 'cert-1')).to.throw(/certificate "cert-1" belongs to worker w1/);
+    expect(() => cluster.checkHello(hello('w1'), 'cert-2')).to.throw(/bound to certificate "cert-1"/);
+    expect(() => cluster.checkHello(hello('w1'), 'cert-1')).to.not.throw();
+    await flush();
+    const restarted = make(store);
+    restarted.load([], (await store.range('workers/')).map((kv) => decodeWorker(kv.value)));
+    expect(() => restarted.checkHello(hello('w2'), 'cert-1')).to.throw(/belongs to worker w1/);
   });
 });

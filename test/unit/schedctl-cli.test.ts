@@ -122,6 +122,7 @@ class FakeManager {
               allocated: { millicpu: 1500n, memoryBytes: 512n << 20n },
             }),
           ],
+          nextPageToken: '',
         }),
       getWorker: (call, cb) => cb(toStatus(new NotFoundError('worker', call.request.id))),
       drainWorker: (call, cb) =>
@@ -224,7 +225,10 @@ describe('schedctl CLI', () => {
         ['--retries', '-1'],
         ['--count', '0'],
         ['--count', 'many'],
+        ['--count', '10001'],
         ['--schedule-timeout', '30'],
+        ['--schedule-timeout', '1200h'],
+        ['--timeout', '1200h'],
       ];
       for (const [flag, value] of cases) {
         const r = await run([...m, 'tasks', 'run', flag, value, '--', 'true']);

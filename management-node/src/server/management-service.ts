@@ -151,11 +151,15 @@ export function managementHandlers(
     drainWorker: unary(async (req) =>
       create(DrainWorkerResponseSchema, { worker: cluster.workerView(await cluster.drain(requireId('id', req.id), req.drain)) }),
     ),
-    listWorkers: unary(() =>
-      create(ListWorkersResponseSchema, {
-        workers: [...cluster.workers.values()].sort((a, b) => a.id.localeCompare(b.id)).map((w) => cluster.workerView(w)),
-      }),
-    ),
+    listWorkers: unary((req) => {
+      const limit = req.limit === 0 ? MAX_PAGE : Math.min(req.limit, MAX_PAGE);
+      const ids = [...cluster.workers.keys()].filter((id) => id > req.pageToken).sort();
+      const page = ids.slice(0, limit);
+      return create(ListWorkersResponseSchema, {
+        workers: page.map((id) => cluster.workerView(cluster.getWorker(id))),
+        nextPageToken: ids.length > limit ? page[page.length - 1]! : '',
+      });
+    }),
     getWorker: unary((req) => create(GetWorkerResponseSchema, { worker: cluster.workerView(cluster.getWorker(requireId('id', req.id))) })),
     status: unary(() => {
       const c = cluster.counts();

@@ -15,6 +15,7 @@ import { newSessionId } from '../../../common/ids.js';
 import type { Logger } from '../../../common/logger.js';
 import type { Cluster, WorkerLink, WorkerMessage } from '../cluster.js';
 import { checkLogChunk } from '../worker-input.js';
+import { peerName } from '../../../common/tls.js';
 
 /**
  * Messages queued to one worker that it has not read. A worker that stops reading is dropped
@@ -35,6 +36,7 @@ export function workerHandlers(
   return {
     connect: (call: grpc.ServerDuplexStream<ConnectRequest, ConnectResponse>) => {
       const address = call.getPeer();
+      const certificateName = peerName(call);
       let workerId: string | undefined;
       let closed = false;
       const link: WorkerLink = {
@@ -84,7 +86,7 @@ export function workerHandlers(
         if (workerId === undefined) {
           if (m.case !== 'hello') return fail(new InvalidArgumentError('msg', 'the first message must be hello'));
           try {
-            cluster.checkHello(m.value);
+            cluster.checkHello(m.value, certificateName);
           } catch (err) {
             log.warn({ worker: m.value.workerId.slice(0, 128), address, err: (err as Error).message }, 'worker refused');
             return fail(err);
@@ -92,7 +94,7 @@ export function workerHandlers(
           clearTimeout(helloTimer);
           link.send({ case: 'welcome', value: cluster.welcomeFor(link.sessionId) });
           workerId = m.value.workerId;
-          cluster.hello(link, m.value);
+          cluster.hello(link, m.value, certificateName);
           return;
         }
         // Any message proves the worker alive, not just a pong: a busy worker's pongs queue behind its reports.

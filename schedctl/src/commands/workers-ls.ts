@@ -1,5 +1,7 @@
 import type { Command } from 'commander';
+import { create } from '@bufbuild/protobuf';
 import { ListWorkersResponseSchema } from '../../../proto/gen/sched/v1/management_pb.js';
+import type { Worker } from '../../../proto/gen/sched/v1/types_pb.js';
 import { ago, bytes, cores, usedOfTotal, workerStateName } from '../format.js';
 import { view } from '../printers/index.js';
 import type { Ctx } from './context.js';
@@ -9,7 +11,15 @@ export function registerWorkersLs(workers: Command, ctx: Ctx): void {
     .command('ls')
     .description('shows all the remote linux machines that were and are connected to the management node')
     .action(async () => {
-      const res = await ctx.client().listWorkers({}, ctx.unary());
+      // Every page: the manager answers at most 1,000 workers per call.
+      const all: Worker[] = [];
+      let pageToken = '';
+      do {
+        const page = await ctx.client().listWorkers({ pageToken }, ctx.unary());
+        all.push(...page.workers);
+        pageToken = page.nextPageToken;
+      } while (pageToken);
+      const res = create(ListWorkersResponseSchema, { workers: all });
       const now = Date.now();
       ctx.print(
         view(ListWorkersResponseSchema, res, () => ({
