@@ -1,4 +1,4 @@
-// Task logs live on the workers (seeds/003: never in the store). A client's
+// Task logs live on the workers (never in the store: they would bloat it). A client's
 // TaskLogs call becomes a ReadLogs on the worker's existing stream (the worker
 // may be behind NAT, so the manager cannot dial it) and the LogChunks that
 // come back are passed on, matched by request id.
