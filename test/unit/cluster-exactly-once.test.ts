@@ -320,4 +320,16 @@ describe('cluster: at most one live attempt', () => {
     restarted.load([], (await store.range('workers/')).map((kv) => decodeWorker(kv.value)));
     expect(() => restarted.checkHello(hello('w2'), 'cert-1')).to.throw(/belongs to worker w1/);
   });
+  it('the largest task record a client and a worker can make stays far below etcd\'s 1.5 MiB request limit', async () => {
+    const link = new FakeLink();
+    cluster.hello(link, hello('w1'));
+    const huge = create(TaskSpecSchema, { argv: ['sh', 'x'.repeat(60_000)], cwd: '/'.repeat(4096) });
+    const [task] = await cluster.submit(huge, 1, 'k'.repeat(128));
+    cluster.accepted('w1', ta(task!.id, 1));
+    const tail = new Uint8Array(8 << 20).fill(66);
+    cluster.finished('w1', finished(task!.id, 1, { stdoutTail: tail, stderrTail: tail, error: 'e'.repeat(8 << 20), signal: 'S'.repeat(1 << 20) }));
+    await flush();
+    const bytes = (await store.get(taskKey(task!.id)))!.byteLength;
+    expect(bytes).to.be.below(100 * 1024);
+  });
 });

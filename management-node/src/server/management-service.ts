@@ -1,6 +1,6 @@
 // ManagementService handlers: thin; validation and state live in the cluster.
 import * as grpc from '@grpc/grpc-js';
-import { create } from '@bufbuild/protobuf';
+import { create, toBinary } from '@bufbuild/protobuf';
 import {
   CancelTaskResponseSchema,
   DrainWorkerResponseSchema,
@@ -14,7 +14,7 @@ import {
   WatchTasksResponseSchema,
   type ManagementService,
 } from '../../../proto/gen/sched/v1/management_pb.js';
-import { TaskSpecSchema, TaskState, type Task } from '../../../proto/gen/sched/v1/types_pb.js';
+import { TaskSchema, TaskSpecSchema, TaskState, type Task } from '../../../proto/gen/sched/v1/types_pb.js';
 import type { ServiceHandlers } from '../../../common/grpc-service.js';
 import { InvalidArgumentError, NotFoundError, ResourceExhaustedError, toStatus } from '../../../common/errors.js';
 import { VERSION } from '../../../common/version.js';
@@ -23,6 +23,8 @@ import { isTerminal, type Cluster } from '../cluster.js';
 const DEFAULT_PAGE = 100;
 const MAX_PAGE = 1000;
 const MAX_WATCHED = 1000;
+/** Encoded tasks in one ListTasks page, below gRPC's default 4 MiB receive limit. */
+const MAX_PAGE_BYTES = 3 * 1024 * 1024;
 /** Log chunks (≤ 64 KiB each, so ≤ 16 MiB) the manager buffers for one slow TaskLogs client before it gives up. */
 const MAX_LOG_CHUNKS_BUFFERED = 256;
 
@@ -64,15 +66,19 @@ export function managementHandlers(
       const tasks: Task[] = [];
       let next = '';
       // Ids are UUIDv7 and the map is filled in id order, so iteration order is submission order.
+      let bytes = 0;
       for (const t of cluster.tasks.values()) {
         if (req.pageToken && t.id <= req.pageToken) continue;
         if (req.state !== TaskState.UNSPECIFIED && t.state !== req.state) continue;
         if (req.workerId && t.workerId !== req.workerId) continue;
         if (req.groupId && t.groupId !== req.groupId) continue;
-        if (tasks.length === limit) {
+        // A page also ends before it outgrows what a client accepts in one message (4 MiB by default).
+        const size = tasks.length > 0 ? toBinary(TaskSchema, t).byteLength : 0;
+        if (tasks.length === limit || bytes + size > MAX_PAGE_BYTES) {
           next = tasks[tasks.length - 1]!.id;
           break;
         }
+        bytes += size;
         tasks.push(t);
       }
       // What the store holds: a task whose write is in flight is answered once it lands.
