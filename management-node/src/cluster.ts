@@ -1024,6 +1024,7 @@ export class Cluster {
     if (now >= this.nextRetentionSweep) {
       this.nextRetentionSweep = now + RETENTION_SWEEP_MS;
       this.sweepFinished(now);
+      this.sweepWorkers(now);
     }
     for (const id of [...this.dirtyWorkers]) {
       const w = this.workers.get(id);
@@ -1071,6 +1072,26 @@ export class Cluster {
     }
     if (deleted > 0) this.log.info({ deleted }, 'removed finished tasks past retention');
     return deleted;
+  }
+
+  /**
+   * sweepWorkers forgets workers gone longer than the retention period with nothing assigned,
+   * so a fleet that churns through ids does not grow the store forever.
+   */
+  sweepWorkers(now: number): number {
+    const cutoff = BigInt(now - (this.opts.retentionMs ?? DEFAULT_RETENTION_MS));
+    let removed = 0;
+    for (const w of this.workers.values()) {
+      if (this.sessions.has(w.id) || (this.assigned.get(w.id)?.size ?? 0) > 0 || w.lastSeenUnixMs > cutoff || this.graceEnds.has(w.id)) continue;
+      this.workers.delete(w.id);
+      this.assigned.delete(w.id);
+      this.sched.forgetWorker(w.id);
+      if (w.certificateName && this.certificates.get(w.certificateName) === w.id) this.certificates.delete(w.certificateName);
+      this.deleteKey(workerKey(w.id));
+      removed++;
+    }
+    if (removed > 0) this.log.info({ removed }, 'removed workers gone past retention');
+    return removed;
   }
 
   private deleteKey(key: string): void {

@@ -9,7 +9,8 @@ import { create } from '@bufbuild/protobuf';
 import { pino } from 'pino';
 import { TaskSpecSchema, TaskState } from '../../proto/gen/sched/v1/types_pb.js';
 import { FinishedSchema, HelloSchema } from '../../proto/gen/sched/v1/worker_pb.js';
-import { Cluster, type ClusterOptions, type WorkerLink, type WorkerMessage } from '../../management-node/src/cluster.js';
+import { Cluster, type ClusterOptions } from '../../management-node/src/cluster.js';
+import { FakeLink } from '../support/fake-link.js';
 import { createEmbeddedStore } from '../../management-node/src/store/embedded-store.js';
 import { createGroupCommitter } from '../../management-node/src/store/group-commit.js';
 import { decodeTask, decodeWorker, TASKS, taskKey } from '../../management-node/src/store/records.js';
@@ -17,24 +18,6 @@ import type { Store } from '../../management-node/src/store/store.js';
 
 const log = pino({ level: 'silent' });
 
-class FakeLink implements WorkerLink {
-  readonly sessionId = 's';
-  readonly sent: WorkerMessage[] = [];
-  closed?: string;
-  readonly address = '10.0.0.1:5000';
-  send(msg: WorkerMessage) {
-    this.sent.push(msg);
-  }
-  close(reason: string) {
-    this.closed = reason;
-  }
-  of<C extends WorkerMessage['case']>(c: C) {
-    return this.sent.filter((m): m is Extract<WorkerMessage, { case: C }> => m.case === c);
-  }
-  offered(): string[] {
-    return this.of('startTask').map((m) => m.value.taskId!);
-  }
-}
 
 describe('cluster: at most one live attempt', () => {
   let dir: string;
@@ -331,5 +314,22 @@ describe('cluster: at most one live attempt', () => {
     await flush();
     const bytes = (await store.get(taskKey(task!.id)))!.byteLength;
     expect(bytes).to.be.below(100 * 1024);
+  });
+  it('forgets workers gone past retention, from memory and store, but not while in their grace or connected', async () => {
+    const c = make(store, { retentionMs: 60_000, reconnectGraceMs: 1000 });
+    const t0 = now;
+    const [a, b] = [new FakeLink(), new FakeLink()];
+    c.hello(a, hello('gone'));
+    c.hello(b, hello('here'));
+    c.disconnect(a, 'gone', 'stream broke');
+    expect(c.sweepWorkers(t0 + 60_000)).to.equal(0); // its grace has not ended yet
+    now += 1001;
+    c.seen('here');
+    c.tick();
+    expect(c.sweepWorkers(t0 + 59_999)).to.equal(0);
+    expect(c.sweepWorkers(t0 + 60_000)).to.equal(1);
+    expect([...c.workers.keys()]).to.deep.equal(['here']);
+    await flush();
+    expect((await store.range('workers/')).map((kv) => decodeWorker(kv.value).id)).to.deep.equal(['here']);
   });
 });

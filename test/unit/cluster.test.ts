@@ -8,7 +8,8 @@ import { create } from '@bufbuild/protobuf';
 import { pino } from 'pino';
 import { TaskSpecSchema, TaskState, WorkerSchema, WorkerState } from '../../proto/gen/sched/v1/types_pb.js';
 import { FinishedSchema, HelloSchema, LogChunkSchema } from '../../proto/gen/sched/v1/worker_pb.js';
-import { Cluster, type WorkerLink, type WorkerMessage } from '../../management-node/src/cluster.js';
+import { Cluster } from '../../management-node/src/cluster.js';
+import { FakeLink } from '../support/fake-link.js';
 import { createEmbeddedStore } from '../../management-node/src/store/embedded-store.js';
 import { createGroupCommitter } from '../../management-node/src/store/group-commit.js';
 import { decodeTask, decodeWorker, taskKey, workerKey } from '../../management-node/src/store/records.js';
@@ -21,21 +22,6 @@ async function expectRejects(p: Promise<unknown>, pattern: RegExp): Promise<void
   expect(err?.message).to.match(pattern);
 }
 
-class FakeLink implements WorkerLink {
-  readonly sessionId = 's';
-  readonly sent: WorkerMessage[] = [];
-  closed?: string;
-  constructor(readonly address = '10.0.0.1:5000') {}
-  send(msg: WorkerMessage) {
-    this.sent.push(msg);
-  }
-  close(reason: string) {
-    this.closed = reason;
-  }
-  of<C extends WorkerMessage['case']>(c: C) {
-    return this.sent.filter((m): m is Extract<WorkerMessage, { case: C }> => m.case === c);
-  }
-}
 
 describe('cluster', () => {
   let dir: string;
