@@ -18,6 +18,6 @@ export class FakeLink implements WorkerLink {
   }
   /** Ids of the tasks offered on this stream, in order. */
   offered(): string[] {
-    return this.of('startTask').map((m) => m.value.taskId);
+    return this.of('startTask').map((m) => m.value.taskId ?? '');
   }
 }

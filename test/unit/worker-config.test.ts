@@ -38,7 +38,7 @@ describe('worker config', () => {
     expect(c.capacity).to.deep.equal({ cpu: 1.5, memory: 512 * 2 ** 20 });
     expect(c.labels).to.deep.equal({ rack: '3', gpu: 'true' });
     expect(parse('manager: m:1\ncapacity: {memory: 4Gi}').capacity?.memory).to.equal(4 * 2 ** 30);
-    expect(parse('manager: m:1\ncapacity: {memory: 1000}').capacity?.memory).to.equal(1000);
+    expect(parse('manager: m:1\ncapacity: {memory: 1048576}').capacity?.memory).to.equal(2 ** 20);
     // The same parser as schedctl's --mem (common/size.ts): decimal units and a trailing B too.
     expect(parse('manager: m:1\ncapacity: {memory: 2G}').capacity?.memory).to.equal(2e9);
     expect(parse('manager: m:1\ncapacity: {memory: 1.5GiB}').capacity?.memory).to.equal(1.5 * 2 ** 30);
@@ -48,7 +48,7 @@ describe('worker config', () => {
     expect(fails('token: x\n')).to.match(/^w\.yaml: manager:/);
     expect(fails('manager: nope\n')).to.match(/manager: expected host:port/);
     expect(fails('manager: m:1\nreconnect_interval: soon\n')).to.match(/reconnect_interval: invalid duration/);
-    expect(fails('manager: m:1\nreconnect_interval: 0s\n')).to.match(/reconnect_interval: must be at least 10ms/);
+    expect(fails('manager: m:1\nreconnect_interval: 0s\n')).to.match(/reconnect_interval: must be between 10ms and 5m, got 0s/);
     expect(fails('manager: m:1\ncapacity: {memory: lots}\n')).to.match(/capacity\.memory: invalid memory size/);
     expect(fails('manager: m:1\ncapacity: {memory: 0Gi}\n')).to.match(/capacity\.memory: invalid memory size "0Gi"/);
     expect(fails('manager: m:1\ncapacity: {cpu: -1}\n')).to.match(/capacity\.cpu/);
@@ -58,9 +58,51 @@ describe('worker config', () => {
     expect(fails('manager: m:1\nlabels: {a: [1]}\n')).to.match(/labels\.a/);
   });
 
+  it('reads env_inherit: variable names, at most 256', () => {
+    expect(parse('manager: m:1\n').env_inherit).to.deep.equal([]);
+    expect(parse('manager: m:1\nenv_inherit: [http_proxy, _X1, JAVA_HOME]\n').env_inherit).to.deep.equal(['http_proxy', '_X1', 'JAVA_HOME']);
+    expect(fails('manager: m:1\nenv_inherit: [A=B]\n')).to.match(/env_inherit\.0: must be an environment variable name/);
+    expect(fails('manager: m:1\nenv_inherit: [1X]\n')).to.match(/env_inherit\.0/);
+    expect(fails('manager: m:1\nenv_inherit: [OK, ""]\n')).to.match(/env_inherit\.1/);
+    expect(fails('manager: m:1\nenv_inherit: PATH\n')).to.match(/env_inherit/);
+    const names = (n: number) => `[${Array.from({ length: n }, (_, i) => `V${i}`).join(', ')}]`;
+    expect(parse(`manager: m:1\nenv_inherit: ${names(256)}\n`).env_inherit).to.have.length(256);
+    expect(fails(`manager: m:1\nenv_inherit: ${names(257)}\n`)).to.match(/env_inherit/);
+  });
+
   it('parses the example config', () => {
-    const c = parseWorkerConfig('worker-node.yaml', readFileSync('worker-node/worker-node.yaml', 'utf8'));
+    const text = readFileSync('worker-node/worker-node.yaml', 'utf8');
+    const c = parseWorkerConfig('worker-node.yaml', text);
     expect(c.manager).to.equal('127.0.0.1:7070');
+    // Its commented env_inherit example is valid once uncommented.
+    const example = /^# (env_inherit: .*)$/m.exec(text);
+    expect(example, 'env_inherit example').to.not.equal(null);
+    expect(parseWorkerConfig('worker-node.yaml', `${text}\n${example![1]}\n`).env_inherit.length).to.be.greaterThan(0);
+  });
+
+  // key, lowest accepted, highest accepted, a value outside and the whole message after the key.
+  const ranges: Array<[string, string, string, string, string]> = [
+    ['reconnect_interval', '10ms', '5m', '6m', 'must be between 10ms and 5m, got 6m'],
+    ['reconnect_max', '10ms', '1h', '0s', 'must be between 10ms and 1h, got 0s'],
+    ['cancel_grace', '0s', '1h', '2h', 'must be between 0s and 1h, got 2h'],
+    ['shutdown_timeout', '0s', '24h', '25h', 'must be between 0s and 24h, got 25h'],
+    ['log_retention', '1m', '8760h', '0s', 'must be between 1m and 8760h (365 days), got 0s'],
+    ['log_max_size', '1Ki', '1Ti', '100', 'must be between 1Ki and 1Ti, got 100'],
+  ];
+  for (const [key, low, high, bad, message] of ranges) {
+    it(`${key}: accepts ${low} to ${high}, refuses ${bad} naming the range`, () => {
+      parse(`manager: m:1\n${key}: ${low}\n`);
+      parse(`manager: m:1\n${key}: ${high}\n`);
+      expect(fails(`manager: m:1\n${key}: ${bad}\n`)).to.equal(`w.yaml: ${key}: ${message}`);
+    });
+  }
+
+  it('capacity has a range too', () => {
+    expect(parse('manager: m:1\ncapacity: {cpu: 0.001, memory: 1Mi}').capacity).to.deep.equal({ cpu: 0.001, memory: 2 ** 20 });
+    expect(parse('manager: m:1\ncapacity: {cpu: 4096, memory: 1024Ti}').capacity).to.deep.equal({ cpu: 4096, memory: 2 ** 50 });
+    expect(fails('manager: m:1\ncapacity: {memory: 1000}\n')).to.equal('w.yaml: capacity.memory: must be between 1Mi and 1024Ti, got 1000');
+    expect(fails('manager: m:1\ncapacity: {cpu: 0}\n')).to.equal('w.yaml: capacity.cpu: must be a number between 0.001 and 4096, got 0');
+    expect(fails('manager: m:1\ncapacity: {cpu: 10000}\n')).to.match(/capacity\.cpu: must be a number between 0\.001 and 4096, got 10000$/);
   });
 });
 

@@ -1,9 +1,10 @@
 import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Executor, REAPED_ERROR, TAIL_BYTES, TASK_ID_ENV, WORKER_ENV, type FinishedEvent, type StartedEvent } from '../../worker-node/src/executor.js';
+import { Executor, REAPED_ERROR, RUN_ENV, TAIL_BYTES, TASK_ID_ENV, WORKER_ENV, type FinishedEvent, type StartedEvent } from '../../worker-node/src/executor.js';
+import { baseTaskEnv, DEFAULT_PATH } from '../../worker-node/src/task-env.js';
 
 // A killed grandchild is re-parented to init, which may reap it late; a
 // zombie runs nothing, so it counts as gone.
@@ -52,7 +53,7 @@ describe('worker executor', function () {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  async function run(taskId: string, argv: string[], extra: { env?: Record<string, string>; cwd?: string } = {}): Promise<FinishedEvent> {
+  async function run(taskId: string, argv: string[], extra: { env?: Record<string, string>; cwd?: string; timeoutMs?: number } = {}): Promise<FinishedEvent> {
     expect(executor.start(taskId, 1, { argv, ...extra })).to.equal('started');
     const result = await executor.wait(taskId, 1);
     expect(result).to.not.equal(undefined);
@@ -131,19 +132,25 @@ describe('worker executor', function () {
     await until(() => !alive(child));
   });
 
-  it('reports a missing command as an error with exit code 127, and a non-executable one with 126', async () => {
+  it('reports a task that never started as start-failed: 127 for a missing command, 126 for the rest, pid 0', async () => {
     const r = await run('t7', ['/nonexistent/command', 'x']);
-    expect(r.error).to.equal('spawn /nonexistent/command ENOENT');
-    expect(r.exitCode).to.equal(127);
-    expect(r.pid).to.equal(0);
+    expect(r).to.include({ error: 'spawn /nonexistent/command ENOENT', exitCode: 127, pid: 0, startFailed: true, signal: '' });
     const script = join(dir, 'not-executable');
     writeFileSync(script, '#!/bin/sh\n');
     chmodSync(script, 0o644);
     const r2 = await run('t8', [script]);
     expect(r2.error).to.match(/EACCES/);
-    expect(r2.exitCode).to.equal(126);
+    expect(r2).to.include({ exitCode: 126, pid: 0, startFailed: true });
     const r3 = await run('t9', ['true'], { cwd: join(dir, 'missing') });
-    expect(r3.error).to.match(/ENOENT.*cwd/);
+    expect(r3.error).to.match(/ENOENT.*cwd ".*missing" does not exist/);
+    expect(r3).to.include({ exitCode: 126, pid: 0, startFailed: true });
+    // A NUL byte fails the spawn synchronously: the same kind of result, on the next turn.
+    const r4 = await run('t9b', ['echo', 'a\0b']);
+    expect(r4).to.include({ exitCode: 126, pid: 0, startFailed: true });
+    // A command that started and failed is a result, not a start failure.
+    const r5 = await run('t9c', ['sh', '-c', 'exit 127']);
+    expect(r5.exitCode).to.equal(127);
+    expect(r5.startFailed).to.equal(undefined);
     expect(executor.running()).to.deep.equal([]);
   });
 
@@ -167,13 +174,105 @@ describe('worker executor', function () {
     // The task and its child make one attempt.
     expect(reaped.results).to.have.length(1);
     const r = reaped.results[0]!;
-    expect(r).to.include({ taskId: 't10', attempt: 1, pid, exitCode: 137, signal: 'SIGKILL', error: REAPED_ERROR });
+    expect(r).to.include({ taskId: 't10', attempt: 1, pid, exitCode: 137, signal: 'SIGKILL', error: REAPED_ERROR, lost: true });
     expect(r.finishedUnixMs).to.be.closeTo(Date.now(), 5000);
     expect(Buffer.from(r.stdoutTail).toString()).to.equal(`t10.1\n${child}\n`);
     await until(() => !alive(child));
     expect((await waited)!.signal).to.equal('SIGKILL');
     expect(other.running()).to.have.length(1);
     await other.stopAll(0);
+  });
+
+  it('does not reap the tasks of its own run', async () => {
+    executor.start('t12', 1, { argv: ['sh', '-c', 'sleep 30 & echo $!; wait'] });
+    pids.push(executor.get('t12')!.pid);
+    let child = 0;
+    await until(() => (child = Number(readLines(executor.logPaths('t12', 1).stdout)[0] ?? 0)) > 0);
+    pids.push(child);
+    // The child is not the executor's own pid, yet it carries this run's marker.
+    expect(executor.reapOrphans()).to.deep.equal({ pids: [], results: [] });
+    expect(alive(child)).to.equal(true);
+  });
+
+  it('gives tasks a clean environment: the basics, env_inherit, their own env and the markers', async () => {
+    process.env.SCHED_TEST_SECRET = 'worker-only';
+    process.env.SCHED_TEST_SHARED = 'passed on';
+    try {
+      const clean = new Executor({ dataDir: dir, workerId, runId: 'run-1', envInherit: ['SCHED_TEST_SHARED', 'SCHED_TEST_UNSET'] });
+      clean.start('e1', 3, { argv: ['env'], env: { OWN: 'x', PATH: '/bin:/usr/bin', [WORKER_ENV]: 'spoofed' } });
+      const r = (await clean.wait('e1', 3))!;
+      const env = Object.fromEntries(
+        Buffer.from(r.stdoutTail)
+          .toString()
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+      );
+      const expected: Record<string, string> = {
+        PATH: '/bin:/usr/bin',
+        OWN: 'x',
+        SCHED_TEST_SHARED: 'passed on',
+        [WORKER_ENV]: workerId,
+        [RUN_ENV]: 'run-1',
+        SCHED_TASK_ID: 'e1',
+        SCHED_TASK_ATTEMPT: '3',
+      };
+      for (const name of ['HOME', 'LANG', 'TZ', 'USER']) if (process.env[name] !== undefined) expected[name] = process.env[name]!;
+      expect(env).to.deep.equal(expected);
+    } finally {
+      delete process.env.SCHED_TEST_SECRET;
+      delete process.env.SCHED_TEST_SHARED;
+    }
+  });
+
+  it('gives tasks a default PATH when the worker has none', () => {
+    expect(baseTaskEnv({ HOME: '/h', SECRET: 's', TZ: 'UTC' }, ['MISSING'])).to.deep.equal({ HOME: '/h', TZ: 'UTC', PATH: DEFAULT_PATH });
+    expect(baseTaskEnv({ PATH: '/x', LANG: 'C', USER: 'u', EXTRA: 'e' }, ['EXTRA'])).to.deep.equal({ PATH: '/x', LANG: 'C', USER: 'u', EXTRA: 'e' });
+  });
+
+  it('waits a timeout past 2^31 ms instead of firing it at once', async () => {
+    // Node fires a plain setTimeout of 2^31 ms or more after 1 ms: the task would be killed at once.
+    const r = await run('long', ['sh', '-c', 'sleep 0.3; exit 4'], { timeoutMs: 2 ** 32 - 1 });
+    expect(r.exitCode).to.equal(4);
+    expect(r.timedOut).to.equal(undefined);
+    expect(r.signal).to.equal('');
+  });
+
+  it('abandonAll SIGKILLs every running task and reports each as lost', async () => {
+    executor.start('a1', 1, { argv: ['sh', '-c', "trap '' TERM; sleep 30 & echo $!; wait"] });
+    executor.start('a2', 2, { argv: ['sleep', '30'] });
+    pids.push(executor.get('a1')!.pid, executor.get('a2')!.pid);
+    let child = 0;
+    await until(() => (child = Number(readLines(executor.logPaths('a1', 1).stdout)[0] ?? 0)) > 0);
+    pids.push(child);
+    const waited = Promise.all([executor.wait('a1', 1), executor.wait('a2', 2)]);
+    expect(executor.abandonAll('lost it').map((t) => `${t.taskId}.${t.attempt}`).sort()).to.deep.equal(['a1.1', 'a2.2']);
+    for (const r of await waited) expect(r).to.include({ lost: true, error: 'lost it', signal: 'SIGKILL', exitCode: 137 });
+    await until(() => !alive(child));
+  });
+
+  it('keeps its logs dir 0700 and log files 0600 whatever the umask', async () => {
+    const old = process.umask(0);
+    try {
+      const data = join(dir, 'data');
+      mkdirSync(join(data, 'logs'), { recursive: true, mode: 0o755 });
+      const open = new Executor({ dataDir: data, workerId });
+      expect(statSync(open.logDir).mode & 0o777).to.equal(0o700);
+      writeFileSync(open.logPaths('m1', 1).stdout, 'old', { mode: 0o666 }); // a leftover of an earlier run
+      open.start('m1', 1, { argv: ['true'] });
+      await open.wait('m1', 1);
+      expect(statSync(open.logPaths('m1', 1).stdout).mode & 0o777).to.equal(0o600);
+      expect(statSync(open.logPaths('m1', 1).stderr).mode & 0o777).to.equal(0o600);
+      process.umask(0o277); // would leave the owner without write
+      const fresh = new Executor({ dataDir: join(dir, 'fresh'), workerId });
+      expect(statSync(join(dir, 'fresh')).mode & 0o777).to.equal(0o700);
+      expect(statSync(fresh.logDir).mode & 0o777).to.equal(0o700);
+      fresh.start('m2', 1, { argv: ['true'] });
+      await fresh.wait('m2', 1);
+      expect(statSync(fresh.logPaths('m2', 1).stdout).mode & 0o777).to.equal(0o600);
+    } finally {
+      process.umask(old);
+    }
   });
 });
 

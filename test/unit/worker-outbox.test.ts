@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { create, equals, toBinary } from '@bufbuild/protobuf';
@@ -131,9 +131,39 @@ describe('worker outbox', function () {
     const f = new Outbox(dir).get('orphan', 4)!;
     expect(f).to.not.equal(undefined);
     expect(f.error).to.equal(REAPED_ERROR);
+    // Not a result of the task: the manager retries it per its policy instead of storing it as done.
+    expect(f.lost).to.equal(true);
+    expect(f.startFailed).to.equal(false);
     expect(f.signal).to.equal('SIGKILL');
     expect(f.exitCode).to.equal(137);
     expect(f.pid).to.equal(pid);
     expect(Buffer.from(f.stdoutTail).toString()).to.equal('started\n');
+  });
+
+  it('carries start_failed and lost into the Finished message and through a restart', async () => {
+    const base = { attempt: 1, pid: 0, exitCode: 127, signal: '', error: 'spawn x ENOENT', startedUnixMs: 1, finishedUnixMs: 2, stdoutTail: new Uint8Array(0), stderrTail: new Uint8Array(0) };
+    const box = new Outbox(dir);
+    await box.add(toFinished({ ...base, taskId: 'never', startFailed: true }));
+    await box.add(toFinished({ ...base, taskId: 'gone', exitCode: 137, signal: 'SIGKILL', lost: true }));
+    await box.add(toFinished({ ...base, taskId: 'plain', exitCode: 0 }));
+    const again = new Outbox(dir);
+    expect(again.get('never', 1)).to.include({ startFailed: true, lost: false, exitCode: 127, pid: 0, error: 'spawn x ENOENT' });
+    expect(again.get('gone', 1)).to.include({ startFailed: false, lost: true, exitCode: 137 });
+    expect(again.get('plain', 1)).to.include({ startFailed: false, lost: false });
+  });
+
+  it('keeps its directory 0700 and its files 0600 whatever the umask', async () => {
+    const old = process.umask(0);
+    try {
+      mkdirSync(outboxDir, { mode: 0o755 });
+      const box = new Outbox(dir);
+      expect(statSync(outboxDir).mode & 0o777).to.equal(0o700);
+      expect(statSync(dir).mode & 0o777).to.equal(0o700);
+      process.umask(0o277); // would make a new file 0400
+      await box.add(finished('t1', 1));
+      expect(statSync(join(outboxDir, 't1.1.bin')).mode & 0o777).to.equal(0o600);
+    } finally {
+      process.umask(old);
+    }
   });
 });

@@ -291,6 +291,58 @@ describe('worker session', function () {
     expect(await manager.next('pong')).to.deep.include({ seq: 2n, runningTasks: 1, load1: 1.5 });
   });
 
+  it('kills its tasks when cut off past the orphan timeout, and reports them lost after the next Welcome', async () => {
+    const first = await connect();
+    session!.start();
+    await first.manager.next('hello');
+    first.manager.send({ case: 'welcome', value: { sessionId: 's1', pingIntervalMs: 0, orphanTimeoutMs: 600 } });
+    const lastSent = Date.now(); // the worker hears this (its last message) no earlier
+    first.manager.send({ case: 'startTask', value: { taskId: 'orphan', attempt: 1, spec: { argv: ['sh', '-c', 'sleep 30 & wait'] } } });
+    await first.manager.next('started');
+    const waited = executor.wait('orphan', 1);
+    first.manager.stop();
+    const r = (await waited)!;
+    expect(Date.now() - lastSent).to.be.at.least(600 - 5); // the clocks differ (wall, monotonic) by a hair
+    expect(r).to.include({ lost: true, signal: 'SIGKILL', exitCode: 137 });
+    expect(r.error).to.match(/^worker lost the manager: nothing heard for \d+ms \(orphan timeout 600ms\); task killed$/);
+
+    const second = await connect(first.port);
+    expect((await second.manager.next('hello')).running).to.deep.equal([]);
+    second.manager.send({ case: 'welcome', value: { sessionId: 's2', pingIntervalMs: 0, orphanTimeoutMs: 600 } });
+    const f = await second.manager.next('finished');
+    expect(f.task).to.deep.include({ taskId: 'orphan', attempt: 1 });
+    expect(f).to.include({ lost: true, startFailed: false, signal: 'SIGKILL', exitCode: 137, error: r.error });
+  });
+
+  it('redials at least every quarter of the orphan timeout, so a manager back in time keeps the tasks', async () => {
+    const lines: string[] = [];
+    const captured = pino({ level: 'debug' }, { write: (line: string) => void lines.push(line) });
+    const lostCount = () => lines.filter((l) => l.includes('lost connection to manager')).length;
+    // Without the cap the first redial would come 2.5-5 s after the loss, past the deadline.
+    const first = await connect(0, { reconnectIntervalMs: 5000, reconnectMaxMs: 5000, logger: captured });
+    session!.start();
+    await first.manager.next('hello');
+    first.manager.send({ case: 'welcome', value: { sessionId: 's1', pingIntervalMs: 0, orphanTimeoutMs: 3000 } });
+    const lastSent = Date.now();
+    first.manager.send({ case: 'startTask', value: { taskId: 'keep', attempt: 1, spec: { argv: ['sleep', '30'] } } });
+    await first.manager.next('started');
+    const pid = executor.get('keep')!.pid;
+    first.manager.stop();
+    // One redial fails while the manager is away (which must not back the channel off for long either).
+    await waitUntil(() => lostCount() >= 2, 3000);
+    const second = await connect(first.port);
+    await second.manager.next('hello', 1500);
+    second.manager.send({ case: 'welcome', value: { sessionId: 's2', pingIntervalMs: 0, orphanTimeoutMs: 3000 } });
+    second.manager.send({ case: 'ping', value: { seq: 1n } });
+    await second.manager.next('pong');
+    // Once the first outage's deadline has passed, the task still runs: Welcome stopped the clock.
+    await waitUntil(() => Date.now() > lastSent + 3000 + 200, 10_000);
+    second.manager.send({ case: 'ping', value: { seq: 2n } });
+    expect(await second.manager.next('pong')).to.deep.include({ seq: 2n, runningTasks: 1 });
+    expect(executor.get('keep')?.pid).to.equal(pid);
+    expect(lines.join('')).to.not.match(/orphan timeout/);
+  });
+
   it('says Goodbye on stop', async () => {
     const { manager } = await connect();
     session!.start();

@@ -2,11 +2,19 @@
 // what this node offers. Unknown keys are errors so typos do not go unnoticed.
 import { resolve, join } from 'node:path';
 import { z } from 'zod';
-import { duration, hostPort, logLevel, loadConfig, memory, parseConfig } from '../../common/config.js';
+import { durationIn, hostPort, logLevel, loadConfig, memoryIn, numberIn, parseConfig } from '../../common/config.js';
 import { tlsSchema } from '../../common/tls.js';
+import { ENV_NAME, MAX_ENV_INHERIT } from './task-env.js';
 
 // YAML turns `rack: 3` into a number; a label is always text, so accept scalars.
 const labelValue = z.union([z.string(), z.number(), z.boolean()]).transform(String);
+
+const MINUTE = 60_000;
+const HOUR = 60 * MINUTE;
+const DAY = 24 * HOUR;
+const KI = 2 ** 10;
+const MI = 2 ** 20;
+const TI = 2 ** 40;
 
 export const workerConfigSchema = z
   .object({
@@ -17,22 +25,29 @@ export const workerConfigSchema = z
     data_dir: z.string().min(1).default('./data/worker'),
     id_file: z.string().min(1).optional(),
     capacity: z
-      .object({ cpu: z.number().positive().optional(), memory: memory().optional() })
+      .object({ cpu: numberIn(0.001, 4096).optional(), memory: memoryIn(MI, 1024 * TI).optional() })
       .strict()
       .optional(),
     labels: z.record(z.string().min(1), labelValue).default({}),
-    // A zero interval would redial in a tight loop while the manager is down.
-    reconnect_interval: duration().pipe(z.number().min(10, 'must be at least 10ms')).default(1000),
+    // Every duration and size has a range (a message naming the key and the
+    // range otherwise). A zero interval would redial in a tight loop while the
+    // manager is down.
+    reconnect_interval: durationIn(10, 5 * MINUTE).default(1000),
     /** Redials back off exponentially from reconnect_interval up to this. */
-    reconnect_max: duration().default(30_000),
-    /** SIGTERM → SIGKILL grace of a cancelled or timed-out task. */
-    cancel_grace: duration().default(10_000),
+    reconnect_max: durationIn(10, HOUR).default(30_000),
+    /** SIGTERM → SIGKILL grace of a cancelled or timed-out task (0s: SIGKILL at once). */
+    cancel_grace: durationIn(0, HOUR).default(10_000),
     /** On SIGTERM, how long running tasks may go on before they are cancelled. */
-    shutdown_timeout: duration().default(30_000),
+    shutdown_timeout: durationIn(0, DAY).default(30_000),
     /** Cap of each task's log files, stdout and stderr together. */
-    log_max_size: memory().default(64 * 1024 * 1024),
-    /** Task log files are removed this long after they were last written. */
-    log_retention: duration().default(24 * 3600_000),
+    log_max_size: memoryIn(KI, TI).default(64 * MI),
+    /** Task log files are removed this long after they were last written (also the sweep period's cap, so not 0). */
+    log_retention: durationIn(MINUTE, 365 * DAY).default(DAY),
+    /** The worker's environment variables tasks get besides PATH, HOME, LANG, TZ and USER. */
+    env_inherit: z
+      .array(z.string().regex(ENV_NAME, 'must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)'))
+      .max(MAX_ENV_INHERIT)
+      .default([]),
     log_level: logLevel().default('info'),
   })
   .strict()

@@ -3,22 +3,25 @@
 // output comes through pipes into capped log files (task-log.ts), so a task
 // that writes without end cannot fill the disk.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
+import { clearLongTimeout, setLongTimeout, type LongTimer } from '../../common/long-timer.js';
+import { privateDir } from './private-fs.js';
+import { findMarked, killGroup, killMarked } from './reaper.js';
+import { baseTaskEnv, taskEnv } from './task-env.js';
+import { checkTaskId, type TaskRef } from './task-id.js';
 import { LogBudget, LogSink, TAIL_BYTES } from './task-log.js';
 
-export { TAIL_BYTES };
+export { TAIL_BYTES, checkTaskId, type TaskRef };
+export { RUN_ENV, TASK_ATTEMPT_ENV, TASK_ID_ENV, WORKER_ENV } from './task-env.js';
 /** Per task (stdout and stderr together), unless configured. */
 export const DEFAULT_LOG_MAX_BYTES = 64 * 1024 * 1024;
 /** After the task exits, how long its pipes may stay open (held by an escaped daemon) before they are closed. */
 const PIPE_DRAIN_MS = 1000;
 
-export interface TaskRef {
-  taskId: string;
-  attempt: number;
-}
 export interface ExecSpec {
   argv: string[];
   env?: Record<string, string>;
@@ -48,6 +51,10 @@ export interface FinishedEvent extends TaskRef {
   stderrTail: Uint8Array;
   /** Killed because it ran past its timeout. */
   timedOut?: boolean;
+  /** The process never started (error says why; exitCode 127 when not found, else 126). */
+  startFailed?: boolean;
+  /** Not a result: the worker killed it because it lost it (restart, orphan timeout); error says which. */
+  lost?: boolean;
 }
 /** started: a new process; duplicate: this attempt already runs; busy: another attempt of the task runs. */
 export type StartResult = 'started' | 'duplicate' | 'busy';
@@ -60,33 +67,22 @@ interface Proc extends TaskRef {
   millicpu: number;
   memoryBytes: number;
   killAt?: number;
-  killTimer?: NodeJS.Timeout;
-  timeoutTimer?: NodeJS.Timeout;
+  killTimer?: LongTimer;
+  timeoutTimer?: LongTimer;
   timedOut?: boolean;
+  /** Set by abandonAll: the error of its lost result. */
+  lostError?: string;
   sinks?: [LogSink, LogSink];
   waiters: ((f: FinishedEvent) => void)[];
 }
 
-// Task ids become file names, so they must not be able to name another path.
-const TASK_ID = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/;
-
-/** checkTaskId returns why a task id cannot be used, or undefined when it is fine. */
-export function checkTaskId(taskId: string): string | undefined {
-  return TASK_ID.test(taskId) ? undefined : 'task_id: must be 1-128 of [A-Za-z0-9._-], not starting with "."';
-}
-
-/** Every task process carries this variable, so a restarted worker can find what a crashed one left running. */
-export const WORKER_ENV = 'SCHED_WORKER_ID';
-/** The attempt a task process belongs to, so a restarted worker can report the ones it had to kill. */
-export const TASK_ID_ENV = 'SCHED_TASK_ID';
-export const TASK_ATTEMPT_ENV = 'SCHED_TASK_ATTEMPT';
 /** The error of an attempt killed because the worker that ran it restarted. */
 export const REAPED_ERROR = 'worker restarted; task killed';
 
 export interface Reaped {
   /** Every process killed. */
   pids: number[];
-  /** One result per attempt identified among them: SIGKILL, exit code 137, REAPED_ERROR. */
+  /** One result per attempt identified among them: lost, SIGKILL, exit code 137, REAPED_ERROR. */
   results: FinishedEvent[];
 }
 
@@ -94,6 +90,10 @@ export interface ExecutorOptions {
   /** Task logs go to <dataDir>/logs. */
   dataDir: string;
   workerId: string;
+  /** This run of the worker (RUN_ENV); random by default. */
+  runId?: string;
+  /** Names of the worker's environment variables passed to tasks besides the basics (task-env.ts). */
+  envInherit?: readonly string[];
   /** Cap of an attempt's log files, stdout and stderr together. */
   logMaxBytes?: number;
   /** Time between SIGTERM and SIGKILL when a task runs past its timeout. */
@@ -102,10 +102,10 @@ export interface ExecutorOptions {
 
 export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: [FinishedEvent] }> {
   readonly logDir: string;
+  readonly runId: string;
   private readonly workerId: string;
-  // Built once: copying a plain object is cheaper than process.env, which
-  // spawn would otherwise enumerate through getenv on every start.
-  private readonly baseEnv: NodeJS.ProcessEnv;
+  // Built once: copying a plain object is cheaper than reading process.env on every start.
+  private readonly baseEnv: Record<string, string>;
   private readonly procs = new Map<string, Proc>();
   private readonly logMaxBytes: number;
   private readonly timeoutGraceMs: number;
@@ -113,11 +113,13 @@ export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: 
   constructor(options: ExecutorOptions) {
     super();
     this.workerId = options.workerId;
+    this.runId = options.runId ?? randomBytes(8).toString('hex');
     this.logMaxBytes = options.logMaxBytes ?? DEFAULT_LOG_MAX_BYTES;
     this.timeoutGraceMs = options.timeoutGraceMs ?? 5_000;
     this.logDir = join(options.dataDir, 'logs');
-    this.baseEnv = { ...process.env, [WORKER_ENV]: options.workerId };
-    mkdirSync(this.logDir, { recursive: true });
+    this.baseEnv = baseTaskEnv(process.env, options.envInherit);
+    privateDir(options.dataDir); // one level at a time, each made 0700 before the next is created in it
+    privateDir(this.logDir);
   }
 
   get size(): number {
@@ -176,8 +178,7 @@ export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: 
       const out = new LogSink(logs.stdout, budget);
       proc.sinks = [out, out];
       proc.sinks[1] = new LogSink(logs.stderr, budget);
-      // The markers come last, so a task's own env cannot hide it from reapOrphans.
-      const env = { ...this.baseEnv, ...spec.env, [WORKER_ENV]: this.workerId, [TASK_ID_ENV]: taskId, [TASK_ATTEMPT_ENV]: String(attempt) };
+      const env = taskEnv(this.baseEnv, spec.env, { workerId: this.workerId, runId: this.runId, taskId, attempt });
       child = spawn(spec.argv[0] ?? '', spec.argv.slice(1), {
         ...(spec.cwd ? { cwd: spec.cwd } : {}),
         env,
@@ -187,7 +188,7 @@ export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: 
     } catch (err) {
       // Synchronous failures (EMFILE opening logs, a NUL byte in argv) are
       // reported on the next turn, like async ones, after start() returned.
-      setImmediate(() => this.finish(proc, 126, '', `spawn ${spec.argv[0]} ${(err as Error).message}`));
+      setImmediate(() => this.finish(proc, 126, '', `spawn ${spec.argv[0]} ${(err as Error).message}`, true));
       return 'started';
     }
     const [out, errSink] = proc.sinks;
@@ -197,7 +198,7 @@ export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: 
     child.once('spawn', () => {
       proc.spawned = true;
       if (spec.timeoutMs) {
-        proc.timeoutTimer = setTimeout(() => {
+        proc.timeoutTimer = setLongTimeout(() => {
           proc.timedOut = true;
           this.cancel(taskId, attempt, this.timeoutGraceMs);
         }, spec.timeoutMs);
@@ -208,7 +209,7 @@ export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: 
     child.on('error', (err: NodeJS.ErrnoException) => {
       if (proc.pid) return;
       const cwdGone = err.code === 'ENOENT' && spec.cwd && !existsSync(spec.cwd) ? ` (cwd ${JSON.stringify(spec.cwd)} does not exist)` : '';
-      this.finish(proc, err.code === 'ENOENT' ? 127 : 126, '', `${err.message}${cwdGone}`);
+      this.finish(proc, err.code === 'ENOENT' && !cwdGone ? 127 : 126, '', `${err.message}${cwdGone}`, true);
     });
     child.once('exit', (code, signal) => {
       const exitCode = code ?? 128 + (signal ? (os.constants.signals[signal] ?? 0) : 0);
@@ -237,9 +238,9 @@ export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: 
     // A later cancel may shorten the grace (shutdown after an operator cancel), never lengthen it.
     const killAt = Date.now() + graceMs;
     if (proc.killAt === undefined || killAt < proc.killAt) {
-      clearTimeout(proc.killTimer);
+      clearLongTimeout(proc.killTimer);
       proc.killAt = killAt;
-      proc.killTimer = setTimeout(() => killGroup(proc.pid, 'SIGKILL'), graceMs);
+      proc.killTimer = setLongTimeout(() => killGroup(proc.pid, 'SIGKILL'), graceMs);
     }
     return true;
   }
@@ -262,45 +263,14 @@ export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: 
    * Kills task processes a previous run of this worker left behind (detached
    * groups outlive a worker killed with SIGKILL); the manager has given them
    * up or will, so they must not run on beside a new attempt. Linux only: it
-   * finds them by the WORKER_ENV marker in /proc/<pid>/environ, and the attempt
-   * each belongs to by TASK_ID_ENV / TASK_ATTEMPT_ENV. Their exit code is
-   * unknowable, so each attempt's result says it was killed (SIGKILL, 137,
+   * finds them by their markers (reaper.ts). Their exit code is unknowable, so
+   * each attempt's result says it was lost and killed (lost, SIGKILL, 137,
    * REAPED_ERROR), with the output tails its log files hold.
    */
   reapOrphans(): Reaped {
-    let entries: string[];
-    try {
-      entries = readdirSync('/proc');
-    } catch {
-      return { pids: [], results: [] };
-    }
-    const marker = `${WORKER_ENV}=${this.workerId}`;
-    const ownGroup = processGroup(process.pid);
-    // Find them all first, then kill: a group killed early would hide the environ of its other members.
-    const found: { pid: number; group: number | undefined; task: TaskRef | undefined }[] = [];
-    for (const entry of entries) {
-      const pid = Number(entry);
-      if (!Number.isInteger(pid) || pid <= 1 || pid === process.pid || this.isOurs(pid)) continue;
-      let env: string[];
-      try {
-        env = readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0');
-      } catch {
-        continue; // gone, or another user's process
-      }
-      if (!env.includes(marker)) continue;
-      found.push({ pid, group: processGroup(pid), task: taskOf(env) });
-    }
-    const killed: number[] = [];
-    for (const { pid, group } of found) {
-      // The group too, so a fork racing this scan dies with its parent.
-      if (group !== undefined && group > 1 && group !== ownGroup) killGroup(group, 'SIGKILL');
-      try {
-        process.kill(pid, 'SIGKILL');
-        killed.push(pid);
-      } catch {
-        // exited meanwhile, e.g. with its group
-      }
-    }
+    // Only what another run left: this run's own tasks (and their children) are not orphans.
+    const found = findMarked(this.workerId, (pid) => this.isOurs(pid)).filter((m) => m.runId !== this.runId);
+    const killed = killMarked(found);
     const results = new Map<string, FinishedEvent>();
     const now = Date.now();
     for (const { pid, group, task } of found) {
@@ -319,9 +289,25 @@ export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: 
         finishedUnixMs: now,
         stdoutTail: readTail(logs.stdout),
         stderrTail: readTail(logs.stderr),
+        lost: true,
       });
     }
     return { pids: killed, results: [...results.values()] };
+  }
+
+  /**
+   * SIGKILLs every running task's process group because the worker lost them
+   * (the manager gave them up or will); each result says lost, with `error`.
+   */
+  abandonAll(error: string): TaskRef[] {
+    const abandoned: TaskRef[] = [];
+    for (const proc of this.procs.values()) {
+      if (!proc.pid || proc.done) continue; // a failed spawn reports itself
+      proc.lostError = error;
+      killGroup(proc.pid, 'SIGKILL');
+      abandoned.push({ taskId: proc.taskId, attempt: proc.attempt });
+    }
+    return abandoned;
   }
 
   private isOurs(pid: number): boolean {
@@ -329,11 +315,11 @@ export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: 
     return false;
   }
 
-  private finish(proc: Proc, exitCode: number, signal: string, error: string): void {
+  private finish(proc: Proc, exitCode: number, signal: string, error: string, startFailed = false): void {
     if (proc.done) return;
     proc.done = true;
-    clearTimeout(proc.killTimer);
-    clearTimeout(proc.timeoutTimer);
+    clearLongTimeout(proc.killTimer);
+    clearLongTimeout(proc.timeoutTimer);
     if (this.procs.get(proc.taskId) === proc) this.procs.delete(proc.taskId);
     // Whatever the task left running in its group dies with it: a finished
     // task must not keep running where the manager cannot see it.
@@ -345,49 +331,17 @@ export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: 
       pid: proc.pid,
       exitCode,
       signal,
-      error,
+      error: proc.lostError ?? error,
       startedUnixMs: proc.startedUnixMs,
       finishedUnixMs: Date.now(),
       stdoutTail: proc.sinks?.[0].tailBytes() ?? new Uint8Array(0),
       stderrTail: proc.sinks?.[1].tailBytes() ?? new Uint8Array(0),
       ...(proc.timedOut ? { timedOut: true } : {}),
+      ...(startFailed ? { startFailed: true } : {}),
+      ...(proc.lostError !== undefined ? { lost: true } : {}),
     };
     this.emit('finished', result);
     for (const resolve of proc.waiters) resolve(result);
-  }
-}
-
-/** The attempt named by a process's environment, if it names a valid one. */
-function taskOf(env: string[]): TaskRef | undefined {
-  let taskId: string | undefined;
-  let attempt: number | undefined;
-  for (const kv of env) {
-    if (kv.startsWith(`${TASK_ID_ENV}=`)) taskId = kv.slice(TASK_ID_ENV.length + 1);
-    else if (kv.startsWith(`${TASK_ATTEMPT_ENV}=`)) attempt = Number(kv.slice(TASK_ATTEMPT_ENV.length + 1));
-  }
-  // The id becomes a file name: it must be one the executor would have accepted.
-  if (taskId === undefined || checkTaskId(taskId) || attempt === undefined || !Number.isInteger(attempt) || attempt < 0 || attempt > 0xffffffff) return undefined;
-  return { taskId, attempt };
-}
-
-/** Signals a whole process group; true when it still existed. */
-function killGroup(pid: number, signal: NodeJS.Signals): boolean {
-  try {
-    process.kill(-pid, signal);
-    return true;
-  } catch {
-    return false; // ESRCH: the group is already gone
-  }
-}
-
-/** The process group of a process (Linux), from /proc/<pid>/stat. */
-function processGroup(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after "(comm)" start at field 3 (state); pgrp is field 5.
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
-  } catch {
-    return undefined;
   }
 }
 

@@ -5,11 +5,13 @@
 // rename) before its result is sent, and removed when FinishedAck arrives.
 // The manager stores a (task, attempt) result once, so sending one twice
 // (after a reconnect, or a lost ack) is harmless; losing one is not.
-import { closeSync, fdatasync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fdatasync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { FinishedSchema, type Finished } from '../../proto/gen/sched/v1/worker_pb.js';
-import { checkTaskId, type FinishedEvent } from './executor.js';
+import type { FinishedEvent } from './executor.js';
+import { PRIVATE_FILE_MODE, privateDir, privateFile } from './private-fs.js';
+import { checkTaskId } from './task-id.js';
 
 interface Entry {
   finished: Finished;
@@ -32,6 +34,8 @@ export function toFinished(e: FinishedEvent): Finished {
     stderrTail: e.stderrTail,
     pid: e.pid,
     timedOut: e.timedOut ?? false,
+    startFailed: e.startFailed ?? false,
+    lost: e.lost ?? false,
   });
 }
 
@@ -42,10 +46,11 @@ export class Outbox {
   // The hot path never reads the directory: this index is the truth while the process lives.
   private readonly entries = new Map<string, Entry>();
 
-  /** Opens (creating it if needed) <dataDir>/outbox and loads the results a previous run left there. */
+  /** Opens (creating it if needed, 0700) <dataDir>/outbox and loads the results a previous run left there. */
   constructor(dataDir: string) {
     this.dir = join(dataDir, 'outbox');
-    mkdirSync(this.dir, { recursive: true });
+    privateDir(dataDir);
+    privateDir(this.dir);
     for (const name of readdirSync(this.dir)) {
       const path = join(this.dir, name);
       if (name.endsWith('.tmp')) {
@@ -148,11 +153,12 @@ export class Outbox {
     return new Promise((resolve, reject) => {
       let fd: number;
       try {
-        fd = openSync(tmp, 'w', 0o600);
+        fd = openSync(tmp, 'w', PRIVATE_FILE_MODE);
       } catch (err) {
         return reject(err as Error);
       }
       try {
+        privateFile(fd);
         writeSync(fd, toBinary(FinishedSchema, finished));
       } catch (err) {
         closeQuietly(fd);

@@ -1,7 +1,8 @@
 // The worker's one dial-out stream to the manager (WorkerService.Connect).
 // It survives manager restarts: it redials forever, reports what still runs
 // in Hello, and keeps every result in the on-disk outbox until the manager
-// acknowledges it, so results outlive a worker restart too.
+// acknowledges it, so results outlive a worker restart too. Cut off for longer
+// than the manager's orphan timeout, it kills its tasks (orphan-timer.ts).
 import * as grpc from '@grpc/grpc-js';
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import type { GenService } from '@bufbuild/protobuf/codegenv2';
@@ -14,14 +15,14 @@ import {
   type CancelTask,
   type ConnectRequest,
   type ConnectResponse,
-  type ReadLogs,
   type StartTask,
   type Welcome,
 } from '../../proto/gen/sched/v1/worker_pb.js';
 import { checkTaskId, type Executor, type FinishedEvent, type StartedEvent } from './executor.js';
+import { LogReads } from './log-reads.js';
 import { liveLoad, type LiveLoad, type NodeInfo } from './node-info.js';
+import { OrphanTimer } from './orphan-timer.js';
 import { toFinished, type Outbox } from './outbox.js';
-import { readLog } from './task-log.js';
 
 type WorkerMethods = typeof WorkerService extends GenService<infer T> ? T : never;
 type Stream = grpc.ClientDuplexStream<ConnectRequest, ConnectResponse>;
@@ -97,17 +98,20 @@ export class Session {
   private failures = 0;
   /** Set by leave(): no new tasks, and the manager is told after every (re)connect. */
   private leaving: { reason: string; deadlineUnixMs: number } | undefined;
-  /** Log reads in flight, by the manager's request id; aborted with their stream. */
-  private readonly logReads = new Map<bigint, AbortController>();
+  /** ReadLogs answers in flight; aborted with their stream. */
+  private readonly logReads: LogReads;
+  private readonly orphan = new OrphanTimer({ onOrphaned: (silentMs, timeoutMs) => this.orphaned(silentMs, timeoutMs) });
 
   constructor(options: SessionOptions) {
     this.o = options;
     this.client = createServiceClient(WorkerService, options.manager, options.credentials ?? grpc.credentials.createInsecure(), {
-      // grpc-js otherwise backs its channel off for up to two minutes, and
-      // every redial in that window fails without trying the network.
-      'grpc.initial_reconnect_backoff_ms': options.reconnectIntervalMs,
-      'grpc.max_reconnect_backoff_ms': Math.max(options.reconnectIntervalMs, 1000),
+      // grpc-js otherwise backs its channel off for up to two minutes, and every
+      // redial in that window fails without trying the network. The redials are
+      // paced by scheduleRedial; 1 s at most here keeps its orphan-timeout cap real.
+      'grpc.initial_reconnect_backoff_ms': Math.min(options.reconnectIntervalMs, 1000),
+      'grpc.max_reconnect_backoff_ms': 1000,
     });
+    this.logReads = new LogReads(options);
     options.executor.on('started', this.onStarted);
     options.executor.on('finished', this.onFinished);
   }
@@ -147,8 +151,9 @@ export class Session {
     this.stopping = true;
     clearTimeout(this.redialTimer);
     clearTimeout(this.watchdog);
+    this.orphan.clear();
     this.detach();
-    this.abortLogReads();
+    this.logReads.abortAll();
     const stream = this.stream;
     if (stream) {
       if (this.welcomed) stream.write(create(ConnectRequestSchema, { msg: { case: 'goodbye', value: { reason } } }));
@@ -213,6 +218,7 @@ export class Session {
   private receive(stream: Stream, m: ConnectResponse): void {
     if (stream !== this.stream) return;
     this.watchdog?.refresh();
+    this.orphan.heard();
     try {
       switch (m.msg.case) {
         case 'welcome':
@@ -227,10 +233,9 @@ export class Session {
           if (m.msg.value.task) this.o.outbox.ack(m.msg.value.task.taskId, m.msg.value.task.attempt);
           return;
         case 'readLogs':
-          return this.readLogs(stream, m.msg.value);
+          return this.logReads.start(stream, m.msg.value, () => stream === this.stream);
         case 'stopLogs':
-          this.logReads.get(m.msg.value.requestId)?.abort();
-          return;
+          return this.logReads.stop(m.msg.value.requestId);
         default:
           this.o.logger.debug('ignoring an unknown message from the manager');
       }
@@ -244,6 +249,7 @@ export class Session {
     this.welcomed = true;
     this.lastWarning = '';
     this.failures = 0;
+    this.orphan.welcome(w.orphanTimeoutMs);
     if (this.leaving) this.leave(this.leaving.reason, this.leaving.deadlineUnixMs);
     this.o.logger.info({ workerId: this.o.workerId, manager: this.o.manager, session: w.sessionId }, 'connected to manager');
     // Results produced while the manager was away or before this worker restarted;
@@ -301,52 +307,6 @@ export class Session {
     });
   }
 
-  /** Streams a task's log file to the manager in chunks, paced by the stream's flow control. */
-  private readLogs(stream: Stream, rl: ReadLogs): void {
-    const { requestId } = rl;
-    const task = rl.task;
-    const ctl = new AbortController();
-    this.logReads.set(requestId, ctl);
-    const chunk = (data: Uint8Array, eof = false, error = '') =>
-      create(ConnectRequestSchema, { msg: { case: 'logChunk', value: { requestId, data, eof, error } } });
-    const write = async (msg: ConnectRequest): Promise<void> => {
-      if (ctl.signal.aborted || stream !== this.stream) return ctl.abort();
-      if (stream.write(msg)) return;
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          stream.off('drain', done);
-          ctl.signal.removeEventListener('abort', done);
-          resolve();
-        };
-        stream.once('drain', done);
-        ctl.signal.addEventListener('abort', done, { once: true });
-      });
-    };
-    const run = async (): Promise<void> => {
-      if (!task || checkTaskId(task.taskId)) throw new Error('task: invalid task id');
-      const paths = this.o.executor.logPaths(task.taskId, task.attempt);
-      await readLog(rl.stderr ? paths.stderr : paths.stdout, {
-        tailLines: rl.tailLines,
-        follow: rl.follow ? () => this.o.executor.get(task.taskId)?.attempt === task.attempt : undefined,
-        signal: ctl.signal,
-        send: (data) => write(chunk(data)),
-      });
-    };
-    run().then(
-      () => write(chunk(new Uint8Array(0), true)),
-      (err: NodeJS.ErrnoException) => {
-        const what = `task ${task?.taskId ?? '?'} attempt ${task?.attempt ?? 0}`;
-        const error = err.code === 'ENOENT' ? `no log of ${what} on worker ${this.o.workerId} (never ran here, or removed after the log retention)` : `cannot read the log of ${what}: ${err.message}`;
-        return write(chunk(new Uint8Array(0), true, error));
-      },
-    ).catch((err: unknown) => this.o.logger.warn({ err }, 'log read failed')).finally(() => this.logReads.delete(requestId));
-  }
-
-  private abortLogReads(): void {
-    for (const ctl of this.logReads.values()) ctl.abort();
-    this.logReads.clear();
-  }
-
   private cancelTask(ct: CancelTask): void {
     const task = ct.task;
     if (!task) return;
@@ -397,7 +357,7 @@ export class Session {
     this.welcomed = false;
     clearTimeout(this.watchdog);
     this.watchdog = undefined;
-    this.abortLogReads();
+    this.logReads.abortAll();
     stream.cancel(); // no-op once the call has ended; frees a stream given up by the watchdog
     if (this.stopping) return;
     const message = `lost connection to manager at ${this.o.manager}: ${reason}`;
@@ -405,11 +365,22 @@ export class Session {
     if (wasConnected || reason !== this.lastWarning) this.o.logger.warn(message);
     else this.o.logger.debug(message);
     this.lastWarning = reason;
+    this.orphan.lost();
     this.scheduleRedial();
+  }
+
+  /** Cut off past the orphan timeout: the manager gives these tasks up, so they must not run on. */
+  private orphaned(silentMs: number, timeoutMs: number): void {
+    if (this.welcomed || this.stopping) return;
+    const error = `worker lost the manager: nothing heard for ${silentMs}ms (orphan timeout ${timeoutMs}ms); task killed`;
+    const tasks = this.o.executor.abandonAll(error);
+    if (tasks.length === 0) return;
+    this.o.logger.warn({ silentMs, orphanTimeoutMs: timeoutMs, tasks: tasks.map((t) => `${t.taskId}.${t.attempt}`) }, 'no manager within the orphan timeout: killed the running tasks');
   }
 
   private scheduleRedial(): void {
     if (this.stopping || this.redialTimer) return;
-    this.redialTimer = setTimeout(() => this.dial(), redialDelay(this.failures++, this.o.reconnectIntervalMs, this.o.reconnectMaxMs ?? 30_000));
+    const maxMs = this.orphan.redialCap(this.o.reconnectMaxMs ?? 30_000);
+    this.redialTimer = setTimeout(() => this.dial(), redialDelay(this.failures++, this.o.reconnectIntervalMs, maxMs));
   }
 }

@@ -1,9 +1,10 @@
 // Task output on the worker's disk: one file per attempt and stream, capped,
 // read back for `schedctl tasks logs` (relayed by the manager), and removed
-// after the retention period. Logs never go to the store (seeds/003).
+// after the retention period. Logs never go to the store.
 import { closeSync, openSync, readdirSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
+import { PRIVATE_FILE_MODE, privateFile } from './private-fs.js';
 
 /** The output kept in memory for Finished.stdout_tail / stderr_tail. */
 export const TAIL_BYTES = 4096;
@@ -32,7 +33,14 @@ export class LogSink {
     readonly path: string,
     private readonly budget: LogBudget,
   ) {
-    this.fd = openSync(path, 'w');
+    const fd = openSync(path, 'w', PRIVATE_FILE_MODE);
+    try {
+      privateFile(fd);
+    } catch (err) {
+      closeSync(fd);
+      throw err;
+    }
+    this.fd = fd;
   }
 
   write(chunk: Buffer): void {
