@@ -1,7 +1,7 @@
 // The walking skeleton end to end: a real etcd, the built management node and
 // two built workers as child processes, driven only through the built schedctl.
 import { expect } from 'chai';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
@@ -171,21 +171,35 @@ describe('e2e: walking skeleton (etcd, manager, two workers, schedctl)', functio
     await waitFor('worker reconnected', async () => (await connectedCount()) === 2, 15_000);
   });
 
-  it('a manager killed with -9 comes back with the same tasks and workers; workers reconnect', async () => {
-    const id = (await schedctl('tasks', 'run', '--', 'sh', '-c', 'sleep 1; exit 5')).stdout.trim();
+  it('a manager killed with -9 while a task runs comes back with the same tasks and workers; the task is adopted and ends once', async () => {
+    const started = join(dir, 'across-started');
+    const go = join(dir, 'across-go');
+    const ended = join(dir, 'across-ended');
+    // The task goes on until the test lets it: it is certainly running when the manager dies.
+    const script = `echo "$SCHED_TASK_ATTEMPT" >> ${started}; while [ ! -e ${go} ]; do sleep 0.05; done; echo "$SCHED_TASK_ATTEMPT" >> ${ended}; exit 5`;
+    const id = (await schedctl('tasks', 'run', '--', 'sh', '-c', script)).stdout.trim();
+    const show = async () => JSON.parse((await schedctl('tasks', 'show', id, '-o', 'json')).stdout) as { state?: string; attempt?: number };
+    await waitFor('the task to start', () => existsSync(started));
+    await waitFor('the task stored as scheduled', async () => (await show()).state === 'TASK_STATE_SCHEDULED');
     const tasksBefore = JSON.parse((await schedctl('tasks', 'ls', '-o', 'json')).stdout) as unknown;
     await manager.kill9();
     manager = startManager();
     await waitFor('both workers reconnected', async () => (await connectedCount()) === 2, 20_000);
     const rows = await workerRows();
     expect(rows).to.have.length(2);
+    expect(existsSync(ended), 'the task ended before it was let go').to.equal(false);
+    writeFileSync(go, '');
     // The task that ran across the restart is reported once it finishes.
-    await waitFor('task across restart done', async () => (await schedctl('tasks', 'show', id)).stdout.match(/\bdone\b/), 20_000);
+    await waitFor('task across restart done', async () => (await show()).state === 'TASK_STATE_DONE', 20_000);
     const after = JSON.parse((await schedctl('tasks', 'ls', '-o', 'json')).stdout) as { tasks?: Array<{ id: string }> } | Array<{ id: string }>;
     const ids = (x: unknown) => JSON.stringify(x).match(/[0-9a-f]{8}-[0-9a-f-]{27}/g)?.sort() ?? [];
     expect(new Set(ids(after))).to.deep.equal(new Set(ids(tasksBefore)));
-    const show = await schedctl('tasks', 'show', id);
-    expect(show.stdout).to.match(/exit[^\n]*\b5\b/i);
+    expect((await schedctl('tasks', 'show', id)).stdout).to.match(/exit[^\n]*\b5\b/i);
+    // Adopted, not run again: one start and one end, of the attempt the store keeps.
+    const lines = (file: string) => readFileSync(file, 'utf8').trim().split('\n');
+    const attempt = String((await show()).attempt ?? 0);
+    expect(lines(started), 'start lines').to.deep.equal([attempt]);
+    expect(lines(ended), 'end lines').to.deep.equal([attempt]);
   });
 
   it('a worker stopped with SIGTERM says goodbye: disconnected at once, a task still running past shutdown_timeout dead (worker-lost)', async () => {

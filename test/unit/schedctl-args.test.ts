@@ -16,6 +16,7 @@ import {
   specFromOptions,
 } from '../../schedctl/src/commands/tasks-run.js';
 import { parseLimit } from '../../schedctl/src/commands/tasks-ls.js';
+import { parseGrace } from '../../schedctl/src/commands/tasks-cancel.js';
 
 describe('schedctl argument parsing', () => {
   describe('--env', () => {
@@ -45,8 +46,9 @@ describe('schedctl argument parsing', () => {
       expect(parseLimit('250')).to.equal(250);
     });
 
-    it('refuses anything else', () => {
-      for (const bad of ['-1', '1.5', 'ten', '']) expect(() => parseLimit(bad), bad).to.throw(InvalidArgumentError);
+    it('refuses anything else, and more than list_tasks\' uint32 limit holds', () => {
+      for (const bad of ['-1', '1.5', 'ten', '', '4294967296', '99999999999999999999']) expect(() => parseLimit(bad), bad).to.throw(InvalidArgumentError);
+      expect(parseLimit('4294967295')).to.equal(2 ** 32 - 1);
     });
   });
 
@@ -116,7 +118,9 @@ describe('schedctl argument parsing', () => {
     it('refuse fractions, words and values out of range', () => {
       for (const bad of ['1.5', 'high', '', '2147483648']) expect(() => parsePriority(bad), bad).to.throw(InvalidArgumentError);
       for (const bad of ['-1', '1.5', 'x', '4294967296']) expect(() => parseRetries(bad), bad).to.throw(InvalidArgumentError);
-      for (const bad of ['0', '-2', '2.5', 'many']) expect(() => parseCount(bad), bad).to.throw(InvalidArgumentError, /1 or more/);
+      for (const bad of ['0', '-2', '2.5', 'many', '10001']) expect(() => parseCount(bad), bad).to.throw(InvalidArgumentError, /from 1 to 10000/);
+      expect(parseCount('10000')).to.equal(10_000);
+      expect(parseRetries('4294967295')).to.equal(2 ** 32 - 1);
     });
   });
 
@@ -127,9 +131,32 @@ describe('schedctl argument parsing', () => {
       expect(parseTimeLimit('0s')).to.equal(0);
     });
 
-    it('refuses a bare number and more than a uint32 of milliseconds', () => {
+    it('refuses a bare number and more than a uint32 of milliseconds, naming the range', () => {
       expect(() => parseTimeLimit('30')).to.throw(InvalidArgumentError, /invalid duration/);
-      expect(() => parseTimeLimit('1200h')).to.throw(InvalidArgumentError, /at most/);
+      expect(() => parseTimeLimit('1200h')).to.throw(
+        InvalidArgumentError,
+        'must be between 0s and 1193h2m47.295s (about 49.7 days), got 1200h (50 days)',
+      );
+    });
+
+    it('accepts 30 days and up to the uint32 limit (about 49.7 days)', () => {
+      expect(parseTimeLimit('720h')).to.equal(30 * 86_400_000);
+      expect(parseTimeLimit('1193h2m47.295s')).to.equal(2 ** 32 - 1);
+      expect(() => parseTimeLimit('1193h2m47.296s')).to.throw(InvalidArgumentError);
+    });
+  });
+
+  describe('tasks cancel --grace', () => {
+    it('reads a duration from 1ms to the uint32 limit', () => {
+      expect(parseGrace('500ms')).to.equal(500);
+      expect(parseGrace('720h')).to.equal(30 * 86_400_000);
+      expect(parseGrace('1193h2m47.295s')).to.equal(2 ** 32 - 1);
+    });
+
+    it('refuses 0 (grace_ms 0 means the worker default), more than a uint32 of ms, and non-durations', () => {
+      expect(() => parseGrace('0s')).to.throw(InvalidArgumentError, /must be between 1ms and 1193h2m47\.295s .*, got 0s/);
+      expect(() => parseGrace('1200h')).to.throw(InvalidArgumentError, /got 1200h/);
+      expect(() => parseGrace('10')).to.throw(InvalidArgumentError, /invalid duration/);
     });
   });
 
@@ -152,6 +179,12 @@ describe('schedctl argument parsing', () => {
       expect(groupExitCode([done(1), done(137), done(3)])).to.equal(137);
       expect(groupExitCode([done(0), done(300)])).to.equal(1);
       expect(groupExitCode([done(255), create(TaskSchema, { state: TaskState.DEAD })])).to.equal(125);
+    });
+    it('is 127 or 126 for a program that could not start, as a shell would say', () => {
+      const startFailed = (exitCode: number) => create(TaskSchema, { state: TaskState.DEAD, deadReason: 'start-failed', exitCode });
+      expect(groupExitCode([startFailed(127)])).to.equal(127);
+      expect(groupExitCode([done(0), startFailed(126)])).to.equal(126);
+      expect(groupExitCode([startFailed(127), create(TaskSchema, { state: TaskState.DEAD, deadReason: 'cancelled' })])).to.equal(125);
     });
   });
 });

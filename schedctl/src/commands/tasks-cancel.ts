@@ -1,17 +1,16 @@
-import { InvalidArgumentError, type Command } from 'commander';
-import { parseDuration } from '../../../common/duration.js';
+import type { Command } from 'commander';
+import { MAX_UINT32_MS } from '../../../common/duration.js';
 import { TaskState, type Task } from '../../../proto/gen/sched/v1/types_pb.js';
 import { taskStateName } from '../format.js';
 import type { Ctx } from './context.js';
 import { waitForTask } from '../wait.js';
+import { parseDurationFlag } from './tasks-run.js';
 
-function parseGrace(value: string): number {
-  try {
-    return parseDuration(value);
-  } catch (err) {
-    throw new InvalidArgumentError((err as Error).message);
-  }
-}
+/**
+ * --grace: SIGTERM → SIGKILL, at most what grace_ms (a uint32) holds, about
+ * 49.7 days. Not 0: grace_ms 0 means "the worker's cancel_grace", not "kill at once".
+ */
+export const parseGrace = (value: string): number => parseDurationFlag(value, { min: 1, max: MAX_UINT32_MS });
 
 function outcome(t: Task): string {
   if (t.state === TaskState.DEAD && t.deadReason === 'cancelled') return t.signal ? `cancelled (${t.signal})` : 'cancelled';

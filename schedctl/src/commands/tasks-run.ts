@@ -1,10 +1,12 @@
 import { create } from '@bufbuild/protobuf';
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { parseDuration } from '../../../common/duration.js';
+import { MAX_UINT32_MS, parseDurationIn, type DurationRange } from '../../../common/duration.js';
 import { parseMemorySize, parseMillicpu } from '../../../common/size.js';
+import { describeRpcError } from '../../../common/errors.js';
 import { RunTaskResponseSchema, type RunTaskResponse } from '../../../proto/gen/sched/v1/management_pb.js';
-import { TaskSchema, TaskSpecSchema, TaskState, type Task } from '../../../proto/gen/sched/v1/types_pb.js';
+import { TaskSchema, TaskSpecSchema, TaskState, type Task, type TaskSpec } from '../../../proto/gen/sched/v1/types_pb.js';
 import { view } from '../printers/index.js';
+import { isRetryable, newIdempotencyKey, parseIdempotencyKey, retryUnary } from '../retry.js';
 import { waitForTasks } from '../wait.js';
 import type { Ctx } from './context.js';
 import { taskFields } from './tasks-show.js';
@@ -58,23 +60,29 @@ export function wholeNumber(value: string, min: number, max: number, expected: s
 export const parsePriority = (value: string): number =>
   wholeNumber(value, INT32_MIN, INT32_MAX, `a whole number from ${INT32_MIN} to ${INT32_MAX}`);
 
-/** --retries: how many times a task is placed again after its worker is lost. */
-export const parseRetries = (value: string): number => wholeNumber(value, 0, UINT32_MAX, 'a whole number, 0 or more');
+/** --retries: how many times a task is placed again after its worker is lost (spec.retries is a uint32). */
+export const parseRetries = (value: string): number => wholeNumber(value, 0, UINT32_MAX, `a whole number from 0 to ${UINT32_MAX}`);
 
-/** --count: how many copies to run, at least one. */
-export const parseCount = (value: string): number => wholeNumber(value, 1, UINT32_MAX, 'a whole number, 1 or more');
+/** At most this many tasks per RunTask: the management node refuses a larger count (cluster.ts MAX_COUNT). */
+export const MAX_COUNT = 10_000;
 
-/** --schedule-timeout / --timeout: a duration ("30s", "5m") in milliseconds; 0 means no limit. */
-export function parseTimeLimit(value: string): number {
-  let ms: number;
+/** --count: how many copies to run, 1 to MAX_COUNT. */
+export const parseCount = (value: string): number => wholeNumber(value, 1, MAX_COUNT, `a whole number from 1 to ${MAX_COUNT}`);
+
+/** A duration flag ("30s", "5m") in milliseconds within range; commander reports the throw naming the flag. */
+export function parseDurationFlag(value: string, range: DurationRange): number {
   try {
-    ms = parseDuration(value);
+    return parseDurationIn(value, range);
   } catch (err) {
     throw new InvalidArgumentError((err as Error).message);
   }
-  if (ms > UINT32_MAX) throw new InvalidArgumentError(`at most ${UINT32_MAX}ms (about 49 days)`);
-  return ms;
 }
+
+/**
+ * --schedule-timeout / --timeout: a duration in milliseconds, 0 meaning no
+ * limit, at most what the spec's uint32 *_ms fields hold (about 49.7 days).
+ */
+export const parseTimeLimit = (value: string): number => parseDurationFlag(value, { min: 0, max: MAX_UINT32_MS });
 
 /** A process exit status is 8 bits: anything outside would wrap (256 → 0, a failure reported as success). */
 export function processExitCode(exitCode: number): number {
@@ -83,8 +91,10 @@ export function processExitCode(exitCode: number): number {
 
 /** The exit code for finished tasks: 125 if any is dead, else the highest exit code. */
 export function groupExitCode(tasks: readonly Task[]): number {
-  if (tasks.some((t) => t.state === TaskState.DEAD)) return EXIT_TASK_DEAD;
-  return tasks.reduce((max, t) => Math.max(max, processExitCode(t.exitCode)), 0);
+  // A program that could not start exits as a shell would say it (127 not found, 126 not executable).
+  const startFailed = (t: Task): boolean => t.state === TaskState.DEAD && t.deadReason === 'start-failed';
+  if (tasks.some((t) => t.state === TaskState.DEAD && !startFailed(t))) return EXIT_TASK_DEAD;
+  return tasks.reduce((max, t) => Math.max(max, startFailed(t) ? processExitCode(t.exitCode) || 127 : processExitCode(t.exitCode)), 0);
 }
 
 interface RunOptions {
@@ -102,10 +112,11 @@ interface RunOptions {
   shell?: boolean;
   count: number;
   wait?: boolean;
+  idempotencyKey?: string;
 }
 
 /** The spec the flags describe; unset flags leave the proto3 defaults (the manager's). */
-export function specFromOptions(argv: string[], opts: Omit<RunOptions, 'count' | 'wait'>) {
+export function specFromOptions(argv: string[], opts: Omit<RunOptions, 'count' | 'wait' | 'idempotencyKey'>) {
   return create(TaskSpecSchema, {
     // --shell: the words are one command line for /bin/sh, as typed (pipes, globs, $VARS expand on the worker).
     argv: opts.shell ? ['/bin/sh', '-c', argv.join(' ')] : argv,
@@ -136,6 +147,32 @@ function reportOutcome(ctx: Ctx, t: Task, group: boolean): void {
   else if (group && !t.error && t.exitCode !== 0) ctx.io.err(`schedctl: task ${t.id} exited with ${t.exitCode}\n`);
 }
 
+/** RunTask patience when the manager does not answer: retries go on this long (or the configured timeout, if longer). */
+export const RUN_PATIENCE_MS = 30_000;
+
+/**
+ * RunTask, sent again with the same idempotency key while the management node
+ * gives no answer, so a task is created once however many attempts it takes.
+ * A final failure names the key: the tasks may exist, and a rerun with
+ * --idempotency-key KEY finds them instead of creating more.
+ */
+async function submit(ctx: Ctx, req: { spec: TaskSpec; count: number; idempotencyKey: string }): Promise<RunTaskResponse> {
+  const { timeout, manager } = ctx.settings();
+  ctx.debug(`idempotency key ${req.idempotencyKey}`);
+  try {
+    return await retryUnary((deadlineMs) => ctx.client().runTask(req, { deadlineMs }), {
+      totalMs: Math.max(timeout, RUN_PATIENCE_MS),
+      attemptMs: timeout,
+      onRetry: (err, attempt, delayMs) =>
+        ctx.debug(`run attempt ${attempt}: ${describeRpcError(err, manager)}; retrying in ${delayMs}ms with the same key`),
+    });
+  } catch (err) {
+    if (!isRetryable(err)) throw err;
+    const hint = `the task may have been created; to retry safely run the same command with --idempotency-key ${req.idempotencyKey}`;
+    throw new Error(`${describeRpcError(err, manager)} (${hint})`, { cause: err });
+  }
+}
+
 export function registerTasksRun(tasks: Command, ctx: Ctx): void {
   tasks
     .command('run')
@@ -155,6 +192,7 @@ export function registerTasksRun(tasks: Command, ctx: Ctx): void {
     .option('--shell', "run the words after -- as one /bin/sh -c command line (default: exec argv, no shell)")
     .option('--count <n>', 'run N copies as one group; prints every id', parseCount, 1)
     .option('--wait', "wait until the task is done or dead and exit with the task's exit code")
+    .option('--idempotency-key <key>', "1-128 of A-Za-z0-9._:-; a rerun with the same key returns the first run's tasks (default: a fresh UUID)", parseIdempotencyKey)
     .addHelpText(
       'after',
       `
@@ -166,9 +204,19 @@ Output: the task id; with --count N > 1, every task id, one per line. -o json an
 (list the group with: schedctl tasks ls --group ID).
 
 Exit status: 0 once the tasks are accepted; with --wait, the task's exit code
-(with --count, the highest of them), ${EXIT_TASK_DEAD} if any task is dead (will never
-run). 1 if the management node fails or cannot be reached, 2 on a usage or config
+(with --count, the highest of them), 127 or 126 if the program could not start (as a
+shell), ${EXIT_TASK_DEAD} if any task is otherwise dead (will never run). 1 if the management node fails or cannot be reached, 2 on a usage or config
 error.
+
+Retries: each invocation sends one idempotency key, a fresh UUID unless
+--idempotency-key KEY names it. While the management node gives no answer
+(unreachable, restarting, past the configured timeout) the request is sent again
+with that key, with backoff, for up to ${RUN_PATIENCE_MS / 1000}s (or the configured timeout, if longer);
+the first request with a key creates the tasks, a repeat answers with the same
+ones. Name a key of your own (a job name) to make rerunning the whole command
+safe: another schedctl with the key prints the same ids and starts nothing. The
+key is remembered as long as its tasks are kept. When schedctl gives up, the
+error names the key to retry with.
 
 Examples:
   schedctl tasks run -- /bin/echo hello
@@ -176,12 +224,13 @@ Examples:
   schedctl tasks run --wait -- sh -c 'exit 3'; echo $?   # 3
   schedctl tasks run --cpu 0.5 --mem 256Mi --label gpu=true --priority 10 -- ./train
   schedctl tasks run --count 20 --spread --schedule-timeout 30s --wait -- ./shard.sh
-  schedctl tasks run --shell --timeout 1h -- 'make -j4 && ./deploy.sh > deploy.log'`,
+  schedctl tasks run --shell --timeout 1h -- 'make -j4 && ./deploy.sh > deploy.log'
+  schedctl tasks run --idempotency-key nightly-2024-06-01 -- ./backup.sh   # safe to re-run`,
     )
     .action(async (argv: string[], opts: RunOptions) => {
       const { output, timeout } = ctx.settings();
       const spec = specFromOptions(argv, opts);
-      const res = await ctx.client().runTask({ spec, count: opts.count }, ctx.unary());
+      const res = await submit(ctx, { spec, count: opts.count, idempotencyKey: opts.idempotencyKey ?? newIdempotencyKey() });
       const created = res.tasks.length > 0 ? res.tasks : res.task ? [res.task] : [];
       if (created.length === 0) throw new Error('management node accepted the task but returned none');
       const group = opts.count > 1;
