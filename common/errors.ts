@@ -14,7 +14,7 @@ export class InvalidArgumentError extends SchedError {
 }
 export class NotFoundError extends SchedError {
   constructor(kind: string, id: string) {
-    super(`${kind} ${JSON.stringify(id)} not found`, grpc.status.NOT_FOUND);
+    super(`${kind} ${JSON.stringify(id.length > 128 ? `${id.slice(0, 128)}…` : id)} not found`, grpc.status.NOT_FOUND);
   }
 }
 export class StoreUnavailableError extends SchedError {
@@ -64,10 +64,14 @@ export class ShuttingDownError extends SchedError {
 
 /** toStatus maps any thrown value to a gRPC error object; unknown errors become INTERNAL. */
 export function toStatus(err: unknown): Partial<grpc.StatusObject> {
-  if (err instanceof SchedError) return { code: err.code, details: err.message };
+  if (err instanceof SchedError) return { code: err.code, details: cut(err.message) };
   const message = err instanceof Error ? err.message : String(err);
-  return { code: grpc.status.INTERNAL, details: `internal error: ${message}` };
+  return { code: grpc.status.INTERNAL, details: cut(`internal error: ${message}`) };
 }
+
+/** Status details travel in an HTTP/2 header: a huge one (an echoed 200 KB id) breaks the client's connection. */
+const MAX_DETAILS = 1024;
+const cut = (s: string): string => (s.length > MAX_DETAILS ? `${s.slice(0, MAX_DETAILS)}… (cut)` : s);
 
 /** describeRpcError renders a client-side gRPC error as one line for humans. */
 export function describeRpcError(err: unknown, address: string): string {

@@ -948,10 +948,14 @@ export class Cluster {
 
   // ---- timers -----------------------------------------------------------
 
-  /** tick runs from one interval timer: ack deadlines, pings, missed pongs, failed writes. */
-  tick(): void {
+  /**
+   * tick runs from one interval timer: ack deadlines, pings, missed pongs, failed writes.
+   * utilization is the event loop's busy share since the last tick (see fair-clock.ts).
+   */
+  tick(utilization = 0): void {
     const now = this.now();
-    const clock = this.clock.advance();
+    this.clock.calibrate(utilization);
+    const clock = this.clock.value;
     while (this.offerDeadlines.length > 0 && this.offerDeadlines[0]!.deadline <= clock) {
       const offer = this.offerDeadlines.shift()!;
       if (this.offers.get(offer.taskId) !== offer) continue;
@@ -1197,6 +1201,11 @@ export class Cluster {
       const reason = task.deadReason.split(':')[0]!;
       this.stats.dead.set(reason, (this.stats.dead.get(reason) ?? 0) + 1);
     }
+  }
+
+  /** Real time the deadline clock did not count because the manager was stalled or saturated (metrics). */
+  get stalledMs(): number {
+    return this.clock.stalledMs;
   }
 
   /** Gauges for metrics: tasks waiting in the placement queue and offers awaiting an answer. */

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import * as grpc from '@grpc/grpc-js';
 import { Command } from 'commander';
 import { ConfigError } from '../../common/config.js';
@@ -120,11 +121,14 @@ async function main(): Promise<void> {
   // Deadlines are judged in the check phase, after the poll phase has read the answers already
   // waiting on the sockets: a worker is never timed out for a reply the manager had not read yet.
   let tickImmediate: NodeJS.Immediate | undefined;
+  let elu = performance.eventLoopUtilization();
   const ticker = setInterval(() => {
     tickImmediate ??= setImmediate(() => {
       tickImmediate = undefined;
+      const since = performance.eventLoopUtilization(elu);
+      elu = performance.eventLoopUtilization();
       try {
-        cluster.tick();
+        cluster.tick(since.utilization);
       } catch (err) {
         log.error({ err }, 'tick failed');
       }

@@ -83,6 +83,12 @@ export function createMetrics(): Metrics {
   totalCounter(registry, 'sched_offers_timed_out_total', 'Offers not answered within the ack timeout', stat((c) => c.stats.ackTimeouts));
   totalCounter(registry, 'sched_tasks_retried_total', 'Tasks placed again after their worker was lost', stat((c) => c.stats.retried));
   totalCounter(registry, 'sched_tasks_done_total', 'Tasks that ran to their end', stat((c) => c.stats.done));
+  totalCounter(
+    registry,
+    'sched_manager_stalled_seconds_total',
+    'Time not held against workers because the manager was stalled or its event loop saturated',
+    stat((c) => c.stalledMs / 1000),
+  );
   new Counter({
     name: 'sched_tasks_dead_total',
     help: 'Tasks that will never run (or were stopped), by reason',

@@ -4,10 +4,22 @@ import { resolve, join } from 'node:path';
 import { z } from 'zod';
 import { durationIn, hostPort, logLevel, loadConfig, memoryIn, numberIn, parseConfig } from '../../common/config.js';
 import { tlsSchema } from '../../common/tls.js';
+import { labelKeyProblem, labelValueProblem, MAX_LABELS } from '../../common/labels.js';
 import { ENV_NAME, MAX_ENV_INHERIT } from './task-env.js';
 
 // YAML turns `rack: 3` into a number; a label is always text, so accept scalars.
-const labelValue = z.union([z.string(), z.number(), z.boolean()]).transform(String);
+const labelValue = z
+  .union([z.string(), z.number(), z.boolean()])
+  .transform(String)
+  .superRefine((v, ctx) => {
+    const problem = labelValueProblem(v);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  });
+// The manager refuses a Hello with labels outside this syntax: say so at start-up instead.
+const labelKey = z.string().superRefine((k, ctx) => {
+  const problem = labelKeyProblem(k);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+});
 
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
@@ -28,7 +40,7 @@ export const workerConfigSchema = z
       .object({ cpu: numberIn(0.001, 4096).optional(), memory: memoryIn(MI, 1024 * TI).optional() })
       .strict()
       .optional(),
-    labels: z.record(z.string().min(1), labelValue).default({}),
+    labels: z.record(labelKey, labelValue).refine((l) => Object.keys(l).length <= MAX_LABELS - 3, `at most ${MAX_LABELS - 3} labels (hostname, os and arch are added)`).default({}),
     // Every duration and size has a range (a message naming the key and the
     // range otherwise). A zero interval would redial in a tight loop while the
     // manager is down.

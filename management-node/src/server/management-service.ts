@@ -19,6 +19,7 @@ import type { ServiceHandlers } from '../../../common/grpc-service.js';
 import { InvalidArgumentError, NotFoundError, ResourceExhaustedError, toStatus } from '../../../common/errors.js';
 import { VERSION } from '../../../common/version.js';
 import { isTerminal, type Cluster } from '../cluster.js';
+import { isValidId } from '../worker-input.js';
 
 const DEFAULT_PAGE = 100;
 const MAX_PAGE = 1000;
@@ -182,5 +183,6 @@ export function managementHandlers(
 
 function requireId(field: string, id: string): string {
   if (!id) throw new InvalidArgumentError(field, 'must not be empty');
+  if (!isValidId(id)) throw new InvalidArgumentError(field, 'must be 1-128 of [A-Za-z0-9._-], not starting with "."');
   return id;
 }

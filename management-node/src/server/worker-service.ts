@@ -140,7 +140,7 @@ export function workerHandlers(
         lost('stream ended by worker');
         if (!call.writableEnded) call.end();
       });
-      call.on('error', (err) => lost(`stream error: ${err.message}`));
+      call.on('error', (err: Error & { details?: string }) => lost(`stream error: ${err.message ?? err.details ?? 'unknown'}`));
       call.on('cancelled', () => lost('stream cancelled'));
       call.on('close', () => lost('stream closed'));
     },
