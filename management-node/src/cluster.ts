@@ -533,6 +533,7 @@ export class Cluster {
     this.graceEnds.delete(worker.id);
     this.sched.upsertWorker(this.workerInfo(worker));
     this.reconcile(worker.id, link, hello.running);
+    this.log.debug({ worker: worker.id, running: hello.running.map((ta) => `${ta.taskId}.${ta.attempt}`) }, 'hello');
     this.refreshLoad(worker);
     this.log.info({ worker: worker.id, address: link.address, running: hello.running.length }, 'worker connected');
     void this.persistWorker(worker).catch(() => undefined);
@@ -689,6 +690,11 @@ export class Cluster {
     const task = withdrawn ? this.tasks.get(ta.taskId) : this.currentAttempt(workerId, ta);
     if (!task || isTerminal(task)) {
       // Unknown, superseded or already recorded: nothing to store, but let the worker forget it.
+      const current = this.tasks.get(ta.taskId);
+      this.log.info(
+        { task: ta.taskId, attempt: ta.attempt, worker: workerId, state: current ? TaskState[current.state] : 'unknown', currentAttempt: current?.attempt, currentWorker: current?.workerId },
+        'result not stored: not the current attempt of this worker',
+      );
       ack();
       return;
     }
@@ -700,6 +706,7 @@ export class Cluster {
       this.committed(task.id).then(ack, () => undefined);
       return;
     }
+    this.log.debug({ task: task.id, attempt: ta.attempt, worker: workerId, state: TaskState[task.state] }, 'result');
     this.offers.delete(task.id);
     this.forget(task.id);
     this.unassign(workerId, task.id);
@@ -794,6 +801,7 @@ export class Cluster {
   /** placeQueued offers what fits now, in priority then submission order, with backfill. */
   placeQueued(): void {
     if (this.recovered.size > 0 && this.clock.value >= this.holdRecoveredUntil) {
+      this.log.info({ tasks: this.recovered.size, waitedFor: [...this.awaitingReport] }, 'recovery hold over: placing the pending tasks held since the restart');
       for (const id of this.recovered) {
         const task = this.tasks.get(id);
         if (task?.state === TaskState.PENDING && !this.offers.has(id)) this.enqueue(task);
@@ -814,6 +822,7 @@ export class Cluster {
   private offer(task: Task, workerId: string): void {
     task.attempt += 1;
     task.workerId = workerId;
+    this.log.debug({ task: task.id, attempt: task.attempt, worker: workerId }, 'offer');
     const offer: Offer = { taskId: task.id, attempt: task.attempt, workerId, deadline: this.clock.value + this.opts.ackTimeoutMs, withdrawn: false };
     this.offers.set(task.id, offer);
     this.offerDeadlines.push(offer);
@@ -835,6 +844,7 @@ export class Cluster {
       this.sched.release(taskId);
       return;
     }
+    this.log.info({ task: taskId, worker: workerId, attempt: task.attempt, why }, 'offer taken back; placing the task again');
     // Refused or ignored: do not offer it to this worker again.
     this.sched.release(taskId);
     this.sched.exclude(taskId, workerId);

@@ -139,7 +139,8 @@ export interface Crash {
 export async function crashWorker(worker: Daemon, ledgerFile: string, outboxDir: string, client: Client, timeoutMs = 20_000): Promise<Crash> {
   const end = Date.now() + timeoutMs;
   // Settled: the manager is past that attempt (stored its end, or gave it up for a newer one).
-  const settled = (t: Task | undefined, m: Mark) => !t || t.attempt > m.attempt || (t.attempt === m.attempt && isFinal(t));
+  // A task the manager does not name (its list failed, or it did not answer) is not settled.
+  const settled = (t: Task | undefined, m: Mark) => t !== undefined && (t.attempt > m.attempt || (t.attempt === m.attempt && isFinal(t)));
   for (let retries = 0; ; retries++) {
     // What the manager has settled already, asked before the freeze so that the freeze stays short.
     let before = new Map<string, Task>();
