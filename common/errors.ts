@@ -44,6 +44,12 @@ export class ResourceExhaustedError extends SchedError {
     super(message, grpc.status.RESOURCE_EXHAUSTED);
   }
 }
+/** The store answered, and refused the write for good (e.g. a request over etcd's size limit): retrying cannot help. */
+export class StoreRefusedError extends SchedError {
+  constructor(detail: string) {
+    super(`store refused the write: ${detail}`, grpc.status.FAILED_PRECONDITION);
+  }
+}
 /** Something with that identity exists and is live (e.g. a worker id with a connected session). */
 export class AlreadyExistsError extends SchedError {
   constructor(message: string) {

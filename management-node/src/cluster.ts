@@ -20,6 +20,7 @@ import {
   PermissionDeniedError,
   InvalidArgumentError,
   NotFoundError,
+  StoreRefusedError,
   StoreUnavailableError,
   UnauthenticatedError,
 } from '../../common/errors.js';
@@ -727,7 +728,10 @@ export class Cluster {
     task.stdoutTail = f.stdoutTail;
     task.stderrTail = f.stderrTail;
     task.timedOut = f.timedOut;
-    this.persistTask(task).then(ack, () => undefined);
+    this.persistTask(task).then(ack, (err: unknown) => {
+      // Refused for good: stored again without its output (see refused()); the worker may forget it once that lands.
+      if (err instanceof StoreRefusedError) this.committed(task.id).then(ack, () => undefined);
+    });
     this.placeQueued();
   }
 
@@ -1176,11 +1180,30 @@ export class Cluster {
         landed();
       },
       (err: unknown) => {
-        if (this.tasks.get(task.id) === task) this.dirtyTasks.add(task.id);
+        if (this.tasks.get(task.id) === task) {
+          if (err instanceof StoreRefusedError) this.refused(task, err);
+          else this.dirtyTasks.add(task.id);
+        }
         landed();
         throw err;
       },
     );
+  }
+
+  /**
+   * refused handles a record the store will never take: rewriting it every tick would loop
+   * forever. Cut to what must be kept (its state, no output, a short error) and written once more.
+   */
+  private refused(task: Task, err: StoreRefusedError): void {
+    if (task.error.startsWith('store refused')) {
+      this.log.error({ task: task.id, err: err.message }, 'the store refused a task record even without its output: its last change is not stored');
+      return;
+    }
+    this.log.error({ task: task.id, err: err.message }, 'the store refused a task record: storing it without its output');
+    task.stdoutTail = new Uint8Array(0);
+    task.stderrTail = new Uint8Array(0);
+    task.error = `${err.message.slice(0, 200)}; output dropped`;
+    void this.persistTask(task).catch(() => undefined);
   }
 
   /**

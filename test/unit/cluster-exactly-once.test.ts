@@ -7,16 +7,31 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { create } from '@bufbuild/protobuf';
 import { pino } from 'pino';
-import { TaskSpecSchema, TaskState } from '../../proto/gen/sched/v1/types_pb.js';
+import { TaskSpecSchema, TaskState, WorkerState } from '../../proto/gen/sched/v1/types_pb.js';
 import { FinishedSchema, HelloSchema } from '../../proto/gen/sched/v1/worker_pb.js';
+import { StoreRefusedError } from '../../common/errors.js';
 import { Cluster, type ClusterOptions } from '../../management-node/src/cluster.js';
 import { FakeLink } from '../support/fake-link.js';
 import { createEmbeddedStore } from '../../management-node/src/store/embedded-store.js';
 import { createGroupCommitter } from '../../management-node/src/store/group-commit.js';
-import { decodeTask, decodeWorker, TASKS, taskKey } from '../../management-node/src/store/records.js';
+import { decodeTask, decodeWorker, TASKS, taskKey, workerKey } from '../../management-node/src/store/records.js';
 import type { Store } from '../../management-node/src/store/store.js';
 
 const log = pino({ level: 'silent' });
+
+/** Polls check on every turn of the event loop until it holds; failing after timeoutMs means it never happened. */
+async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`${what}: did not happen within ${timeoutMs}ms`);
+    await new Promise((r) => setImmediate(r));
+  }
+}
+
+/** Lets the event loop turn a few times: what was already due (callbacks, microtasks) has run. */
+async function turns(n = 5): Promise<void> {
+  for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
+}
 
 
 describe('cluster: at most one live attempt', () => {
@@ -27,7 +42,10 @@ describe('cluster: at most one live attempt', () => {
   const spec = (...argv: string[]) => create(TaskSpecSchema, { argv });
   const hello = (id: string, running: Array<{ taskId: string; attempt: number }> = []) =>
     create(HelloSchema, { workerId: id, capacity: { millicpu: 2000n, memoryBytes: 1n << 30n }, running });
-  const flush = () => new Promise((r) => setTimeout(r, 20));
+  const storedTask = async (id: string) => {
+    const v = await store.get(taskKey(id));
+    return v && decodeTask(v);
+  };
   const ta = (taskId: string, attempt: number) => ({ taskId, attempt }) as never;
   const finished = (taskId: string, attempt: number, more: Record<string, unknown> = {}) =>
     create(FinishedSchema, { task: { taskId, attempt }, ...more });
@@ -52,7 +70,8 @@ describe('cluster: at most one live attempt', () => {
     const link = new FakeLink();
     c.hello(link, hello('w1'));
     const submitted = c.submit(spec('true'));
-    await flush();
+    await until('the write reached the store', () => release !== undefined);
+    await turns();
     expect(link.offered()).to.deep.equal([]);
     expect(await store.range(TASKS)).to.have.length(0);
     release!();
@@ -109,8 +128,7 @@ describe('cluster: at most one live attempt', () => {
     expect(link.offered()).to.deep.equal([]);
     failing = false;
     c.tick();
-    for (let i = 0; i < 200 && (await store.range(TASKS)).length === 0; i++) await flush();
-    await flush();
+    await until('stored on the retry, then offered', async () => (await store.range(TASKS)).length === 1 && link.offered().length === 1);
     const [task] = await c.submit(spec('true'), 1, 'k');
     expect(decodeTask((await store.get(taskKey(task!.id)))!).idempotencyKey).to.equal('k');
     expect(link.offered()).to.deep.equal([task!.id]);
@@ -130,7 +148,7 @@ describe('cluster: at most one live attempt', () => {
     // t1 ran late and was stopped by the withdrawal: it goes to b.
     cluster.accepted('a', ta(t1!.id, 1));
     cluster.finished('a', finished(t1!.id, 1, { signal: 'SIGTERM', exitCode: 143 }));
-    await flush();
+    await until('offered to b', () => b.offered().length === 1);
     expect(b.offered()).to.deep.equal([t1!.id]);
     expect(t1!.attempt).to.equal(2);
     // t2 ran to its end before the cancel reached it: its result is kept, nothing reruns.
@@ -166,7 +184,7 @@ describe('cluster: at most one live attempt', () => {
     const [task] = await cluster.submit(create(TaskSpecSchema, { argv: ['sleep', '30'], retries: 1 }));
     cluster.accepted('w1', ta(task!.id, 1));
     cluster.finished('w1', finished(task!.id, 1, { lost: true, error: 'worker restarted; task killed', signal: 'SIGKILL', exitCode: 137 }));
-    await flush();
+    await until('offered again', () => link.offered().length === 2);
     cluster.accepted('w1', ta(task!.id, 2));
     expect(task!.state).to.equal(TaskState.SCHEDULED); // placed again at once on the same (only) worker
     expect(task!.attempt).to.equal(2);
@@ -174,8 +192,7 @@ describe('cluster: at most one live attempt', () => {
     cluster.finished('w1', finished(task!.id, 2, { lost: true, error: 'worker restarted; task killed' }));
     expect(task!.state).to.equal(TaskState.DEAD);
     expect(task!.deadReason).to.match(/^worker-lost/);
-    await flush();
-    expect(link.of('finishedAck')).to.have.length(2);
+    await until('both reports acknowledged', () => link.of('finishedAck').length === 2);
   });
 
   it('a task that never started is dead start-failed with its exit code, and its times are ordered', async () => {
@@ -246,7 +263,7 @@ describe('cluster: at most one live attempt', () => {
     const [task] = await cluster.submit(spec('true'));
     cluster.accepted('w1', ta(task!.id, 1));
     cluster.finished('w1', finished(task!.id, 1, { stdoutTail: new Uint8Array(4 << 20).fill(65), error: 'e'.repeat(1 << 20) }));
-    await flush();
+    await until('the result stored', async () => (await storedTask(task!.id))?.state === TaskState.DONE);
     const stored = decodeTask((await store.get(taskKey(task!.id)))!);
     expect(stored.stdoutTail.byteLength).to.equal(4096);
     expect(stored.error.length).to.be.below(5000);
@@ -298,7 +315,11 @@ describe('cluster: at most one live attempt', () => {
     expect(() => cluster.checkHello(hello('w2'), 'cert-1')).to.throw(/certificate "cert-1" belongs to worker w1/);
     expect(() => cluster.checkHello(hello('w1'), 'cert-2')).to.throw(/bound to certificate "cert-1"/);
     expect(() => cluster.checkHello(hello('w1'), 'cert-1')).to.not.throw();
-    await flush();
+    await until('the worker stored, disconnected, with its certificate', async () => {
+      const v = await store.get(workerKey('w1'));
+      const w = v && decodeWorker(v);
+      return !!w && w.certificateName === 'cert-1' && w.state === WorkerState.DISCONNECTED;
+    });
     const restarted = make(store);
     restarted.load([], (await store.range('workers/')).map((kv) => decodeWorker(kv.value)));
     expect(() => restarted.checkHello(hello('w2'), 'cert-1')).to.throw(/belongs to worker w1/);
@@ -311,7 +332,7 @@ describe('cluster: at most one live attempt', () => {
     cluster.accepted('w1', ta(task!.id, 1));
     const tail = new Uint8Array(8 << 20).fill(66);
     cluster.finished('w1', finished(task!.id, 1, { stdoutTail: tail, stderrTail: tail, error: 'e'.repeat(8 << 20), signal: 'S'.repeat(1 << 20) }));
-    await flush();
+    await until('the result stored', async () => (await storedTask(task!.id))?.state === TaskState.DONE);
     const bytes = (await store.get(taskKey(task!.id)))!.byteLength;
     expect(bytes).to.be.below(100 * 1024);
   });
@@ -329,7 +350,29 @@ describe('cluster: at most one live attempt', () => {
     expect(c.sweepWorkers(t0 + 59_999)).to.equal(0);
     expect(c.sweepWorkers(t0 + 60_000)).to.equal(1);
     expect([...c.workers.keys()]).to.deep.equal(['here']);
-    await flush();
+    await until('the delete landed', async () => (await store.range('workers/')).length === 1);
     expect((await store.range('workers/')).map((kv) => decodeWorker(kv.value).id)).to.deep.equal(['here']);
+  });
+  it('a record the store refuses for good is stored without its output, once; the rest of its batch lands', async () => {
+    const picky: Store = {
+      ...store,
+      commit: (ops) =>
+        ops.some((o) => (o.value?.byteLength ?? 0) > 2000) ? Promise.reject(new StoreRefusedError('etcd: request is too large')) : store.commit(ops),
+    };
+    const c = make(picky);
+    const link = new FakeLink();
+    c.hello(link, hello('w1'));
+    const [big, small] = await Promise.all([c.submit(spec('true')), c.submit(spec('true'))]).then((r) => r.map((ts) => ts[0]!));
+    c.accepted('w1', ta(big!.id, 1));
+    c.accepted('w1', ta(small!.id, 1));
+    c.finished('w1', finished(big!.id, 1, { exitCode: 0, stdoutTail: new Uint8Array(4096).fill(65) }));
+    c.finished('w1', finished(small!.id, 1, { exitCode: 3 }));
+    await until('both results acknowledged', () => link.of('finishedAck').length === 2);
+    expect(link.of('finishedAck').map((m) => m.value.task?.taskId).sort()).to.deep.equal([big!.id, small!.id].sort());
+    const stored = decodeTask((await store.get(taskKey(big!.id)))!);
+    expect(stored).to.include({ state: TaskState.DONE, exitCode: 0 });
+    expect(stored.stdoutTail.byteLength).to.equal(0);
+    expect(stored.error).to.match(/store refused the write: etcd: request is too large; output dropped/);
+    expect(decodeTask((await store.get(taskKey(small!.id)))!).exitCode).to.equal(3);
   });
 });

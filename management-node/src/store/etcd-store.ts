@@ -1,5 +1,5 @@
-import { Etcd3, EtcdLeaseInvalidError, type IKeyValue, type IOptions, type Lease as EtcdLease, type Watcher } from 'etcd3';
-import { StoreUnavailableError } from '../../../common/errors.js';
+import { Etcd3, EtcdLeaseInvalidError, GRPCInvalidArgumentError, type IKeyValue, type IOptions, type Lease as EtcdLease, type Watcher } from 'etcd3';
+import { StoreRefusedError, StoreUnavailableError } from '../../../common/errors.js';
 import {
   checkOps,
   checkTxn,
@@ -120,6 +120,8 @@ export function createEtcdStore(options: EtcdStoreOptions): Store {
       const res = await client.kv.txn({ compare, success, failure: [] }, deadline());
       return { succeeded: res.succeeded, revision: BigInt(res.header.revision) };
     } catch (err) {
+      // etcd answered and said no (too large, too many ops): the same request will never pass.
+      if (err instanceof GRPCInvalidArgumentError) throw new StoreRefusedError(`etcd: ${err.message.split('\n')[0]}`);
       throw fail(err);
     }
   };

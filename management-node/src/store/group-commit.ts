@@ -3,6 +3,7 @@
 // all (coalesced per key, split into MAX_TXN_OPS chunks). Each caller's
 // promise resolves only once its write (or a newer one to the same key) is
 // committed.
+import { StoreRefusedError } from '../../../common/errors.js';
 import type { Logger } from '../../../common/logger.js';
 import { MAX_TXN_OPS, type Store, type StoreOp } from './store.js';
 
@@ -64,6 +65,11 @@ export function createGroupCommitter(store: Store, log: Logger, observe?: Commit
           stats.failures++;
           observe?.((performance.now() - t0) / 1000, ops.length, false);
           log.warn({ err: (err as Error).message, ops: ops.length }, 'store commit failed');
+          // A write refused for good must not take the others of its batch down with it.
+          if (err instanceof StoreRefusedError && chunk.length > 1) {
+            await Promise.all(chunk.map((one) => commitBatch(new Map([one]))));
+            return;
+          }
           for (const [, p] of chunk) for (const w of p.waiters) w.reject(err);
         }
       }),
