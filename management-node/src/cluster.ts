@@ -689,8 +689,14 @@ export class Cluster {
       return;
     }
     const task = withdrawn ? this.tasks.get(ta.taskId) : this.currentAttempt(workerId, ta);
-    if (!task || isTerminal(task)) {
-      // Unknown, superseded or already recorded: nothing to store, but let the worker forget it.
+    if (task && isTerminal(task)) {
+      // Already recorded (a repeat): acknowledged once that record is stored, not before, or the
+      // worker would drop its only durable copy while the manager's write is still failing.
+      this.committed(task.id).then(ack, () => undefined);
+      return;
+    }
+    if (!task) {
+      // Unknown or superseded: nothing to store, but let the worker forget it.
       const current = this.tasks.get(ta.taskId);
       this.log.info(
         { task: ta.taskId, attempt: ta.attempt, worker: workerId, state: current ? TaskState[current.state] : 'unknown', currentAttempt: current?.attempt, currentWorker: current?.workerId },
@@ -849,6 +855,13 @@ export class Cluster {
       return;
     }
     this.log.info({ task: taskId, worker: workerId, attempt: task.attempt, why }, 'offer taken back; placing the task again');
+    // Its schedule timeout passed while this offer was out: nothing else may place it now.
+    const timeout = task.spec?.scheduleTimeoutMs ?? 0;
+    if (timeout > 0 && this.now() >= Number(task.createdUnixMs) + timeout) {
+      this.sched.release(taskId);
+      void this.kill(task, 'schedule-timeout');
+      return;
+    }
     // Refused or ignored: do not offer it to this worker again.
     this.sched.release(taskId);
     this.sched.exclude(taskId, workerId);
@@ -881,9 +894,10 @@ export class Cluster {
    * remain, else dead.
    */
   private lose(task: Task, reason: string): void {
-    this.cancelling.delete(task.id);
-    if (task.retriesUsed >= (task.spec?.retries ?? 0)) {
-      void this.kill(task, reason);
+    // A task being cancelled is not placed again: it ends as cancelled.
+    const cancelled = this.cancelling.delete(task.id);
+    if (cancelled || task.retriesUsed >= (task.spec?.retries ?? 0)) {
+      void this.kill(task, cancelled ? `cancelled (${reason})` : reason);
       return;
     }
     this.unassign(task.workerId, task.id);

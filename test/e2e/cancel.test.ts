@@ -1,11 +1,11 @@
 // schedctl tasks cancel with the built binaries: pending tasks die at once,
-// running ones are stopped with every process they started.
+// running ones are stopped with every process they started. Each test sets up
+// what it needs (a worker when it runs something), so any one runs alone.
 import { expect } from 'chai';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePorts } from '../support/etcd.js';
-import { BIN, run, startDaemon, waitFor, writeYaml, type Daemon } from '../support/processes.js';
+import { BIN, run, startDaemon, startManager, waitFor, writeYaml, type Daemon } from '../support/processes.js';
 
 const alive = (pid: number) => {
   try {
@@ -19,20 +19,28 @@ const alive = (pid: number) => {
 describe('e2e: schedctl tasks cancel', function () {
   this.timeout(60_000);
   let dir: string;
-  let port: number;
+  let address: string;
   const daemons: Daemon[] = [];
   const leftovers: number[] = [];
-  const ctl = (...args: string[]) => run(BIN.schedctl, ['--manager', `127.0.0.1:${port}`, ...args]);
+  let worker: Promise<void> | undefined;
+  const ctl = (...args: string[]) => run(BIN.schedctl, ['--manager', address, ...args]);
+  /** Starts the one worker of this suite (once) and waits until it is connected. */
+  const withWorker = () =>
+    (worker ??= (async () => {
+      const wy = writeYaml(join(dir, 'worker.yaml'), `manager: ${address}\ndata_dir: ${join(dir, 'worker')}\n`);
+      daemons.push(startDaemon(BIN.worker, ['-f', wy], join(dir, 'worker.log')));
+      await waitFor('worker connected', async () => /\bconnected\b/.test((await ctl('workers', 'ls')).stdout));
+    })());
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'sched-cancel-'));
-    [port] = (await freePorts(1)) as [number];
-    const yaml = writeYaml(
-      join(dir, 'manager.yaml'),
-      `listen: 127.0.0.1:${port}\nstore: {type: embedded, path: ${join(dir, 'store')}}\nping_interval: 300ms\n`,
-    );
-    daemons.push(startDaemon(BIN.manager, ['-f', yaml], join(dir, 'manager.log')));
-    await waitFor('manager up', async () => (await ctl('status')).code === 0);
+    const manager = await startManager({
+      config: `store: {type: embedded, path: ${join(dir, 'store')}}\nping_interval: 300ms\n`,
+      yamlFile: join(dir, 'manager.yaml'),
+      logFile: join(dir, 'manager.log'),
+    });
+    daemons.push(manager.daemon);
+    address = manager.address;
   });
 
   after(async () => {
@@ -42,7 +50,10 @@ describe('e2e: schedctl tasks cancel', function () {
   });
 
   it('a pending task ends dead (cancelled) at once', async () => {
-    const id = (await ctl('tasks', 'run', '--', 'true')).stdout.trim();
+    // No worker carries this label: the task stays pending whatever else is connected.
+    const submitted = await ctl('tasks', 'run', '--label', 'nowhere=true', '--', 'true');
+    expect(submitted.code, submitted.stderr).to.equal(0);
+    const id = submitted.stdout.trim();
     expect((await ctl('tasks', 'show', id)).stdout).to.match(/State:\s+pending/);
     const r = await ctl('tasks', 'cancel', id);
     expect(r.code, r.stderr).to.equal(0);
@@ -50,12 +61,12 @@ describe('e2e: schedctl tasks cancel', function () {
     const show = (await ctl('tasks', 'show', id)).stdout;
     expect(show).to.match(/State:\s+dead/);
     expect(show).to.match(/Dead reason:\s+cancelled/);
+    const json = JSON.parse((await ctl('tasks', 'show', '-o', 'json', id)).stdout) as { attempt?: number };
+    expect(json.attempt ?? 0, 'never offered to a worker').to.equal(0);
   });
 
   it('a running task is stopped with its grandchildren and ends dead (cancelled)', async () => {
-    const wy = writeYaml(join(dir, 'worker.yaml'), `manager: 127.0.0.1:${port}\ndata_dir: ${join(dir, 'worker')}\n`);
-    daemons.push(startDaemon(BIN.worker, ['-f', wy], join(dir, 'worker.log')));
-    await waitFor('worker connected', async () => /\bconnected\b/.test((await ctl('workers', 'ls')).stdout));
+    await withWorker();
     const pids = join(dir, 'pids');
     // A shell that ignores SIGTERM, with two grandchildren in the background: only the group kill after the grace stops them all.
     const script = `trap '' TERM; sleep 300 & echo $! >> ${pids}; (sleep 300 & echo $! >> ${pids}; wait) & echo $$ >> ${pids}; wait`;
@@ -69,16 +80,20 @@ describe('e2e: schedctl tasks cancel', function () {
     const r = await ctl('tasks', 'cancel', '--grace', '500ms', id);
     expect(r.code, r.stderr).to.equal(0);
     expect(r.stdout.trim()).to.equal(`${id} cancelled (SIGKILL)`);
-    await waitFor('no process of the task left', () => started.every((pid) => !alive(pid)), 5000);
+    await waitFor('no process of the task left', () => started.every((pid) => !alive(pid)), 15_000);
     const show = (await ctl('tasks', 'show', id)).stdout;
     expect(show).to.match(/State:\s+dead/);
     expect(show).to.match(/Dead reason:\s+cancelled/);
   });
 
   it('a finished task is left as it is; an unknown id is an error naming it', async () => {
-    const id = (await ctl('tasks', 'run', '--wait', '--', 'true')).stdout.trim();
+    await withWorker();
+    const done = await ctl('tasks', 'run', '--wait', '--', 'true');
+    expect(done.code, done.stderr).to.equal(0);
+    const id = done.stdout.trim();
     const r = await ctl('tasks', 'cancel', id);
     expect(r.stdout.trim()).to.equal(`${id} not cancelled: already done`);
+    expect((await ctl('tasks', 'show', id)).stdout).to.match(/State:\s+done/);
     const bad = await ctl('tasks', 'cancel', 'nope');
     expect(bad.code).to.equal(1);
     expect(bad.stderr).to.match(/task "nope" not found/);

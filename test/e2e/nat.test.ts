@@ -23,7 +23,7 @@ describe('e2e: a worker behind NAT (network namespaces)', function () {
   let net: NatTopology | undefined;
   let dir: string | undefined;
   let workerId = '';
-  let taskId = '';
+  let natTask: Promise<string> | undefined;
   const daemons: Daemon[] = [];
   const hostForwarding = readForwarding();
 
@@ -36,6 +36,18 @@ describe('e2e: a worker behind NAT (network namespaces)', function () {
     daemons.push(d);
     return d;
   };
+  /**
+   * The task both task tests look at, run on the NATed worker the first time one of them asks
+   * (so either runs alone): its id, once `tasks run --wait` exited 0.
+   */
+  const ranTask = () =>
+    (natTask ??= (async () => {
+      const r = await ctl('tasks', 'run', '--wait', '--', 'sh', '-c', 'echo hello-from-nat; echo err >&2');
+      expect(r.code, r.stderr).to.equal(0);
+      const id = r.stdout.match(UUID)?.[0] ?? '';
+      expect(id, r.stdout).to.not.equal('');
+      return id;
+    })());
   const workerRow = async () => {
     const r = await ctl('workers', 'ls');
     if (r.code !== 0) throw new Error(r.stderr);
@@ -120,10 +132,7 @@ describe('e2e: a worker behind NAT (network namespaces)', function () {
   });
 
   it('runs a task on the NATed worker: tasks run --wait exits 0', async () => {
-    const r = await ctl('tasks', 'run', '--wait', '--', 'sh', '-c', 'echo hello-from-nat; echo err >&2');
-    expect(r.code, r.stderr).to.equal(0);
-    taskId = r.stdout.match(UUID)?.[0] ?? '';
-    expect(taskId, r.stdout).to.not.equal('');
+    const taskId = await ranTask();
     const show = await ctl('tasks', 'show', taskId, '-o', 'json');
     expect(show.code, show.stderr).to.equal(0);
     const task = JSON.parse(show.stdout) as { state?: string; workerId?: string; exitCode?: number };
@@ -132,7 +141,7 @@ describe('e2e: a worker behind NAT (network namespaces)', function () {
   });
 
   it('streams the task\'s stdout and stderr back through the manager (tasks logs)', async () => {
-    expect(taskId, 'the task from the previous test').to.not.equal('');
+    const taskId = await ranTask();
     const out = await ctl('tasks', 'logs', taskId);
     expect(out.code, out.stderr).to.equal(0);
     expect(out.stdout).to.include('hello-from-nat');

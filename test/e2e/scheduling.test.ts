@@ -6,8 +6,7 @@ import { expect } from 'chai';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePorts } from '../support/etcd.js';
-import { BIN, run, startDaemon, waitFor, writeYaml, type Daemon } from '../support/processes.js';
+import { BIN, run, startDaemon, startManager, waitFor, writeYaml, type Daemon } from '../support/processes.js';
 
 interface WorkerSetup {
   name: string;
@@ -25,29 +24,32 @@ const WORKERS: WorkerSetup[] = [
 describe('e2e: resource-aware scheduling', function () {
   this.timeout(120_000);
   let dir: string;
-  let port: number;
+  let address: string;
   const daemons = new Map<string, Daemon>();
   const ids = new Map<string, string>(); // worker id → name
-  const ctl = (...args: string[]) => run(BIN.schedctl, ['--manager', `127.0.0.1:${port}`, ...args]);
+  const idOf = (name: string) => [...ids].find(([, n]) => n === name)![0];
+  const ctl = (...args: string[]) => run(BIN.schedctl, ['--manager', address, ...args]);
+  const connected = async () => (await ctl('workers', 'ls')).stdout.match(/\bconnected\b/g)?.length ?? 0;
   const startWorker = (w: WorkerSetup) => {
     const labels = Object.entries(w.labels).map(([k, v]) => `${k}: "${v}"`).join(', ');
     const yaml = writeYaml(
       join(dir, `${w.name}.yaml`),
-      `manager: 127.0.0.1:${port}\ndata_dir: ${join(dir, w.name)}\nreconnect_interval: 200ms\ncapacity: {cpu: ${w.cpu}, memory: ${w.memMi}Mi}\nlabels: {${labels}}\n`,
+      `manager: ${address}\ndata_dir: ${join(dir, w.name)}\nreconnect_interval: 200ms\ncapacity: {cpu: ${w.cpu}, memory: ${w.memMi}Mi}\nlabels: {${labels}}\n`,
     );
     daemons.set(w.name, startDaemon(BIN.worker, ['-f', yaml], join(dir, `${w.name}.log`)));
   };
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'sched-place-'));
-    [port] = (await freePorts(1)) as [number];
-    const yaml = writeYaml(
-      join(dir, 'manager.yaml'),
-      `listen: 127.0.0.1:${port}\nstore: {type: embedded, path: ${join(dir, 'store')}}\nping_interval: 300ms\nreconnect_grace: 1s\n`,
-    );
-    daemons.set('manager', startDaemon(BIN.manager, ['-f', yaml], join(dir, 'manager.log')));
+    const manager = await startManager({
+      config: `store: {type: embedded, path: ${join(dir, 'store')}}\nping_interval: 300ms\nreconnect_grace: 1s\n`,
+      yamlFile: join(dir, 'manager.yaml'),
+      logFile: join(dir, 'manager.log'),
+    });
+    daemons.set('manager', manager.daemon);
+    address = manager.address;
     for (const w of WORKERS) startWorker(w);
-    await waitFor('three workers', async () => ((await ctl('workers', 'ls')).stdout.match(/\bconnected\b/g)?.length ?? 0) === 3);
+    await waitFor('three workers', async () => (await connected()) === 3);
     for (const w of WORKERS) ids.set(readFileSync(join(dir, w.name, 'worker-id'), 'utf8').trim(), w.name);
   });
 
@@ -74,9 +76,10 @@ describe('e2e: resource-aware scheduling', function () {
       expect(r.code, r.stderr).to.equal(0);
       submitted.push({ id: r.stdout.trim(), ...k });
     }
+    const ours = new Set(submitted.map((t) => t.id));
     await waitFor('all 50 done', async () => {
-      const out = JSON.parse((await ctl('tasks', 'ls', '--state', 'done', '--limit', '0', '-o', 'json')).stdout) as { tasks?: unknown[] };
-      return (out.tasks?.length ?? 0) === 50;
+      const out = JSON.parse((await ctl('tasks', 'ls', '--state', 'done', '--limit', '0', '-o', 'json')).stdout) as { tasks?: Array<{ id: string }> };
+      return (out.tasks ?? []).filter((t) => ours.has(t.id)).length === 50;
     }, 90_000, 500);
 
     const byTask = new Map(submitted.map((t) => [t.id, t]));
@@ -114,26 +117,34 @@ describe('e2e: resource-aware scheduling', function () {
   });
 
   it('a killed worker\'s tasks run again elsewhere when retries allow, and die when they do not', async () => {
+    await waitFor('three workers', async () => (await connected()) === 3);
     const marker = join(dir, 'retry');
     const script = `echo "$SCHED_WORKER_ID" >> ${marker}.$SCHED_TASK_ID; sleep 30`;
-    const retried = (await ctl('tasks', 'run', '--label', 'zone=b', '--retries', '1', '--', 'sh', '-c', script)).stdout.trim();
-    const once = (await ctl('tasks', 'run', '--label', 'zone=b', '--', 'sh', '-c', script)).stdout.trim();
     const firstWorker = async (id: string) =>
       waitFor(`${id} running`, () => existsSync(`${marker}.${id}`) && readFileSync(`${marker}.${id}`, 'utf8').trim().split('\n')[0]);
+    // Both tasks go to the victim: "big", the other zone=b worker, takes nothing while they are placed.
+    const big = idOf('big');
+    expect((await ctl('workers', 'drain', big)).code).to.equal(0);
+    const retried = (await ctl('tasks', 'run', '--label', 'zone=b', '--retries', '1', '--', 'sh', '-c', script)).stdout.trim();
+    const once = (await ctl('tasks', 'run', '--label', 'zone=b', '--', 'sh', '-c', script)).stdout.trim();
     const [w1, w2] = [await firstWorker(retried), await firstWorker(once)];
-    // Kill the worker that runs the retried task (-9: no goodbye); the other task may be there too.
     const victim = ids.get(w1)!;
+    expect(victim).to.equal('gpu');
+    expect(w2, 'both tasks on the same worker').to.equal(w1);
+    expect((await ctl('workers', 'undrain', big)).code).to.equal(0);
+    // Kill the worker that runs both (-9: no goodbye).
     await daemons.get(victim)!.kill9();
     await waitFor('retried task runs on another worker', () => {
       const lines = readFileSync(`${marker}.${retried}`, 'utf8').trim().split('\n');
       return lines.length === 2 && lines[1] !== w1;
     }, 30_000);
-    if (w2 === w1) {
-      await waitFor('task without retries dead', async () => /Dead reason:\s+worker-lost/.test((await ctl('tasks', 'show', once)).stdout), 30_000);
-    }
+    expect(ids.get(readFileSync(`${marker}.${retried}`, 'utf8').trim().split('\n')[1]!)).to.equal('big');
+    await waitFor('task without retries dead', async () => /Dead reason:\s+worker-lost/.test((await ctl('tasks', 'show', once)).stdout), 30_000);
+    expect(readFileSync(`${marker}.${once}`, 'utf8').trim().split('\n'), 'it never ran again').to.deep.equal([w1]);
     const show = (await ctl('tasks', 'show', retried)).stdout;
     expect(show).to.match(/Attempt:\s+2/);
-    await ctl('tasks', 'cancel', '--grace', '100ms', retried, once);
+    expect(show).to.match(/State:\s+scheduled/);
+    await ctl('tasks', 'cancel', '--grace', '100ms', retried);
     startWorker(WORKERS.find((w) => w.name === victim)!);
   });
 });

@@ -4,22 +4,28 @@ import { expect } from 'chai';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePorts } from '../support/etcd.js';
-import { BIN, run, startDaemon, waitFor, writeYaml, type Daemon } from '../support/processes.js';
+import { BIN, run, startDaemon, startManager, waitFor, writeYaml, type Daemon, type RunResult } from '../support/processes.js';
+
+/** Runs a setup step (making certificates) and fails at once, with its stderr, unless it exits 0. */
+async function must(bin: string, args: string[]): Promise<RunResult> {
+  const r = await run(bin, args);
+  expect(r.code, `${args.join(' ')}: ${r.stderr}`).to.equal(0);
+  return r;
+}
 
 describe('e2e: mutual TLS', function () {
   this.timeout(60_000);
   let dir: string;
   let pki: string;
-  let port: number;
+  let address: string;
   const daemons: Daemon[] = [];
   const tls = (name: string, ca = pki) => `tls: {ca: ${join(ca, 'ca.pem')}, cert: ${join(pki, `${name}.pem`)}, key: ${join(pki, `${name}-key.pem`)}}\n`;
   const ctlAs = (name: string | undefined, ...args: string[]) => {
-    const file = writeYaml(join(dir, `ctl-${name ?? 'plain'}.yaml`), `manager: 127.0.0.1:${port}\n${name ? tls(name) : ''}`);
+    const file = writeYaml(join(dir, `ctl-${name ?? 'plain'}.yaml`), `manager: ${address}\n${name ? tls(name) : ''}`);
     return run(BIN.schedctl, ['-c', file, ...args]);
   };
   const startWorker = (cert: string) => {
-    const yaml = writeYaml(join(dir, `w-${cert}.yaml`), `manager: 127.0.0.1:${port}\ndata_dir: ${join(dir, `w-${cert}`)}\nreconnect_interval: 200ms\n${tls(cert)}`);
+    const yaml = writeYaml(join(dir, `w-${cert}.yaml`), `manager: ${address}\ndata_dir: ${join(dir, `w-${cert}`)}\nreconnect_interval: 200ms\n${tls(cert)}`);
     const d = startDaemon(BIN.worker, ['-f', yaml], join(dir, `w-${cert}.log`));
     daemons.push(d);
     return d;
@@ -28,15 +34,15 @@ describe('e2e: mutual TLS', function () {
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'sched-tls-'));
     pki = join(dir, 'pki');
-    [port] = (await freePorts(1)) as [number];
-    const ca = await run(BIN.schedctl, ['tls', 'ca', 'create', '--dir', pki]);
-    expect(ca.code, ca.stderr).to.equal(0);
-    for (const role of ['manager', 'worker', 'admin']) {
-      const r = await run(BIN.schedctl, ['tls', 'cert', 'create', '--role', role, '--ca-dir', pki, '--dir', pki]);
-      expect(r.code, r.stderr).to.equal(0);
-    }
-    const yaml = writeYaml(join(dir, 'manager.yaml'), `listen: 127.0.0.1:${port}\nstore: {type: embedded, path: ${join(dir, 'store')}}\nping_interval: 300ms\n${tls('manager')}`);
-    daemons.push(startDaemon(BIN.manager, ['-f', yaml], join(dir, 'manager.log')));
+    await must(BIN.schedctl, ['tls', 'ca', 'create', '--dir', pki]);
+    for (const role of ['manager', 'worker', 'admin']) await must(BIN.schedctl, ['tls', 'cert', 'create', '--role', role, '--ca-dir', pki, '--dir', pki]);
+    const manager = await startManager({
+      config: `store: {type: embedded, path: ${join(dir, 'store')}}\nping_interval: 300ms\n${tls('manager')}`,
+      yamlFile: join(dir, 'manager.yaml'),
+      logFile: join(dir, 'manager.log'),
+    });
+    daemons.push(manager.daemon);
+    address = manager.address;
     startWorker('worker');
     await waitFor('worker connected over TLS', async () => /\sconnected\s/.test((await ctlAs('admin', 'workers', 'ls')).stdout));
   });
@@ -69,6 +75,7 @@ describe('e2e: mutual TLS', function () {
     const plain = await ctlAs(undefined, 'workers', 'ls');
     expect(plain.code).to.equal(1);
     expect(plain.stderr).to.match(/^schedctl: cannot reach management node/);
+    expect(plain.stderr).to.not.match(/cannot read/);
   });
 
   it('refuses an admin certificate on the worker stream', async () => {
@@ -81,10 +88,17 @@ describe('e2e: mutual TLS', function () {
 
   it('refuses a certificate from another CA', async () => {
     const other = join(dir, 'other');
-    await run(BIN.schedctl, ['tls', 'ca', 'create', '--dir', other]);
-    await run(BIN.schedctl, ['tls', 'cert', 'create', '--role', 'admin', '--name', 'stranger', '--ca-dir', other, '--dir', pki]);
+    await must(BIN.schedctl, ['tls', 'ca', 'create', '--dir', other]);
+    await must(BIN.schedctl, ['tls', 'cert', 'create', '--role', 'admin', '--name', 'stranger', '--ca-dir', other, '--dir', pki]);
+    expect(readFileSync(join(pki, 'stranger.pem'), 'utf8')).to.match(/^-----BEGIN CERTIFICATE-----/);
     const r = await ctlAs('stranger', 'workers', 'ls');
-    expect(r.code).to.equal(1);
+    // Exit 1 is also what an unreadable file gives: the message must be the refused handshake.
+    expect(r.code, r.stderr).to.equal(1);
+    expect(r.stderr).to.not.match(/cannot read/);
+    expect(r.stderr).to.match(/^schedctl: cannot reach management node at 127\.0\.0\.1:\d+/);
+    expect(r.stdout).to.equal('');
+    // The same call with the admin certificate of the right CA works: the refusal is the certificate's.
+    expect((await ctlAs('admin', 'workers', 'ls')).code).to.equal(0);
   });
 
   it('names the unreadable file in the tls section and exits 2', async () => {

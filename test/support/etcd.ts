@@ -1,7 +1,7 @@
 // Starts a real etcd for tests: free loopback ports, a fresh temp data dir,
 // waits until /health says so. Processes are signalled by pid only.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants as fsConstants, rmSync } from 'node:fs';
+import { accessSync, constants as fsConstants, readFileSync, rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { request } from 'node:http';
 import { createServer, type Server } from 'node:net';
@@ -37,18 +37,44 @@ const STDERR_TAIL_BYTES = 16 * 1024;
 /** Ports handed out but maybe not bound yet, so concurrent callers never get the same one. */
 const handedOut = new Set<number>();
 
-/** freePorts returns n distinct ports that were free on 127.0.0.1 a moment ago. */
+/**
+ * Where freePorts looks: below the kernel's ephemeral range, which outgoing connections (of any
+ * process on the machine) draw from. A port picked there stays free between the check and the
+ * daemon's bind unless another test happens to pick the same one; a port the kernel hands out
+ * for listen(0) can be taken meanwhile by any connect(). Undefined where the range is unknown.
+ */
+const quietRange: [number, number] | undefined = (() => {
+  try {
+    const [low] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    return low !== undefined && low > 12_000 ? [10_000, low] : undefined;
+  } catch {
+    return undefined;
+  }
+})();
+
+/** Binds 127.0.0.1:port (0 = any) and resolves with the server, or undefined when the port is taken. */
+function tryListen(port: number): Promise<Server | undefined> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', (err: NodeJS.ErrnoException) => (err.code === 'EADDRINUSE' || err.code === 'EACCES' ? resolve(undefined) : reject(err)));
+    server.listen(port, '127.0.0.1', () => resolve(server));
+  });
+}
+
+/**
+ * freePorts returns n distinct ports that were free on 127.0.0.1 a moment ago. Better still,
+ * let a daemon bind port 0 and report what it got (see startManager in processes.ts).
+ */
 export async function freePorts(n: number): Promise<number[]> {
   const servers: Server[] = [];
   const ports: number[] = [];
   try {
-    while (ports.length < n) {
-      const server = createServer();
+    for (let tries = 0; ports.length < n; tries++) {
+      const candidate = quietRange && tries < 200 ? quietRange[0] + Math.floor(Math.random() * (quietRange[1] - quietRange[0])) : 0;
+      if (handedOut.has(candidate) || ports.includes(candidate)) continue;
+      const server = await tryListen(candidate);
+      if (!server) continue;
       servers.push(server);
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(0, '127.0.0.1', () => resolve());
-      });
       const address = server.address();
       if (address === null || typeof address === 'string') throw new Error('unexpected server address');
       if (!handedOut.has(address.port)) ports.push(address.port);

@@ -1,6 +1,6 @@
 // Runs the built binaries as real child processes, stopped by pid.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { openSync, closeSync, readFileSync, writeFileSync } from 'node:fs';
+import { openSync, closeSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const ROOT = new URL('../../', import.meta.url).pathname;
@@ -107,4 +107,95 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
 export function writeYaml(path: string, text: string): string {
   writeFileSync(path, text);
   return path;
+}
+
+export interface ManagerHandle {
+  readonly daemon: Daemon;
+  /** The port the manager's gRPC server is bound to on 127.0.0.1. */
+  readonly port: number;
+  /** "127.0.0.1:<port>", what workers and schedctl dial. */
+  readonly address: string;
+  /** The metrics port, when the config has metrics_listen. */
+  readonly metricsPort: number | undefined;
+}
+
+export interface StartManagerOptions {
+  /** The manager's YAML without `listen` (log_level must be info or debug: the port is read from the log). */
+  config: string;
+  /** Where the YAML is written. */
+  yamlFile: string;
+  logFile: string;
+  /**
+   * 0 (the default): the kernel picks a free port when the manager binds, and it is read from
+   * the "management node ready" line, so no other process can take it in between. A fixed
+   * port (restarting a manager on the port its workers dial) that is briefly taken is retried.
+   */
+  port?: number;
+  /** How long to wait for the ready line; its expiry means the manager never came up. */
+  timeoutMs?: number;
+}
+
+const sleepMs = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** The JSON log lines of a log file from byte offset on, parsed (other lines are skipped). */
+function logRecords(logFile: string, offset: number): Array<Record<string, unknown>> {
+  let text: string;
+  try {
+    text = readFileSync(logFile).subarray(offset).toString('utf8');
+  } catch {
+    return [];
+  }
+  const out: Array<Record<string, unknown>> = [];
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    try {
+      out.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      // a line still being written
+    }
+  }
+  return out;
+}
+
+/** startManager starts the built management node and resolves once it is ready, with the ports it bound. */
+export async function startManager(o: StartManagerOptions): Promise<ManagerHandle> {
+  if (/^\s*log_level:\s*(warn|error|fatal|silent)\b/m.test(o.config)) {
+    throw new Error('startManager reads the port from the info-level "management node ready" line: use log_level info or debug');
+  }
+  const wanted = o.port ?? 0;
+  const yaml = writeYaml(o.yamlFile, `listen: 127.0.0.1:${wanted}\n${o.config.endsWith('\n') || o.config === '' ? o.config : `${o.config}\n`}`);
+  const deadline = Date.now() + (o.timeoutMs ?? 30_000);
+  for (let attempt = 1; ; attempt++) {
+    let offset = 0;
+    try {
+      offset = statSync(o.logFile).size;
+    } catch {
+      // a new log file
+    }
+    const daemon = startDaemon(BIN.manager, ['-f', yaml], o.logFile);
+    let exitCode: number | null | undefined;
+    void daemon.exited.then((c) => (exitCode = c));
+    for (;;) {
+      const records = logRecords(o.logFile, offset);
+      const ready = records.find((r) => r['msg'] === 'management node ready');
+      if (ready && typeof ready['port'] === 'number') {
+        const metrics = records.find((r) => r['msg'] === 'serving metrics')?.['metrics'];
+        const metricsPort = typeof metrics === 'string' ? Number(/:(\d+)\/metrics$/.exec(metrics)?.[1]) : undefined;
+        return { daemon, port: ready['port'], address: `127.0.0.1:${ready['port']}`, metricsPort };
+      }
+      if (exitCode !== undefined) break;
+      if (Date.now() > deadline) {
+        await daemon.stop();
+        throw new Error(`management node not ready after ${o.timeoutMs ?? 30_000}ms; log:\n${readFileSync(o.logFile).subarray(offset).toString('utf8').slice(-3000)}`);
+      }
+      await sleepMs(50);
+    }
+    const log = readFileSync(o.logFile).subarray(offset).toString('utf8');
+    const clash = /cannot listen on .*(EADDRINUSE|address already in use)/i.test(log);
+    if (clash && wanted !== 0 && attempt < 20 && Date.now() < deadline) {
+      await sleepMs(250);
+      continue;
+    }
+    throw new Error(`management node exited (code ${exitCode}) before it was ready; log:\n${log.slice(-3000)}`);
+  }
 }

@@ -16,22 +16,9 @@ import { createEmbeddedStore } from '../../management-node/src/store/embedded-st
 import { createGroupCommitter } from '../../management-node/src/store/group-commit.js';
 import { decodeTask, decodeWorker, TASKS, taskKey, workerKey } from '../../management-node/src/store/records.js';
 import type { Store } from '../../management-node/src/store/store.js';
+import { until, turns } from '../support/until.js';
 
 const log = pino({ level: 'silent' });
-
-/** Polls check on every turn of the event loop until it holds; failing after timeoutMs means it never happened. */
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`${what}: did not happen within ${timeoutMs}ms`);
-    await new Promise((r) => setImmediate(r));
-  }
-}
-
-/** Lets the event loop turn a few times: what was already due (callbacks, microtasks) has run. */
-async function turns(n = 5): Promise<void> {
-  for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
-}
 
 
 describe('cluster: at most one live attempt', () => {

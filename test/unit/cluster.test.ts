@@ -11,9 +11,10 @@ import { FinishedSchema, HelloSchema, LogChunkSchema } from '../../proto/gen/sch
 import { Cluster } from '../../management-node/src/cluster.js';
 import { FakeLink } from '../support/fake-link.js';
 import { createEmbeddedStore } from '../../management-node/src/store/embedded-store.js';
-import { createGroupCommitter } from '../../management-node/src/store/group-commit.js';
+import { createGroupCommitter, type GroupCommitter } from '../../management-node/src/store/group-commit.js';
 import { decodeTask, decodeWorker, taskKey, workerKey } from '../../management-node/src/store/records.js';
 import type { Store } from '../../management-node/src/store/store.js';
+import { until, turns } from '../support/until.js';
 
 const log = pino({ level: 'silent' });
 
@@ -31,14 +32,20 @@ describe('cluster', () => {
   const spec = (...argv: string[]) => create(TaskSpecSchema, { argv });
   const hello = (id: string, running: Array<{ taskId: string; attempt: number }> = []) =>
     create(HelloSchema, { workerId: id, capacity: { millicpu: 2000n, memoryBytes: 1n << 30n }, running });
-  const flush = () => new Promise((r) => setTimeout(r, 20));
+  /** The group committer of each cluster made here: settled(c) resolves once every write c issued so far has landed or failed. */
+  const committers = new WeakMap<Cluster, GroupCommitter>();
+  const settled = (c: Cluster) => committers.get(c)!.flush();
+  const storedTask = async (id: string) => {
+    const v = await store.get(taskKey(id));
+    return v && decodeTask(v);
+  };
 
-  const makeCluster = (s: Store) =>
-    new Cluster(
-      createGroupCommitter(s, log),
-      { pingIntervalMs: 1000, missedPings: 3, ackTimeoutMs: 500, recoveryGraceMs: 0, now: () => now },
-      log,
-    );
+  const makeCluster = (s: Store) => {
+    const committer = createGroupCommitter(s, log);
+    const c = new Cluster(committer, { pingIntervalMs: 1000, missedPings: 3, ackTimeoutMs: 500, recoveryGraceMs: 0, now: () => now }, log);
+    committers.set(c, committer);
+    return c;
+  };
 
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), 'sched-cluster-'));
@@ -94,7 +101,7 @@ describe('cluster', () => {
     cluster.accepted('w1', { taskId: task.id, attempt: 1 } as never);
     expect(task.state).to.equal(TaskState.SCHEDULED);
     // Nobody waits for "scheduled": it is written on the next tick, and readers wait for that.
-    await flush();
+    await settled(cluster);
     expect(decodeTask((await store.get(taskKey(task.id)))!).state).to.equal(TaskState.PENDING);
     const read = cluster.committed(task.id);
     cluster.tick();
@@ -102,15 +109,14 @@ describe('cluster', () => {
     expect(decodeTask((await store.get(taskKey(task.id)))!)).to.deep.include({ state: TaskState.SCHEDULED, attempt: 1, workerId: 'w1' });
     cluster.finished('w1', create(FinishedSchema, { task: { taskId: task.id, attempt: 1 }, exitCode: 3 }));
     expect(link.of('finishedAck')).to.have.length(0);
-    await flush();
-    expect(link.of('finishedAck')).to.have.length(1);
+    await until('FinishedAck once the result is committed', () => link.of('finishedAck').length === 1);
     const stored = decodeTask((await store.get(taskKey(task.id)))!);
     expect(stored.state).to.equal(TaskState.DONE);
     expect(stored.exitCode).to.equal(3);
     // A duplicate report (resent after a reconnect) changes nothing but is acknowledged again.
     cluster.finished('w1', create(FinishedSchema, { task: { taskId: task.id, attempt: 1 }, exitCode: 99 }));
     expect(task.exitCode).to.equal(3);
-    expect(link.of('finishedAck')).to.have.length(2);
+    await until('the repeat acknowledged (its record is stored)', () => link.of('finishedAck').length === 2);
   });
 
   it('rejected offers go to the next worker; when every worker refused, the task is dead', async () => {
@@ -160,8 +166,10 @@ describe('cluster', () => {
     cluster.tick();
     expect(link.closed).to.match(/missed 3 pings/);
     expect(cluster.workers.get('w1')?.state).to.equal(WorkerState.DISCONNECTED);
-    await flush();
-    expect(decodeWorker((await store.get(workerKey('w1')))!).state).to.equal(WorkerState.DISCONNECTED);
+    await until('the worker stored as disconnected', async () => {
+      const v = await store.get(workerKey('w1'));
+      return v !== undefined && decodeWorker(v).state === WorkerState.DISCONNECTED;
+    });
   });
 
   it('after a restart, keeps what a reconnecting worker runs and cancels what it must not', async () => {
@@ -169,7 +177,9 @@ describe('cluster', () => {
     cluster.hello(link, hello('w1'));
     const running = (await cluster.submit(spec('sleep', '9')))[0]!;
     cluster.accepted('w1', { taskId: running.id, attempt: 1 } as never);
-    await flush();
+    cluster.tick(); // writes the deferred "scheduled"
+    await until('the task stored as scheduled', async () => (await storedTask(running.id))?.state === TaskState.SCHEDULED);
+    await settled(cluster); // and the worker record
 
     const restarted = makeCluster(store);
     const tasks = [decodeTask((await store.get(taskKey(running.id)))!)];
@@ -234,12 +244,12 @@ describe('cluster', () => {
       if (i < 4) c.finished('w1', create(FinishedSchema, { task: { taskId: t.id, attempt: 1 }, finishedUnixMs: BigInt(now) }));
       ids.push(t.id);
     }
-    await flush();
+    await until('the four results stored', async () => (await Promise.all(ids.slice(0, 4).map(storedTask))).every((t) => t?.state === TaskState.DONE));
     expect(c.sweepFinished(now)).to.equal(2); // 4 finished, keep 2
     expect([...c.tasks.keys()]).to.deep.equal(ids.slice(2));
     now += 60_001;
     expect(c.sweepFinished(now)).to.equal(2); // the rest are past retention; the running one stays
-    await flush();
+    await until('the deletes landed', async () => (await store.range('tasks/')).length === 1);
     expect((await store.range('tasks/')).map((kv) => kv.key)).to.deep.equal([taskKey(ids[4]!)]);
   });
 
@@ -263,14 +273,15 @@ describe('cluster', () => {
     c.hello(link, hello('w1'));
     const submitted = c.submit(spec('true'));
     await submitted;
-    await flush();
+    await until('the offer', () => link.of('startTask').length === 1);
     const id = link.of('startTask')[0]!.value.taskId!;
     c.accepted('w1', { taskId: id, attempt: 1 } as never);
     c.finished('w1', create(FinishedSchema, { task: { taskId: id, attempt: 1 }, exitCode: 0 }));
     expect(c.getTask(id).state).to.equal(TaskState.DONE); // in memory, not stored yet
     let seen: TaskState | undefined;
     const read = c.committed(id).then((t) => (seen = t.state));
-    await flush();
+    await until('the result\'s write reached the store', () => gate !== undefined);
+    await turns();
     expect(seen).to.equal(undefined);
     gate!();
     await Promise.all([submitted, read]);
@@ -279,8 +290,20 @@ describe('cluster', () => {
   });
 
   it('a submission whose write fails is refused and forgotten, and was never offered', async () => {
-    let failing = true;
-    const flaky: Store = { ...store, commit: (ops) => (failing ? Promise.reject(new Error('store down')) : store.commit(ops)) };
+    // The submission's txn is applied but its answer is lost; then the store is down for a while.
+    let mode: 'answer-lost' | 'down' | 'up' = 'up';
+    const flaky: Store = {
+      ...store,
+      commit: async (ops) => {
+        if (mode === 'down') throw new Error('store down');
+        if (mode === 'answer-lost') {
+          await store.commit(ops);
+          mode = 'down';
+          throw new Error('store down');
+        }
+        return store.commit(ops);
+      },
+    };
     const c = new Cluster(
       createGroupCommitter(flaky, log),
       { pingIntervalMs: 1000, missedPings: 3, ackTimeoutMs: 500, recoveryGraceMs: 0, now: () => now },
@@ -288,14 +311,19 @@ describe('cluster', () => {
     );
     const link = new FakeLink();
     c.hello(link, hello('w1'));
+    mode = 'answer-lost';
     const err = await c.submit(spec('true')).then(() => undefined, (e: Error) => e);
     expect(err?.message).to.equal('store down');
     expect(c.tasks.size).to.equal(0);
     expect(link.of('startTask')).to.have.length(0);
-    failing = false;
-    c.tick(); // the delete is retried once the store answers
-    await flush();
-    expect(await store.range('tasks/')).to.have.length(0);
+    expect(await store.range('tasks/')).to.have.length(1); // the record a failed txn may leave
+    mode = 'up';
+    // The delete is retried on a tick once the store answers.
+    await until('the stray record deleted', async () => {
+      c.tick();
+      return (await store.range('tasks/')).length === 0;
+    });
+    expect(link.of('startTask')).to.have.length(0);
   });
 
   it('a disconnected worker\'s scheduled tasks are lost after the reconnect grace, unless it comes back', async () => {

@@ -19,8 +19,6 @@ type Methods<S> = S extends GenService<infer T extends GenServiceMethods> ? T : 
 type ManagementHandlers = ServiceHandlers<Methods<typeof ManagementService>>;
 type WorkerHandlers = ServiceHandlers<Methods<typeof WorkerService>>;
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
 function bind(server: grpc.Server): Promise<number> {
   return new Promise((resolve, reject) => {
     server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
@@ -61,9 +59,30 @@ describe('common/grpc-service', function () {
   let client: ServiceClient<Methods<typeof ManagementService>>;
   let workerClient: ServiceClient<Methods<typeof WorkerService>>;
   let address: string;
-  /** Timers of handlers that never answer, cleared when their call ends. */
-  const hanging = new Set<NodeJS.Timeout>();
-  const cancelledOnServer: string[] = [];
+  /** Resolves when the server sees the call for that id cancelled (deadline or client cancel). */
+  const cancelled = new Map<string, { promise: Promise<void>; resolve: () => void }>();
+  const cancelledOnServer = (id: string): Promise<void> => {
+    let entry = cancelled.get(id);
+    if (!entry) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      cancelled.set(id, (entry = { promise, resolve }));
+    }
+    return entry.promise;
+  };
+  const markCancelled = (id: string): void => {
+    void cancelledOnServer(id);
+    cancelled.get(id)!.resolve();
+  };
+  /** A bound on waiting for an event that must come: its expiry means the event never came. */
+  const within = <T>(what: string, p: Promise<T>, ms = 10_000): Promise<T> =>
+    new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${what}: did not happen within ${ms}ms`)), ms);
+      p.then(
+        (v) => (clearTimeout(timer), resolve(v)),
+        (e: unknown) => (clearTimeout(timer), reject(e as Error)),
+      );
+    });
 
   const management: Partial<ManagementHandlers> = {
     getTask(call, callback) {
@@ -76,13 +95,8 @@ describe('common/grpc-service', function () {
         return callback({ code: grpc.status.FAILED_PRECONDITION, details: 'worker is draining', metadata: trailer });
       }
       if (id === 'slow') {
-        const timer = setTimeout(() => callback(null, create(GetTaskResponseSchema, {})), 10_000);
-        hanging.add(timer);
-        call.on('cancelled', () => {
-          clearTimeout(timer);
-          hanging.delete(timer);
-          cancelledOnServer.push(id);
-        });
+        // Never answers: only the client's deadline can end this call.
+        call.on('cancelled', () => markCancelled(id));
         return;
       }
       callback(
@@ -113,7 +127,7 @@ describe('common/grpc-service', function () {
       }
       if (ids.includes('forever')) {
         call.write(create(WatchTasksResponseSchema, { task: { id: 'forever', state: TaskState.SCHEDULED } }));
-        call.on('cancelled', () => cancelledOnServer.push('forever'));
+        call.on('cancelled', () => markCancelled('forever'));
         return;
       }
       for (const [i, id] of ids.entries()) {
@@ -151,7 +165,6 @@ describe('common/grpc-service', function () {
   after(async () => {
     client?.close();
     workerClient?.close();
-    for (const t of hanging) clearTimeout(t);
     if (server) await shutdown(server);
   });
 
@@ -220,12 +233,10 @@ describe('common/grpc-service', function () {
   });
 
   it('unary: deadlineMs cancels a slow call with DEADLINE_EXCEEDED', async () => {
-    const started = Date.now();
-    const err = await rpcError(client.getTask({ id: 'slow' }, { deadlineMs: 200 }));
+    // The handler never answers, so the call can only end by its deadline.
+    const err = await within('the deadline to end the call', rpcError(client.getTask({ id: 'slow' }, { deadlineMs: 200 })));
     expect(err.code).to.equal(grpc.status.DEADLINE_EXCEEDED);
-    expect(Date.now() - started).to.be.below(5000);
-    for (let i = 0; i < 50 && !cancelledOnServer.includes('slow'); i++) await sleep(20);
-    expect(cancelledOnServer).to.include('slow');
+    await within('the server to see the call cancelled', cancelledOnServer('slow'));
   });
 
   it('unary: an unreachable server is UNAVAILABLE', async () => {
@@ -269,8 +280,7 @@ describe('common/grpc-service', function () {
     stream.cancel();
     const { error } = await done;
     expect(error?.code).to.equal(grpc.status.CANCELLED);
-    for (let i = 0; i < 50 && !cancelledOnServer.includes('forever'); i++) await sleep(20);
-    expect(cancelledOnServer).to.include('forever');
+    await within('the server to see the stream cancelled', cancelledOnServer('forever'));
   });
 
   it('bidi stream: WorkerService.Connect exchanges oneof envelopes both ways', async () => {

@@ -31,6 +31,9 @@ const opArb = fc.oneof(
 const fits = (free: Resources, r: Resources) => free.millicpu >= r.millicpu && free.memoryBytes >= r.memoryBytes;
 const carries = (labels: Record<string, string>, constraints: Record<string, string>) =>
   Object.entries(constraints).every(([k, v]) => labels[k] === v);
+/** The queue order, from the model's own fields: higher priority first, then earlier seq, then id. */
+const goesBefore = (a: TaskRequest, b: TaskRequest) =>
+  a.priority !== b.priority ? a.priority > b.priority : a.seq !== b.seq ? a.seq < b.seq : a.id < b.id;
 
 describe('scheduler core: properties', () => {
   it('never over-commits a worker; every placement respects state, constraints and exclusions; nothing placeable is left behind', () => {
@@ -104,9 +107,34 @@ describe('scheduler core: properties', () => {
                   allocs.set(t.id, { worker: w.info.id, r: t.resources });
                 }
                 if (op.limit === undefined) {
-                  // A full pass leaves only tasks that fit nowhere (or only on a worker reserved for an earlier task).
+                  // A full pass leaves only tasks that fit nowhere, judged by the model: on every
+                  // worker open to the task where it fits the free resources, another task that
+                  // goes before it holds a reservation. Which task reserved which worker is the
+                  // one fact taken from the scheduler, and the model checks each is legitimate.
+                  const holderOf = new Map<string, TaskRequest>();
+                  for (const h of queued.values()) {
+                    const reserved = s.explainDetail(h.id)?.reservedWorkerId;
+                    if (reserved === undefined) continue;
+                    const w = workers.get(reserved);
+                    expect(w, `${h.id} reserves a known worker`).to.not.equal(undefined);
+                    if (w === undefined) return;
+                    expect(holderOf.has(reserved), `${reserved} reserved once`).to.equal(false);
+                    expect(w.connected && !w.info.draining, `${h.id} reserves ${reserved}: connected, not draining`).to.equal(true);
+                    expect(carries(w.info.labels, h.constraints ?? {}), `${h.id} reserves ${reserved}: labels`).to.equal(true);
+                    expect(fits(w.info.capacity, h.resources), `${h.id} reserves ${reserved}: it could hold it`).to.equal(true);
+                    expect(excluded.get(h.id)?.has(reserved) ?? false, `${h.id} reserves ${reserved}: not excluded`).to.equal(false);
+                    holderOf.set(reserved, h);
+                  }
                   for (const t of queued.values()) {
-                    expect(s.explain(t.id), `${t.id} left behind though it fits`).to.be.a('string');
+                    for (const w of workers.values()) {
+                      const open = w.connected && !w.info.draining && carries(w.info.labels, t.constraints ?? {}) && !(excluded.get(t.id)?.has(w.info.id) ?? false);
+                      if (!open || !fits(freeOf(w), t.resources)) continue;
+                      const holder = holderOf.get(w.info.id);
+                      expect(
+                        holder !== undefined && holder.id !== t.id && goesBefore(holder, t),
+                        `${t.id} left behind though it fits ${w.info.id}${holder ? ` (reserved by ${holder.id})` : ''}`,
+                      ).to.equal(true);
+                    }
                   }
                 }
                 break;

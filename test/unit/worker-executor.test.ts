@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Executor, REAPED_ERROR, RUN_ENV, TAIL_BYTES, TASK_ID_ENV, WORKER_ENV, type FinishedEvent, type StartedEvent } from '../../worker-node/src/executor.js';
 import { baseTaskEnv, DEFAULT_PATH } from '../../worker-node/src/task-env.js';
+import { until } from '../support/until.js';
 
 // A killed grandchild is re-parented to init, which may reap it late; a
 // zombie runs nothing, so it counts as gone.
@@ -22,13 +23,8 @@ const alive = (pid: number): boolean => {
   }
 };
 
-async function until(check: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+/** A shell that notes a SIGTERM ("term") and carries on: only SIGKILL ends it. */
+const TRAPS_TERM = "trap 'echo term' TERM; echo ready; while :; do sleep 0.05; done";
 
 describe('worker executor', function () {
   let dir: string;
@@ -96,15 +92,74 @@ describe('worker executor', function () {
   });
 
   it('SIGKILLs a task that ignores SIGTERM after the grace', async () => {
-    expect(executor.start('t4', 1, { argv: ['sh', '-c', "trap '' TERM; echo ready; sleep 30"] })).to.equal('started');
+    // The shell notes the SIGTERM and carries on; only the SIGKILL after the grace ends it.
+    expect(executor.start('t4', 1, { argv: ['sh', '-c', TRAPS_TERM] })).to.equal('started');
     pids.push(executor.get('t4')!.pid);
-    await new Promise((r) => setTimeout(r, 200)); // let the trap be installed
+    const out = executor.logPaths('t4', 1).stdout;
+    await until('the condition', () => readLines(out).includes('ready')); // the trap is installed
     const t0 = Date.now();
     executor.cancel('t4', 1, 300);
     const r = (await executor.wait('t4', 1))!;
-    expect(r.signal).to.equal('SIGKILL');
-    expect(r.exitCode).to.equal(137);
-    expect(Date.now() - t0).to.be.within(250, 3000);
+    expect(r).to.include({ signal: 'SIGKILL', exitCode: 137 });
+    expect(r.timedOut).to.equal(undefined);
+    expect(readLines(out)).to.include('term'); // SIGTERM came first, and did not end it
+    // The grace was waited (a lower bound: a busy machine only makes it longer).
+    expect(Date.now() - t0).to.be.at.least(300 - 5);
+  });
+
+  it('--timeout sends SIGTERM, then SIGKILL after the timeout grace to a task that traps it; the result says timed out', async () => {
+    const timed = new Executor({ dataDir: dir, workerId, timeoutGraceMs: 300 });
+    try {
+      expect(timed.start('to1', 1, { argv: ['sh', '-c', TRAPS_TERM], timeoutMs: 200 })).to.equal('started');
+      pids.push(timed.get('to1')!.pid);
+      const r = (await timed.wait('to1', 1))!;
+      expect(r).to.include({ signal: 'SIGKILL', exitCode: 137, timedOut: true });
+      expect(readLines(timed.logPaths('to1', 1).stdout)).to.include.members(['ready', 'term']);
+      expect(r.finishedUnixMs - r.startedUnixMs).to.be.at.least(200 + 300 - 5);
+    } finally {
+      await timed.stopAll(0);
+    }
+  });
+
+  it('reports a task whose escaped child still holds its output pipes once the task itself exits', async () => {
+    // The child leaves the task's process group (setsid) but keeps its stdout: the pipe never
+    // closes, yet the result must come, with what the task wrote.
+    const pidFile = join(dir, 'escaped.pid');
+    const script = `setsid sh -c 'echo $$ > ${pidFile}; exec sleep 30' & while [ ! -s ${pidFile} ]; do sleep 0.01; done; echo main; exit 4`;
+    const r = await run('esc', ['sh', '-c', script]);
+    const escaped = Number(readFileSync(pidFile, 'utf8').trim());
+    pids.push(escaped);
+    expect(r).to.include({ exitCode: 4, signal: '', error: '' });
+    expect(Buffer.from(r.stdoutTail).toString()).to.equal('main\n');
+    expect(alive(escaped), 'the escaped child still runs (and holds the pipe)').to.equal(true);
+    expect(executor.running()).to.deep.equal([]);
+  });
+
+  it('a cancel right after start, before the process reports in, still stops it; of a failed start it changes nothing', async () => {
+    const started: StartedEvent[] = [];
+    const finished: FinishedEvent[] = [];
+    executor.on('started', (e) => started.push(e));
+    executor.on('finished', (e) => finished.push(e));
+    expect(executor.start('c1', 1, { argv: ['sleep', '30'] })).to.equal('started');
+    pids.push(executor.get('c1')!.pid);
+    expect(executor.cancel('c1', 1, 5000)).to.equal(true); // same turn as start(): no 'spawn' event yet
+    const r = (await executor.wait('c1', 1))!;
+    expect(r).to.include({ signal: 'SIGTERM', exitCode: 143 });
+    expect(r.startFailed).to.equal(undefined);
+
+    // An asynchronous spawn failure (ENOENT) and a synchronous one (NUL byte): the cancel is
+    // accepted, and the result is still the start failure, delivered after start() returned.
+    for (const [id, argv, code] of [['c2', ['/nonexistent/x'], 127], ['c3', ['echo', 'a\0b'], 126]] as const) {
+      const before = finished.length;
+      expect(executor.start(id, 1, { argv: [...argv] })).to.equal('started');
+      expect(finished.length).to.equal(before);
+      expect(executor.cancel(id, 1, 5000)).to.equal(true);
+      const f = (await executor.wait(id, 1))!;
+      expect(f).to.include({ exitCode: code, pid: 0, startFailed: true, signal: '' });
+    }
+    expect(started.map((e) => e.taskId)).to.deep.equal(['c1']);
+    expect(finished.map((e) => e.taskId)).to.deep.equal(['c1', 'c2', 'c3']);
+    expect(executor.running()).to.deep.equal([]);
   });
 
   it('kills grandchildren with the process group on cancel', async () => {
@@ -112,7 +167,7 @@ describe('worker executor', function () {
     pids.push(executor.get('t5')!.pid);
     const out = executor.logPaths('t5', 1).stdout;
     let children: number[] = [];
-    await until(() => {
+    await until('the condition', () => {
       children = readLines(out).map(Number).filter((n) => n > 0);
       return children.length === 2;
     });
@@ -121,7 +176,7 @@ describe('worker executor', function () {
     executor.cancel('t5', 1, 5000);
     const r = (await executor.wait('t5', 1))!;
     expect(r.signal).to.equal('SIGTERM');
-    await until(() => !children.some(alive));
+    await until('the condition', () => !children.some(alive));
   });
 
   it('kills what a task left in its group when the task exits', async () => {
@@ -129,7 +184,7 @@ describe('worker executor', function () {
     const child = Number(Buffer.from(r.stdoutTail).toString().trim());
     pids.push(child);
     expect(r.exitCode).to.equal(0);
-    await until(() => !alive(child));
+    await until('the condition', () => !alive(child));
   });
 
   it('reports a task that never started as start-failed: 127 for a missing command, 126 for the rest, pid 0', async () => {
@@ -163,7 +218,7 @@ describe('worker executor', function () {
     const pid = executor.get('t10')!.pid;
     pids.push(pid, other.get('t11')!.pid);
     let child = 0;
-    await until(() => (child = Number(readLines(executor.logPaths('t10', 1).stdout)[1] ?? 0)) > 0);
+    await until('the condition', () => (child = Number(readLines(executor.logPaths('t10', 1).stdout)[1] ?? 0)) > 0);
     pids.push(child);
     // A new executor with the same worker id plays the restarted worker.
     const reaped = new Executor({ dataDir: dir, workerId }).reapOrphans();
@@ -177,7 +232,7 @@ describe('worker executor', function () {
     expect(r).to.include({ taskId: 't10', attempt: 1, pid, exitCode: 137, signal: 'SIGKILL', error: REAPED_ERROR, lost: true });
     expect(r.finishedUnixMs).to.be.closeTo(Date.now(), 5000);
     expect(Buffer.from(r.stdoutTail).toString()).to.equal(`t10.1\n${child}\n`);
-    await until(() => !alive(child));
+    await until('the condition', () => !alive(child));
     expect((await waited)!.signal).to.equal('SIGKILL');
     expect(other.running()).to.have.length(1);
     await other.stopAll(0);
@@ -187,7 +242,7 @@ describe('worker executor', function () {
     executor.start('t12', 1, { argv: ['sh', '-c', 'sleep 30 & echo $!; wait'] });
     pids.push(executor.get('t12')!.pid);
     let child = 0;
-    await until(() => (child = Number(readLines(executor.logPaths('t12', 1).stdout)[0] ?? 0)) > 0);
+    await until('the condition', () => (child = Number(readLines(executor.logPaths('t12', 1).stdout)[0] ?? 0)) > 0);
     pids.push(child);
     // The child is not the executor's own pid, yet it carries this run's marker.
     expect(executor.reapOrphans()).to.deep.equal({ pids: [], results: [] });
@@ -243,12 +298,12 @@ describe('worker executor', function () {
     executor.start('a2', 2, { argv: ['sleep', '30'] });
     pids.push(executor.get('a1')!.pid, executor.get('a2')!.pid);
     let child = 0;
-    await until(() => (child = Number(readLines(executor.logPaths('a1', 1).stdout)[0] ?? 0)) > 0);
+    await until('the condition', () => (child = Number(readLines(executor.logPaths('a1', 1).stdout)[0] ?? 0)) > 0);
     pids.push(child);
     const waited = Promise.all([executor.wait('a1', 1), executor.wait('a2', 2)]);
     expect(executor.abandonAll('lost it').map((t) => `${t.taskId}.${t.attempt}`).sort()).to.deep.equal(['a1.1', 'a2.2']);
     for (const r of await waited) expect(r).to.include({ lost: true, error: 'lost it', signal: 'SIGKILL', exitCode: 137 });
-    await until(() => !alive(child));
+    await until('the condition', () => !alive(child));
   });
 
   it('keeps its logs dir 0700 and log files 0600 whatever the umask', async () => {

@@ -1,8 +1,9 @@
 import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { EventEmitter } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { pino } from 'pino';
@@ -52,7 +53,7 @@ class FakeManager {
   }
 
   /** Waits for the next unread message of the given case and returns it (consuming earlier ones). */
-  async next<C extends Case>(c: C, timeoutMs = 5000): Promise<Payload<C>> {
+  async next<C extends Case>(c: C, timeoutMs = 15_000): Promise<Payload<C>> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const i = this.inbox.findIndex((m) => m.msg.case === c);
@@ -194,11 +195,20 @@ describe('worker session', function () {
     first.manager.send({ case: 'welcome', value: { sessionId: 's1', pingIntervalMs: 0 } });
     first.manager.send({ case: 'startTask', value: { taskId: 'long', attempt: 2, spec: { argv: ['sleep', '30'] } } });
     await first.manager.next('started');
-    first.manager.send({ case: 'startTask', value: { taskId: 'quick', attempt: 1, spec: { argv: ['sh', '-c', 'sleep 0.3; exit 5'] } } });
+    // "quick" runs until the test lets it finish, which it does only once the manager is gone.
+    const release = join(dir, 'release-quick');
+    first.manager.send({
+      case: 'startTask',
+      value: { taskId: 'quick', attempt: 1, spec: { argv: ['sh', '-c', `while [ ! -e ${release} ]; do sleep 0.02; done; exit 5`] } },
+    });
     await first.manager.next('started');
+    const quickDone = executor.wait('quick', 1);
     first.manager.stop(); // the manager dies while "quick" still runs
+    await waitUntil(() => !session!.connected, 15_000);
 
-    await new Promise((r) => setTimeout(r, 500)); // "quick" finishes while disconnected
+    mkdirSync(release); // "quick" finishes while disconnected
+    expect((await quickDone)!.exitCode).to.equal(5);
+    await outbox!.flush();
     expect(existsSync(join(dir, 'outbox', 'quick.1.bin'))).to.equal(true);
     const second = await connect(first.port);
     const hello = await second.manager.next('hello');
@@ -314,33 +324,190 @@ describe('worker session', function () {
     expect(f).to.include({ lost: true, startFailed: false, signal: 'SIGKILL', exitCode: 137, error: r.error });
   });
 
-  it('redials at least every quarter of the orphan timeout, so a manager back in time keeps the tasks', async () => {
+  it('redials at least every quarter of the orphan timeout, so a manager back in time keeps the tasks', async function () {
+    this.timeout(60_000);
     const lines: string[] = [];
     const captured = pino({ level: 'debug' }, { write: (line: string) => void lines.push(line) });
     const lostCount = () => lines.filter((l) => l.includes('lost connection to manager')).length;
-    // Without the cap the first redial would come 2.5-5 s after the loss, past the deadline.
-    const first = await connect(0, { reconnectIntervalMs: 5000, reconnectMaxMs: 5000, logger: captured });
+    // Without the cap (a quarter of 6 s: 1.5 s) the first redial would come 30-60 s after the
+    // loss, long past the deadline; the bounds below are far from both.
+    const first = await connect(0, { reconnectIntervalMs: 60_000, reconnectMaxMs: 60_000, logger: captured });
     session!.start();
     await first.manager.next('hello');
-    first.manager.send({ case: 'welcome', value: { sessionId: 's1', pingIntervalMs: 0, orphanTimeoutMs: 3000 } });
+    first.manager.send({ case: 'welcome', value: { sessionId: 's1', pingIntervalMs: 0, orphanTimeoutMs: 6000 } });
     const lastSent = Date.now();
     first.manager.send({ case: 'startTask', value: { taskId: 'keep', attempt: 1, spec: { argv: ['sleep', '30'] } } });
     await first.manager.next('started');
     const pid = executor.get('keep')!.pid;
     first.manager.stop();
     // One redial fails while the manager is away (which must not back the channel off for long either).
-    await waitUntil(() => lostCount() >= 2, 3000);
+    await waitUntil(() => lostCount() >= 2, 15_000);
     const second = await connect(first.port);
-    await second.manager.next('hello', 1500);
-    second.manager.send({ case: 'welcome', value: { sessionId: 's2', pingIntervalMs: 0, orphanTimeoutMs: 3000 } });
+    await second.manager.next('hello', 15_000);
+    second.manager.send({ case: 'welcome', value: { sessionId: 's2', pingIntervalMs: 0, orphanTimeoutMs: 6000 } });
     second.manager.send({ case: 'ping', value: { seq: 1n } });
     await second.manager.next('pong');
     // Once the first outage's deadline has passed, the task still runs: Welcome stopped the clock.
-    await waitUntil(() => Date.now() > lastSent + 3000 + 200, 10_000);
+    await waitUntil(() => Date.now() > lastSent + 6000 + 200, 20_000);
     second.manager.send({ case: 'ping', value: { seq: 2n } });
     expect(await second.manager.next('pong')).to.deep.include({ seq: 2n, runningTasks: 1 });
     expect(executor.get('keep')?.pid).to.equal(pid);
     expect(lines.join('')).to.not.match(/orphan timeout/);
+  });
+
+  it('gives up a stream that gets no Welcome and redials', async function () {
+    this.timeout(60_000);
+    const lines: string[] = [];
+    const captured = pino({ level: 'debug' }, { write: (line: string) => void lines.push(line) });
+    const { manager } = await connect(0, { logger: captured });
+    session!.start();
+    await manager.next('hello');
+    // The manager never answers: after the Welcome timeout (10 s) the worker dials again.
+    await manager.next('hello', 30_000);
+    expect(manager.calls).to.have.length(2);
+    expect(lines.join('')).to.match(/lost connection to manager at [^:]+:\d+: no Welcome for 10000ms/);
+    manager.send({ case: 'welcome', value: { sessionId: 's2', pingIntervalMs: 0 } });
+    manager.send({ case: 'ping', value: { seq: 1n } });
+    expect((await manager.next('pong')).seq).to.equal(1n);
+    expect(session!.connected).to.equal(true);
+  });
+
+  it('redials a manager that falls silent past five ping intervals (at least 5 s), but not one that keeps talking', async function () {
+    this.timeout(60_000);
+    const lines: string[] = [];
+    const captured = pino({ level: 'debug' }, { write: (line: string) => void lines.push(line) });
+    const { manager } = await connect(0, { logger: captured });
+    session!.start();
+    await manager.next('hello');
+    manager.send({ case: 'welcome', value: { sessionId: 's1', pingIntervalMs: 100 } });
+    // Talking: a ping every 500 ms for 6 s, longer than the silence limit; the stream stays.
+    for (let i = 1; i <= 12; i++) {
+      manager.send({ case: 'ping', value: { seq: BigInt(i) } });
+      expect((await manager.next('pong')).seq).to.equal(BigInt(i));
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    expect(manager.calls).to.have.length(1);
+    // Silent: the worker gives the stream up and dials again.
+    await manager.next('hello', 30_000);
+    expect(manager.calls).to.have.length(2);
+    expect(lines.join('')).to.match(/no message from the manager for 5000ms/);
+  });
+
+  it('starts the backoff over after a Welcome, and ignores what an old stream still delivers', async function () {
+    this.timeout(60_000);
+    const lines: string[] = [];
+    const captured = pino({ level: 'debug' }, { write: (line: string) => void lines.push(line) });
+    const lostCount = () => lines.filter((l) => l.includes('lost connection to manager')).length;
+    const failures = () => (session as unknown as { failures: number }).failures;
+    const streamOf = () => (session as unknown as { stream: EventEmitter | undefined }).stream;
+    // Nothing listens at first: redials fail and back off.
+    const first = await connect(0, { reconnectIntervalMs: 20, reconnectMaxMs: 60_000, logger: captured });
+    first.manager.stop();
+    session!.start();
+    await waitUntil(() => lostCount() >= 5, 30_000);
+    expect(failures()).to.be.at.least(5);
+    const second = await connect(first.port);
+    await second.manager.next('hello', 30_000);
+    const old = streamOf()!;
+    second.manager.send({ case: 'welcome', value: { sessionId: 's1', pingIntervalMs: 0 } });
+    second.manager.send({ case: 'ping', value: { seq: 1n } });
+    await second.manager.next('pong');
+    expect(failures(), 'the backoff exponent after a Welcome').to.equal(0);
+
+    // The manager ends the stream: the next dial comes after the base delay again.
+    second.manager.calls.at(-1)!.end();
+    await second.manager.next('hello', 15_000);
+    expect(second.manager.calls).to.have.length(2);
+    expect(failures()).to.equal(1);
+    const current = streamOf()!;
+    expect(current).to.not.equal(old);
+    second.manager.send({ case: 'welcome', value: { sessionId: 's2', pingIntervalMs: 0 } });
+    second.manager.send({ case: 'ping', value: { seq: 2n } });
+    await second.manager.next('pong');
+
+    // Late events of the old stream: an offer, its error and its end change nothing.
+    const msg = (m: Parameters<FakeManager['send']>[0]) => create(ConnectResponseSchema, { msg: m });
+    old.emit('data', msg({ case: 'startTask', value: { taskId: 'ghost', attempt: 1, spec: { argv: ['sleep', '30'] } } }));
+    old.emit('data', msg({ case: 'welcome', value: { sessionId: 'old', pingIntervalMs: 0 } }));
+    old.emit('error', Object.assign(new Error('stream reset'), { code: grpc.status.UNAVAILABLE, details: 'stream reset' }));
+    old.emit('end');
+    second.manager.send({ case: 'ping', value: { seq: 3n } });
+    expect((await second.manager.next('pong')).seq).to.equal(3n);
+    expect(executor.size).to.equal(0);
+    expect(streamOf()).to.equal(current);
+    expect(session!.connected).to.equal(true);
+    expect(second.manager.calls).to.have.length(2);
+    expect(second.manager.received.filter((m) => m.msg.case === 'accepted' || m.msg.case === 'rejected')).to.deep.equal([]);
+  });
+
+  it('while leaving, refuses offers and tells every new stream it is leaving', async () => {
+    const first = await connect();
+    session!.start();
+    await first.manager.next('hello');
+    first.manager.send({ case: 'welcome', value: { sessionId: 's1', pingIntervalMs: 0 } });
+    const deadline = Date.now() + 60_000;
+    session!.leave('worker-node received SIGTERM', deadline);
+    expect(await first.manager.next('leaving')).to.deep.include({ reason: 'worker-node received SIGTERM', deadlineUnixMs: BigInt(deadline) });
+    first.manager.send({ case: 'startTask', value: { taskId: 'late', attempt: 1, spec: { argv: ['true'] } } });
+    expect(await first.manager.next('rejected')).to.deep.include({ reason: 'worker is shutting down' });
+    expect(executor.size).to.equal(0);
+    first.manager.stop();
+
+    const second = await connect(first.port);
+    await second.manager.next('hello', 15_000);
+    second.manager.send({ case: 'welcome', value: { sessionId: 's2', pingIntervalMs: 0 } });
+    expect(await second.manager.next('leaving')).to.deep.include({ reason: 'worker-node received SIGTERM', deadlineUnixMs: BigInt(deadline) });
+    second.manager.send({ case: 'startTask', value: { taskId: 'later', attempt: 1, spec: { argv: ['true'] } } });
+    expect(await second.manager.next('rejected')).to.deep.include({ reason: 'worker is shutting down' });
+    expect(executor.size).to.equal(0);
+  });
+
+  it('answers a cancel of an attempt that already finished with its result, and once acknowledged says it does not run', async () => {
+    const { manager } = await connect();
+    session!.start();
+    await manager.next('hello');
+    manager.send({ case: 'welcome', value: { sessionId: 's1', pingIntervalMs: 0 } });
+    manager.send({ case: 'startTask', value: { taskId: 'done', attempt: 3, spec: { argv: ['sh', '-c', 'echo bye; exit 6'] } } });
+    const first = await manager.next('finished');
+    expect(first.exitCode).to.equal(6);
+    // The manager's CancelTask crossed the result: the worker repeats the result, it does not reject.
+    manager.send({ case: 'cancelTask', value: { task: { taskId: 'done', attempt: 3 }, reason: 'cancelled' } });
+    const again = await manager.next('finished');
+    expect(again).to.deep.include({ exitCode: 6, pid: first.pid });
+    expect(Buffer.from(again.stdoutTail).toString()).to.equal('bye\n');
+    manager.send({ case: 'finishedAck', value: { task: { taskId: 'done', attempt: 3 } } });
+    manager.send({ case: 'cancelTask', value: { task: { taskId: 'done', attempt: 3 }, reason: 'cancelled' } });
+    expect(await manager.next('rejected')).to.deep.include({ reason: 'not running on this worker' });
+    expect(manager.received.filter((m) => m.msg.case === 'finished')).to.have.length(2);
+  });
+
+  it('a result it cannot save to the outbox is still sent, kept in memory and resent after a reconnect until acknowledged', async () => {
+    const lines: string[] = [];
+    const captured = pino({ level: 'debug' }, { write: (line: string) => void lines.push(line) });
+    const first = await connect(0, { logger: captured });
+    // The outbox's temp file for this attempt cannot be created: a directory is in its place.
+    mkdirSync(join(dir, 'outbox', 'unsaved.1.bin.tmp'));
+    session!.start();
+    await first.manager.next('hello');
+    first.manager.send({ case: 'welcome', value: { sessionId: 's1', pingIntervalMs: 0 } });
+    first.manager.send({ case: 'startTask', value: { taskId: 'unsaved', attempt: 1, spec: { argv: ['sh', '-c', 'exit 2'] } } });
+    expect((await first.manager.next('finished')).exitCode).to.equal(2);
+    await outbox!.flush();
+    expect(lines.join('')).to.match(/cannot save a task result to the outbox; it is kept in memory only/);
+    expect(session!.unacknowledged).to.equal(1);
+    expect(existsSync(join(dir, 'outbox', 'unsaved.1.bin'))).to.equal(false);
+    first.manager.stop();
+
+    const second = await connect(first.port);
+    await second.manager.next('hello', 15_000);
+    second.manager.send({ case: 'welcome', value: { sessionId: 's2', pingIntervalMs: 0 } });
+    const resent = await second.manager.next('finished');
+    expect(resent.task).to.deep.include({ taskId: 'unsaved', attempt: 1 });
+    expect(resent.exitCode).to.equal(2);
+    second.manager.send({ case: 'finishedAck', value: { task: { taskId: 'unsaved', attempt: 1 } } });
+    second.manager.send({ case: 'ping', value: { seq: 1n } });
+    await second.manager.next('pong');
+    expect(session!.unacknowledged).to.equal(0);
   });
 
   it('says Goodbye on stop', async () => {
@@ -355,7 +522,7 @@ describe('worker session', function () {
   });
 });
 
-async function waitUntil(check: () => boolean, timeoutMs = 5000): Promise<void> {
+async function waitUntil(check: () => boolean, timeoutMs = 15_000): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!check()) {
     if (Date.now() > end) throw new Error('condition not met in time');

@@ -56,22 +56,62 @@ describe('worker task logs', () => {
     expect(await collect(path, { tailLines: 1 })).to.equal(`${'b'.repeat(70_000)}\n`);
   });
 
-  it('follows a log until the attempt ends, and stops when aborted', async () => {
+  it('follows a log until the attempt ends, reading what was written just before the end', async () => {
     const path = join(dir, 'f.stdout');
     writeFileSync(path, 'first\n');
-    let running = true;
-    const timer = setTimeout(() => {
-      appendFileSync(path, 'second\n');
-      running = false;
-    }, 100);
-    expect(await collect(path, { follow: () => running, pollMs: 20 })).to.equal('first\nsecond\n');
-    clearTimeout(timer);
+    // follow() is asked before each read: the attempt writes more while it runs, and its last
+    // output lands just before it ends; the reader must not miss that.
+    let asked = 0;
+    const follow = () => {
+      asked++;
+      if (asked === 2) appendFileSync(path, 'second\n');
+      if (asked === 3) {
+        appendFileSync(path, 'last\n');
+        return false;
+      }
+      return true;
+    };
+    expect(await collect(path, { follow, pollMs: 1 })).to.equal('first\nsecond\nlast\n');
+    expect(asked).to.equal(3);
+  });
 
+  it('an abort wakes a follower waiting for new output, however long its poll interval', async () => {
+    const path = join(dir, 'g.stdout');
+    writeFileSync(path, 'first\n');
     const ctl = new AbortController();
-    setTimeout(() => ctl.abort(), 50);
-    const t0 = Date.now();
-    await readLog(path, { follow: () => true, pollMs: 10_000, signal: ctl.signal, send: () => undefined });
-    expect(Date.now() - t0).to.be.lessThan(5000);
+    // Abort as soon as the reader starts to wait (it listens for the abort then). With a poll
+    // interval longer than the test's own timeout, only the abort can end the read.
+    const listen = ctl.signal.addEventListener.bind(ctl.signal);
+    ctl.signal.addEventListener = ((type: string, ...rest: unknown[]) => {
+      (listen as (t: string, ...r: unknown[]) => void)(type, ...rest);
+      if (type === 'abort') setImmediate(() => ctl.abort());
+    }) as typeof ctl.signal.addEventListener;
+    const sent: string[] = [];
+    await readLog(path, { follow: () => true, pollMs: 3600_000, signal: ctl.signal, send: (d) => void sent.push(Buffer.from(d).toString()) });
+    expect(ctl.signal.aborted).to.equal(true);
+    expect(sent).to.deep.equal(['first\n']);
+  });
+
+  it('waits for a slow consumer: the next chunk is read only after send() settles', async () => {
+    const path = join(dir, 'h.stdout');
+    writeFileSync(path, Buffer.alloc(3 * 64 * 1024 + 10, 'y'));
+    const releases: Array<() => void> = [];
+    const sizes: number[] = [];
+    const done = readLog(path, {
+      signal: new AbortController().signal,
+      send: (d) => {
+        sizes.push(d.length);
+        return new Promise<void>((resolve) => releases.push(resolve));
+      },
+    });
+    for (let i = 1; i <= 4; i++) {
+      while (releases.length < i) await new Promise((r) => setImmediate(r));
+      for (let t = 0; t < 5; t++) await new Promise((r) => setImmediate(r));
+      expect(sizes, 'one chunk in flight at a time').to.have.length(i);
+      releases[i - 1]!();
+    }
+    await done;
+    expect(sizes).to.deep.equal([65536, 65536, 65536, 10]);
   });
 
   it('rejects with ENOENT for a log that is not there', async () => {
