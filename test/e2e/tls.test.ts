@@ -86,6 +86,22 @@ describe('e2e: mutual TLS', function () {
     await impostor.stop();
   });
 
+  it('binds a worker id to its certificate: another worker certificate cannot take it over', async () => {
+    await must(BIN.schedctl, ['tls', 'cert', 'create', '--role', 'worker', '--name', 'worker-b', '--ca-dir', pki, '--dir', pki]);
+    // worker-b claims the id of the worker already connected with certificate "worker".
+    const yaml = writeYaml(
+      join(dir, 'w-b.yaml'),
+      `manager: ${address}\ndata_dir: ${join(dir, 'w-b')}\nid_file: ${join(dir, 'w-worker', 'worker-id')}\nreconnect_interval: 200ms\n${tls('worker-b')}`,
+    );
+    const impostor = startDaemon(BIN.worker, ['-f', yaml], join(dir, 'w-b.log'));
+    daemons.push(impostor);
+    await waitFor('impostor refused', () => /PERMISSION_DENIED: worker \S+ is bound to certificate \\?"worker\\?", not \\?"worker-b\\?"/.test(impostor.log()));
+    await impostor.stop();
+    const rows = (await ctlAs('admin', 'workers', 'ls')).stdout.trim().split('\n');
+    expect(rows).to.have.length(2); // the header and the real worker, still connected
+    expect(rows[1]).to.match(/\sconnected\s/);
+  });
+
   it('refuses a certificate from another CA', async () => {
     const other = join(dir, 'other');
     await must(BIN.schedctl, ['tls', 'ca', 'create', '--dir', other]);
