@@ -5,7 +5,7 @@
 // is the steady-state cost of schedule + release + enqueue per placement.
 // Baseline in the same run: a linear scan over all workers per placement.
 //
-//   npx tsx bench/core.ts
+//   npx tsx bench/core.ts [--json]
 import { pathToFileURL } from 'node:url';
 import { firstRejection, constraintList } from '../management-node/src/scheduler/feasibility.js';
 import { scoreFit } from '../management-node/src/scheduler/rank.js';
@@ -143,7 +143,9 @@ function printTable(r: CoreResult): void {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  benchCore().then(printTable, (err: unknown) => {
+  // --json: one line {"event":"core", ...CoreResult}, for bench/run.ts, which runs it in a process of its own.
+  const print = process.argv.includes('--json') ? (r: CoreResult) => console.log(JSON.stringify({ event: 'core', ...r })) : printTable;
+  benchCore().then(print, (err: unknown) => {
     console.error(err);
     process.exitCode = 1;
   });
