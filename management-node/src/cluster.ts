@@ -34,6 +34,7 @@ import { createFairClock, type FairClock } from './fair-clock.js';
 import { checkIdempotencyKey, Submissions, type Submission } from './submissions.js';
 import { boundFinished, checkHello as checkHelloFields } from './worker-input.js';
 import { checkLabels } from '../../common/labels.js';
+import { constraintList, holds, missingLabel } from './scheduler/feasibility.js';
 import { createScheduler, type Resources, type Scheduler, type Strategy, type WorkerInfo } from './scheduler/scheduler.js';
 
 /** One manager→worker message: the oneof of ConnectResponse. */
@@ -868,9 +869,22 @@ export class Cluster {
     task.error = why;
     task.workerId = '';
     this.enqueue(task);
-    // Every worker that could run it has refused or ignored it: nothing left to wait for.
-    if (this.sched.unplaceable(taskId) === 'excluded') void this.kill(task, deadReason);
+    // Every worker that could run it, connected or not, has refused or ignored it: nothing left to wait for.
+    if (this.sched.unplaceable(taskId) === 'excluded' || this.refusedByAll(task)) void this.kill(task, deadReason);
     else this.placeSoon();
+  }
+
+  /** refusedByAll: every known worker big enough and labelled for the task is excluded from it (O(workers): only on a retry). */
+  private refusedByAll(task: Task): boolean {
+    const excluded = this.sched.excludedFrom(task.id);
+    if (excluded.size === 0) return false;
+    const need = this.resourcesOf(task);
+    const constraints = constraintList(task.spec?.constraints ?? {});
+    for (const w of this.workers.values()) {
+      const capacity = { millicpu: Number(w.capacity?.millicpu ?? 0n), memoryBytes: Number(w.capacity?.memoryBytes ?? 0n) };
+      if (!excluded.has(w.id) && holds(capacity, need) && missingLabel(w.labels, constraints) === undefined) return false;
+    }
+    return true;
   }
 
   private markScheduled(task: Task): void {

@@ -362,4 +362,16 @@ describe('cluster: at most one live attempt', () => {
     expect(stored.error).to.match(/store refused the write: etcd: request is too large; output dropped/);
     expect(decodeTask((await store.get(taskKey(small!.id)))!).exitCode).to.equal(3);
   });
+  it('a task whose only worker went silent with its offer ends dead ack-timeout once that worker is gone past its grace', async () => {
+    const c = make(store, { reconnectGraceMs: 1000 });
+    const link = new FakeLink();
+    c.hello(link, hello('only'));
+    const [task] = await c.submit(spec('true'));
+    for (let i = 0; i < 30 && task!.state === TaskState.PENDING; i++) {
+      now += 100; // withdrawn at 500 ms, dropped at 1 s, gone past its grace at 2 s
+      c.tick();
+    }
+    expect(link.closed).to.match(/no answer/);
+    expect(task).to.include({ state: TaskState.DEAD, deadReason: 'ack-timeout' });
+  });
 });

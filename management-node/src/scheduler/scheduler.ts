@@ -574,6 +574,10 @@ export function createScheduler(opts: SchedulerOptions = {}): Scheduler {
       release(taskId);
     },
 
+    excludedFrom(taskId: string): ReadonlySet<string> {
+      return exclusions.get(taskId) ?? new Set();
+    },
+
     exclude(taskId: string, workerId: string): void {
       let set = exclusions.get(taskId);
       if (set === undefined) exclusions.set(taskId, (set = new Set()));

@@ -120,6 +120,8 @@ export interface Scheduler {
   remove(taskId: string): void;
   /** Never offer the task to this worker again (it refused or ignored an offer). */
   exclude(taskId: string, workerId: string): void;
+  /** The workers a task may no longer be offered to. */
+  excludedFrom(taskId: string): ReadonlySet<string>;
   /** Records a task already running on a worker (recovery, reconnect); dequeues it if queued. */
   allocate(taskId: string, workerId: string, r: Resources): void;
   /** Frees the task's allocation (finished, lost, refused); exclusions stay for a retry. */
