@@ -18,7 +18,7 @@ import { createServiceClient } from '../../common/grpc-service.js';
 import { ManagementService } from '../../proto/gen/sched/v1/management_pb.js';
 import { TaskState, WorkerState, type Task } from '../../proto/gen/sched/v1/types_pb.js';
 import { retryUnary } from '../../schedctl/src/retry.js';
-import { freePorts, startEtcd, type EtcdHandle } from '../support/etcd.js';
+import { startEtcd, type EtcdHandle } from '../support/etcd.js';
 import {
   crashWorker,
   inFlight,
@@ -30,7 +30,7 @@ import {
   type Client,
   type Mark,
 } from '../support/exactly-once.js';
-import { BIN, startDaemon, waitFor, writeYaml, type Daemon } from '../support/processes.js';
+import { BIN, startDaemon, startManager, waitFor, writeYaml, type Daemon } from '../support/processes.js';
 
 const JOBS = Number(process.env.FAULT_JOBS ?? 600);
 const SUBMITTERS = 32;
@@ -43,18 +43,22 @@ for (const storeKind of ['embedded', 'etcd'] as const) {
   describe(`e2e: exactly once per job through kill -9 faults (${storeKind} store)`, function () {
     this.timeout(150_000);
     let dir: string;
-    let port: number;
+    /** The manager's port: the kernel's pick at its first start, and the same port at every restart (workers and the client dial it). */
+    let port: number | undefined;
     let etcd: EtcdHandle | undefined;
-    let managerYaml: string;
+    let managerConfig: string;
     let manager: Daemon;
     const workers: Daemon[] = [];
     const daemons: Daemon[] = [];
     const frozenGroups: number[] = [];
     let client: Client;
 
-    const startManager = () => {
-      manager = startDaemon(BIN.manager, ['-f', managerYaml], join(dir, 'manager.log'));
+    /** Starts the manager and resolves once it is ready. */
+    const bootManager = async () => {
+      const m = await startManager({ config: managerConfig, yamlFile: join(dir, 'manager.yaml'), logFile: join(dir, 'manager.log'), ...(port === undefined ? {} : { port }) });
+      manager = m.daemon;
       daemons.push(manager);
+      port = m.port;
     };
     const startWorker = (n: 0 | 1) => {
       const yaml = writeYaml(
@@ -67,17 +71,13 @@ for (const storeKind of ['embedded', 'etcd'] as const) {
 
     before(async () => {
       dir = mkdtempSync(join(tmpdir(), `sched-fault-${storeKind}-`));
-      [port] = (await freePorts(1)) as [number];
       if (storeKind === 'etcd') etcd = await startEtcd();
       const store =
         storeKind === 'etcd'
           ? `{type: etcd, endpoints: ["${etcd!.endpoint}"], prefix: /fault/, dial_timeout: 1s}`
           : `{type: embedded, path: ${join(dir, 'store')}}`;
-      managerYaml = writeYaml(
-        join(dir, 'manager.yaml'),
-        `listen: 127.0.0.1:${port}\nstore: ${store}\nping_interval: 500ms\nack_timeout: 3s\nrecovery_grace: 10s\nlog_level: info\n`,
-      );
-      startManager();
+      managerConfig = `store: ${store}\nping_interval: 500ms\nack_timeout: 3s\nrecovery_grace: 10s\nlog_level: info\n`;
+      await bootManager();
       startWorker(0);
       startWorker(1);
       client = createServiceClient(ManagementService, `127.0.0.1:${port}`, grpc.credentials.createInsecure(), {
@@ -186,7 +186,7 @@ for (const storeKind of ['embedded', 'etcd'] as const) {
             atManagerKill.push(...inFlight(readLedger(ledger)));
             faults.push(`manager at ${acked.size} acked`);
             await manager.kill9();
-            startManager();
+            await bootManager();
           } else if (f.kind === 'stall') {
             // A manager that stops answering (SIGSTOP) past the clients' deadlines: each retry, with
             // the same key, reaches it alongside the request it replaces once it goes on.
@@ -233,7 +233,7 @@ for (const storeKind of ['embedded', 'etcd'] as const) {
       const quiet = await waitQuiescent(client, 2, frozenGroups, 60_000);
       // One more crash of the manager: what is counted is what the store kept.
       await manager.kill9();
-      startManager();
+      await bootManager();
       faults.push('manager after quiescence');
       const tasks = await waitFor('the restarted manager to list every task', async () => {
         const all = await listAll(client);

@@ -11,25 +11,28 @@ import * as grpc from '@grpc/grpc-js';
 import { createServiceClient } from '../../common/grpc-service.js';
 import { ManagementService, type RunTaskResponse } from '../../proto/gen/sched/v1/management_pb.js';
 import { TaskState, WorkerState, type Task } from '../../proto/gen/sched/v1/types_pb.js';
-import { freePorts } from '../support/etcd.js';
 import { isFinal, jobArgv, listAll, readLedger, type Client } from '../support/exactly-once.js';
-import { BIN, run, startDaemon, waitFor, writeYaml, type Daemon } from '../support/processes.js';
+import { BIN, run, startDaemon, startManager, waitFor, writeYaml, type Daemon } from '../support/processes.js';
 
 const CLIENTS = 50;
 
 describe('e2e: one idempotency key, many concurrent RunTasks (embedded store)', function () {
   this.timeout(90_000);
   let dir: string;
-  let port: number;
+  /** The manager's port: the kernel's pick at its first start, and the same port when it is restarted (the clients dial it). */
+  let port: number | undefined;
   let ledger: string;
-  let managerYaml: string;
+  let managerConfig: string;
   let manager: Daemon;
   const daemons: Daemon[] = [];
   const clients: Client[] = [];
 
-  const startManager = () => {
-    manager = startDaemon(BIN.manager, ['-f', managerYaml], join(dir, 'manager.log'));
+  /** Starts the manager and resolves once it is ready. */
+  const bootManager = async () => {
+    const m = await startManager({ config: managerConfig, yamlFile: join(dir, 'manager.yaml'), logFile: join(dir, 'manager.log'), ...(port === undefined ? {} : { port }) });
+    manager = m.daemon;
     daemons.push(manager);
+    port = m.port;
   };
   const client = () => clients[0]!;
   const spec = (job: string) => ({ argv: jobArgv(ledger), env: { JOB: job, SLEEP: '0' }, resources: { millicpu: 10n, memoryBytes: 1n << 20n } });
@@ -53,9 +56,8 @@ describe('e2e: one idempotency key, many concurrent RunTasks (embedded store)', 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'sched-idem-'));
     ledger = join(dir, 'ledger.txt');
-    [port] = (await freePorts(1)) as [number];
-    managerYaml = writeYaml(join(dir, 'manager.yaml'), `listen: 127.0.0.1:${port}\nstore: {type: embedded, path: ${join(dir, 'store')}}\nping_interval: 500ms\nrecovery_grace: 5s\n`);
-    startManager();
+    managerConfig = `store: {type: embedded, path: ${join(dir, 'store')}}\nping_interval: 500ms\nrecovery_grace: 5s\n`;
+    await bootManager();
     const wy = writeYaml(
       join(dir, 'worker.yaml'),
       `manager: 127.0.0.1:${port}\ndata_dir: ${join(dir, 'worker')}\nreconnect_interval: 100ms\nreconnect_max: 500ms\ncapacity: {cpu: 4, memory: 4Gi}\n`,
@@ -115,7 +117,7 @@ describe('e2e: one idempotency key, many concurrent RunTasks (embedded store)', 
     const first = await client().runTask({ spec: spec('crash'), idempotencyKey: key }, { deadlineMs: 5000 });
     await settle('crash');
     await manager.kill9();
-    startManager();
+    await bootManager();
     const again = await waitFor('the restarted manager to answer', () =>
       client().runTask({ spec: spec('crash'), idempotencyKey: key }, { deadlineMs: 2000 }).catch((err: grpc.ServiceError) => {
         if (err.code !== grpc.status.UNAVAILABLE) throw err;
