@@ -1,15 +1,16 @@
 // The schedctl program: global options, help, and the one place where errors
 // become a message on stderr and an exit code.
-import * as grpc from '@grpc/grpc-js';
+//
+// Start-up time: only commander is loaded up front. The commands, config,
+// client and printers (and with them gRPC, protobuf, zod, yaml, x509) come
+// through import(), which esbuild turns into lazily run parts of the one
+// bundle, so `--version` runs none of their top-level code.
+import type { ServiceError } from '@grpc/grpc-js';
 import { Command, CommanderError, Help, Option } from 'commander';
-import { ConfigError } from '../../common/config.js';
-import { describeRpcError } from '../../common/errors.js';
 import { VERSION } from '../../common/version.js';
-import { createManagementClient, type ManagementClient } from './client.js';
-import { CONFIG_ENV, DEFAULT_CONFIG_PATH, resolveConfig } from './config.js';
+import type { ManagementClient } from './client.js';
 import type { CliIo, Ctx, Settings } from './commands/context.js';
-import { registerCommands } from './commands/registry.js';
-import { OUTPUT_FORMATS, printerFor, type OutputFormat } from './printers/index.js';
+import { OUTPUT_FORMATS, type OutputFormat } from './printers/formats.js';
 
 export type { CliIo } from './commands/context.js';
 
@@ -43,8 +44,14 @@ function section(title: string, rows: Array<[string, string]>): string {
   return `${title}:\n${rows.map(([term, text]) => `  ${term.padEnd(width)}${text}`.trimEnd()).join('\n')}\n`;
 }
 
+/** Where the config comes from, for the help text (from config.ts, loaded with the commands). */
+interface ConfigPaths {
+  CONFIG_ENV: string;
+  DEFAULT_CONFIG_PATH: string;
+}
+
 /** The top-level usage text, after go-schedule's. */
-function rootHelp(cmd: Command, helper: Help): string {
+function rootHelp(cmd: Command, helper: Help, { CONFIG_ENV, DEFAULT_CONFIG_PATH }: ConfigPaths): string {
   const options = helper.visibleOptions(cmd).map((o): [string, string] => [helper.optionTerm(o), helper.optionDescription(o)]);
   const targets = helper
     .visibleCommands(cmd)
@@ -68,7 +75,8 @@ function rootHelp(cmd: Command, helper: Help): string {
   ].join('\n');
 }
 
-function createProgram(io: CliIo): Command {
+function createProgram(io: CliIo, paths: ConfigPaths): Command {
+  const { CONFIG_ENV, DEFAULT_CONFIG_PATH } = paths;
   const program = new SchedCommand('schedctl');
   // Settings below are inherited by the commands registered afterwards.
   program
@@ -86,7 +94,7 @@ function createProgram(io: CliIo): Command {
     .configureHelp({
       showGlobalOptions: true,
       // Only the root gets the custom text; targets use commander's layout.
-      formatHelp: (cmd, helper) => (cmd.parent ? Help.prototype.formatHelp.call(helper, cmd, helper) : rootHelp(cmd, helper)),
+      formatHelp: (cmd, helper) => (cmd.parent ? Help.prototype.formatHelp.call(helper, cmd, helper) : rootHelp(cmd, helper, paths)),
     })
     .option('-c, --config <file>', `config file (default: $${CONFIG_ENV} or ${DEFAULT_CONFIG_PATH})`)
     .option('-v, --verbose', 'debug output on stderr (config file, manager address, stack traces)')
@@ -97,16 +105,58 @@ function createProgram(io: CliIo): Command {
   return program;
 }
 
-function isRpcError(err: unknown): err is grpc.ServiceError {
-  return err instanceof Error && typeof (err as Partial<grpc.ServiceError>).code === 'number' && 'details' in err;
+function isRpcError(err: unknown): err is ServiceError {
+  return err instanceof Error && typeof (err as Partial<ServiceError>).code === 'number' && 'details' in err;
 }
 
 /** Commander codes for help/version: printed on request, so not failures. */
 const COMMANDER_OK = new Set(['commander.help', 'commander.helpDisplayed', 'commander.version']);
 
+/** Program options that take a value (as the next argument). */
+const VALUE_OPTIONS = new Set(['-c', '--config', '--manager', '-o', '--output']);
+const FLAG_OPTIONS = new Set(['-v', '--verbose']);
+
+/**
+ * Whether commander answers `--version` before reaching any target: only
+ * program options precede it. Then the commands need not be loaded. Anything
+ * this does not recognise takes the ordinary path, which is always right.
+ */
+export function versionOnly(argv: readonly string[]): boolean {
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '-V' || arg === '--version') return true;
+    if (VALUE_OPTIONS.has(arg)) i++;
+    else if (!FLAG_OPTIONS.has(arg) && !/^--(config|manager|output)=/.test(arg)) return false;
+  }
+  return false;
+}
+
+/** What the commands need, loaded on demand (see the top of this file). */
+async function loadCommands() {
+  const [registry, config, client, printers] = await Promise.all([
+    import('./commands/registry.js'),
+    import('./config.js'),
+    import('./client.js'),
+    import('./printers/index.js'),
+  ]);
+  return {
+    registerCommands: registry.registerCommands,
+    resolveConfig: config.resolveConfig,
+    paths: { CONFIG_ENV: config.CONFIG_ENV, DEFAULT_CONFIG_PATH: config.DEFAULT_CONFIG_PATH },
+    createManagementClient: client.createManagementClient,
+    printerFor: printers.printerFor,
+  };
+}
+
 /** Runs schedctl with the arguments after the program name; resolves to the exit code. */
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
-  const program = createProgram(io);
+  // `--version` needs no commands; the help texts of its program are never shown.
+  const commands = versionOnly(argv) ? undefined : await loadCommands();
+  const loaded = (): NonNullable<typeof commands> => {
+    if (!commands) throw new Error('commands not loaded');
+    return commands;
+  };
+  const program = createProgram(io, commands?.paths ?? { CONFIG_ENV: '', DEFAULT_CONFIG_PATH: '' });
   const opts = (): GlobalOptions => program.opts<GlobalOptions>();
   let settings: Settings | undefined;
   let client: ManagementClient | undefined;
@@ -117,19 +167,19 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     settings() {
       if (!settings) {
         const { config, manager, output, verbose } = opts();
-        settings = { ...resolveConfig({ config, manager }, io.env), output, verbose: verbose === true };
+        settings = { ...loaded().resolveConfig({ config, manager }, io.env), output, verbose: verbose === true };
         ctx.debug(`config: ${settings.source}; manager: ${settings.manager}; timeout: ${settings.timeout}ms`);
       }
       return settings;
     },
     client() {
-      client ??= createManagementClient(ctx.settings().manager, ctx.settings().tls);
+      client ??= loaded().createManagementClient(ctx.settings().manager, ctx.settings().tls);
       return client;
     },
     unary: () => ({ deadlineMs: ctx.settings().timeout }),
     print(view) {
       const { output } = ctx.settings();
-      io.out(printerFor(output, io.isTTY && !io.env.NO_COLOR)(view));
+      io.out(loaded().printerFor(output, io.isTTY && !io.env.NO_COLOR)(view));
     },
     debug(message) {
       if (opts().verbose) io.err(`schedctl: debug: ${message}\n`);
@@ -138,7 +188,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       exitCode = code;
     },
   };
-  registerCommands(program, ctx);
+  commands?.registerCommands(program, ctx);
 
   try {
     await program.parseAsync([...argv], { from: 'user' });
@@ -146,6 +196,12 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   } catch (err) {
     // Commander has already printed its message (usage errors, help, version).
     if (err instanceof CommanderError) return COMMANDER_OK.has(err.code) ? EXIT_OK : EXIT_USAGE;
+    // Already loaded by whatever threw; import() just hands them over.
+    const [{ ConfigError }, { describeRpcError }, grpc] = await Promise.all([
+      import('../../common/config.js'),
+      import('../../common/errors.js'),
+      import('@grpc/grpc-js'),
+    ]);
     if (err instanceof ConfigError) {
       io.err(`schedctl: ${err.message}\n`);
       return EXIT_USAGE;

@@ -50,6 +50,79 @@ describe('schedctl printers', () => {
       expect(out.trimEnd().split('\n')).to.have.length(2);
     });
 
+    it('escapes C1 control characters too (U+009B is CSI on some terminals)', () => {
+      const v = view(ListWorkersResponseSchema, workers, () => ({ kind: 'rows', head: ['X'], rows: [['a\u009b31m']] }));
+      expect(printerFor('table', false)(v)).to.equal('X\na\\x9b31m\n');
+    });
+
+    it('makes the header bold on a terminal, padding outside the escape codes', () => {
+      const lines = printerFor('table', true)(workersView).split('\n');
+      expect(lines[0]).to.equal(`${ESC}[1mID${ESC}[22m    ${ESC}[1mADDRESS${ESC}[22m        ${ESC}[1mSTATE${ESC}[22m`);
+      // Only the header is coloured.
+      expect(lines.slice(1).join('\n')).to.not.include(ESC);
+      expect(lines[1]).to.equal('w-1   10.0.0.1:5000  connected');
+    });
+
+    it('aligns wide (CJK, emoji) and combining characters by the columns they take', () => {
+      const v = view(ListWorkersResponseSchema, workers, () => ({
+        kind: 'rows',
+        head: ['HOST', 'STATE'],
+        rows: [
+          ['主机', 'a'],
+          ['🚀x', 'b'],
+          ['e\u0301', 'c'],
+          ['hosts', 'd'],
+        ],
+      }));
+      expect(printerFor('table', false)(v)).to.equal(['HOST   STATE', '主机   a', '🚀x    b', 'e\u0301      c', 'hosts  d', ''].join('\n'));
+    });
+
+    it('shows missing and empty cells as "-" and leaves an empty list with its header', () => {
+      const v = view(ListWorkersResponseSchema, workers, () => ({ kind: 'rows', head: ['A', 'B', 'C'], rows: [['x', ''], ['yyyy', 'z', 'w']] }));
+      expect(printerFor('table', false)(v)).to.equal('A     B  C\nx     -  -\nyyyy  z  w\n');
+      const empty = view(ListWorkersResponseSchema, workers, () => ({ kind: 'rows', head: ['ID', 'STATE'], rows: [] }));
+      expect(printerFor('table', false)(empty)).to.equal('ID  STATE\n');
+    });
+
+    it('prints 10,000 rows as a header plus one aligned line per row', () => {
+      const head = ['ID', 'ADDRESS', 'STATE', 'HOSTNAME', 'CPU', 'MEM', 'TASKS', 'LAST SEEN'];
+      const n = 10_000;
+      const rows = Array.from({ length: n }, (_, i) => [
+        `w-${i}`,
+        `10.0.${i >> 8}.${i & 255}:5000`,
+        i % 7 ? 'connected' : 'disconnected,draining',
+        i === 4321 ? '' : `host-${i}.example.com`,
+        '1.5/4',
+        '256Mi/1Gi',
+        String(i % 13),
+        `${i % 60}s ago`,
+      ]);
+      const v = view(ListWorkersResponseSchema, workers, () => ({ kind: 'rows', head, rows }));
+      const out = printerFor('table', false)(v);
+      expect(out.endsWith('\n')).to.equal(true);
+      const lines = out.slice(0, -1).split('\n');
+      expect(lines).to.have.length(n + 1);
+      expect(lines[0]).to.equal(
+        'ID      ADDRESS           STATE                  HOSTNAME               CPU    MEM        TASKS  LAST SEEN',
+      );
+      // Every column starts where its header does, on every line.
+      // (Plain comparisons: 80,000 chai assertions would dominate the run time.)
+      const starts = head.map((h) => lines[0]!.indexOf(h));
+      const wrong: string[] = [];
+      for (let r = 0; r < n; r++) {
+        const line = lines[r + 1]!;
+        const expected = rows[r]!.map((v) => v || '-');
+        for (let c = 0; c < head.length; c++) {
+          const end = c + 1 < head.length ? starts[c + 1]! : line.length;
+          const ok = line.slice(starts[c]!, end).trimEnd() === expected[c] && (c === 0 || line[starts[c]! - 1] === ' ');
+          if (!ok) wrong.push(`row ${r} column ${head[c]}: ${JSON.stringify(line)}`);
+        }
+        if (line !== line.trimEnd()) wrong.push(`row ${r} ends in spaces`);
+      }
+      expect(wrong.slice(0, 5)).to.deep.equal([]);
+      expect(lines[4322]!.split(/\s+/)[3]).to.equal('-');
+    });
+
     it('prints a task as aligned fields with the output tails as text', () => {
       const task = create(TaskSchema, {
         id: 't-1',

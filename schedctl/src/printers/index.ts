@@ -1,11 +1,11 @@
 // One printer per output format, chosen by -o.
 import { printJson } from './json.js';
 import { printTable } from './table.js';
+import type { OutputFormat } from './formats.js';
 import type { Printer } from './view.js';
 import { printYaml } from './yaml.js';
 
-export const OUTPUT_FORMATS = ['table', 'json', 'yaml'] as const;
-export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
+export { OUTPUT_FORMATS, type OutputFormat } from './formats.js';
 
 export function printerFor(format: OutputFormat, isTTY: boolean): Printer {
   switch (format) {
