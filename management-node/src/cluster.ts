@@ -622,7 +622,8 @@ export class Cluster {
     // Offers made to an earlier stream that it neither runs nor has a result of: it never got them.
     for (const taskId of session.unreportedOffers ?? []) {
       const offer = this.offers.get(taskId);
-      if (offer?.workerId === workerId) this.retryOffer(taskId, workerId, `worker ${workerId} reconnected without the offer`, 'ack-timeout');
+      // It never got them (no refusal): they may go to it again.
+      if (offer?.workerId === workerId) this.retryOffer(taskId, workerId, `worker ${workerId} reconnected without the offer`, 'ack-timeout', false);
     }
     delete session.unreportedOffers;
     this.placeQueued();
@@ -847,7 +848,7 @@ export class Cluster {
   }
 
   /** retryOffer takes an unanswered or refused offer back and tries the next worker. */
-  private retryOffer(taskId: string, workerId: string, why: string, deadReason: string): void {
+  private retryOffer(taskId: string, workerId: string, why: string, deadReason: string, exclude = true): void {
     const task = this.tasks.get(taskId);
     this.offers.delete(taskId);
     this.unassign(workerId, taskId);
@@ -865,7 +866,7 @@ export class Cluster {
     }
     // Refused or ignored: do not offer it to this worker again.
     this.sched.release(taskId);
-    this.sched.exclude(taskId, workerId);
+    if (exclude) this.sched.exclude(taskId, workerId);
     task.error = why;
     task.workerId = '';
     this.enqueue(task);

@@ -374,4 +374,17 @@ describe('cluster: at most one live attempt', () => {
     expect(link.closed).to.match(/no answer/);
     expect(task).to.include({ state: TaskState.DEAD, deadReason: 'ack-timeout' });
   });
+  it('an offer lost with a broken stream goes to the same worker again once it reconnects without it', async () => {
+    const first = new FakeLink();
+    cluster.hello(first, hello('w1'));
+    const [task] = await cluster.submit(spec('true'));
+    expect(first.offered()).to.deep.equal([task!.id]);
+    cluster.disconnect(first, 'w1', 'stream broke');
+    const again = new FakeLink();
+    cluster.hello(again, hello('w1')); // lists nothing: it never got the offer
+    cluster.pong('w1');
+    await turns();
+    expect(again.offered()).to.deep.equal([task!.id]);
+    expect(task).to.include({ state: TaskState.PENDING, attempt: 2, workerId: 'w1' });
+  });
 });
