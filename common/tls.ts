@@ -6,9 +6,9 @@ import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { z } from 'zod';
 import { ConfigError } from './config.js';
+import { ROLES, type Role } from './roles.js';
 
-export const ROLES = ['manager', 'worker', 'admin'] as const;
-export type Role = (typeof ROLES)[number];
+export { ROLES, type Role };
 
 /** The `tls:` section of every config file: PEM files of the CA, this part's certificate and its key. */
 export const tlsSchema = () => z.object({ ca: z.string().min(1), cert: z.string().min(1), key: z.string().min(1) }).strict();

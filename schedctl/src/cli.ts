@@ -4,7 +4,10 @@
 // Start-up time: only commander is loaded up front. The commands, config,
 // client and printers (and with them gRPC, protobuf, zod, yaml, x509) come
 // through import(), which esbuild turns into lazily run parts of the one
-// bundle, so `--version` runs none of their top-level code.
+// bundle, so `--version` runs none of their top-level code. The registry
+// (names, options, help texts) is loaded for everything else; the config,
+// client and printers only when a command runs, and each command's own
+// module only when it is the one that runs (see commands/registry.ts).
 import type { ServiceError } from '@grpc/grpc-js';
 import { Command, CommanderError, Help, Option } from 'commander';
 import { VERSION } from '../../common/version.js';
@@ -44,7 +47,7 @@ function section(title: string, rows: Array<[string, string]>): string {
   return `${title}:\n${rows.map(([term, text]) => `  ${term.padEnd(width)}${text}`.trimEnd()).join('\n')}\n`;
 }
 
-/** Where the config comes from, for the help text (from config.ts, loaded with the commands). */
+/** Where the config comes from, for the help text (from config-paths.ts, loaded with the commands). */
 interface ConfigPaths {
   CONFIG_ENV: string;
   DEFAULT_CONFIG_PATH: string;
@@ -131,18 +134,20 @@ export function versionOnly(argv: readonly string[]): boolean {
   return false;
 }
 
-/** What the commands need, loaded on demand (see the top of this file). */
+/** The commands' registration and the help text's config paths, loaded on demand (see the top of this file). */
 async function loadCommands() {
-  const [registry, config, client, printers] = await Promise.all([
-    import('./commands/registry.js'),
-    import('./config.js'),
-    import('./client.js'),
-    import('./printers/index.js'),
-  ]);
+  const [registry, paths] = await Promise.all([import('./commands/registry.js'), import('./config-paths.js')]);
   return {
     registerCommands: registry.registerCommands,
+    paths: { CONFIG_ENV: paths.CONFIG_ENV, DEFAULT_CONFIG_PATH: paths.DEFAULT_CONFIG_PATH },
+  };
+}
+
+/** What a running command needs from the core, loaded just before its action (see the top of this file). */
+async function loadRuntime() {
+  const [config, client, printers] = await Promise.all([import('./config.js'), import('./client.js'), import('./printers/index.js')]);
+  return {
     resolveConfig: config.resolveConfig,
-    paths: { CONFIG_ENV: config.CONFIG_ENV, DEFAULT_CONFIG_PATH: config.DEFAULT_CONFIG_PATH },
     createManagementClient: client.createManagementClient,
     printerFor: printers.printerFor,
   };
@@ -152,9 +157,10 @@ async function loadCommands() {
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
   // `--version` needs no commands; the help texts of its program are never shown.
   const commands = versionOnly(argv) ? undefined : await loadCommands();
-  const loaded = (): NonNullable<typeof commands> => {
-    if (!commands) throw new Error('commands not loaded');
-    return commands;
+  let runtime: Awaited<ReturnType<typeof loadRuntime>> | undefined;
+  const loaded = (): NonNullable<typeof runtime> => {
+    if (!runtime) throw new Error('commands not loaded');
+    return runtime;
   };
   const program = createProgram(io, commands?.paths ?? { CONFIG_ENV: '', DEFAULT_CONFIG_PATH: '' });
   const opts = (): GlobalOptions => program.opts<GlobalOptions>();
@@ -189,6 +195,10 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     },
   };
   commands?.registerCommands(program, ctx);
+  // Before any command's action (hooks of the program run for every subcommand).
+  program.hook('preAction', async () => {
+    runtime ??= await loadRuntime();
+  });
 
   try {
     await program.parseAsync([...argv], { from: 'user' });

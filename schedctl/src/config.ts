@@ -4,8 +4,9 @@ import { z } from 'zod';
 import { ConfigError, durationIn, hostPort, loadConfig } from '../../common/config.js';
 import { tlsSchema } from '../../common/tls.js';
 
-export const DEFAULT_CONFIG_PATH = '/etc/sched/schedctl.yaml';
-export const CONFIG_ENV = 'SCHEDCTL_CONFIG';
+import { CONFIG_ENV, DEFAULT_CONFIG_PATH } from './config-paths.js';
+
+export { CONFIG_ENV, DEFAULT_CONFIG_PATH };
 
 export const configSchema = z
   .object({

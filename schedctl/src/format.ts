@@ -1,10 +1,10 @@
 // Display helpers shared by the commands: state names, times, sizes, argv.
 import { TaskState, WorkerState, type Task, type Worker } from '../../proto/gen/sched/v1/types_pb.js';
 import { formatDuration } from '../../common/duration.js';
+import { TASK_STATE_NAMES, type TaskStateName } from './flags.js';
 
-/** The CLI's names for task states, as the operator types them after --state. */
-export const TASK_STATE_NAMES = ['pending', 'scheduled', 'done', 'dead'] as const;
-export type TaskStateName = (typeof TASK_STATE_NAMES)[number];
+/** The CLI's names for task states, as the operator types them after --state (in flags.ts, for commander). */
+export { TASK_STATE_NAMES, type TaskStateName };
 
 const TASK_STATE_BY_NAME: Record<TaskStateName, TaskState> = {
   pending: TaskState.PENDING,

@@ -6,20 +6,13 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
-import { InvalidArgumentError } from 'commander';
 
-/** What RunTaskRequest.idempotency_key accepts. */
-export const IDEMPOTENCY_KEY = /^[A-Za-z0-9._:-]{1,128}$/;
+/** The key's syntax and its flag parser are in flags.ts (loaded at every start). */
+export { IDEMPOTENCY_KEY, parseIdempotencyKey } from './flags.js';
 
 /** A fresh key for one schedctl invocation. */
 export function newIdempotencyKey(): string {
   return randomUUID();
-}
-
-/** --idempotency-key: 1-128 of [A-Za-z0-9._:-]; commander reports the throw as a usage error naming the flag. */
-export function parseIdempotencyKey(value: string): string {
-  if (!IDEMPOTENCY_KEY.test(value)) throw new InvalidArgumentError('expected 1-128 characters of A-Z a-z 0-9 . _ : -');
-  return value;
 }
 
 /** gRPC codes that mean "no answer": the request may or may not have been carried out. */

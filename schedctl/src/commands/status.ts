@@ -1,4 +1,3 @@
-import type { Command } from 'commander';
 import { StatusResponseSchema } from '../../../proto/gen/sched/v1/management_pb.js';
 import { VERSION } from '../../../common/version.js';
 import { TASK_STATE_NAMES } from '../format.js';
@@ -18,23 +17,19 @@ export function taskCounts(byState: Record<string, number>): Array<[string, numb
   return [...counts];
 }
 
-export function registerStatus(program: Command, ctx: Ctx): void {
-  program
-    .command('status')
-    .description('management node version, store, worker and task counts')
-    .action(async () => {
-      const res = await ctx.client().status({}, ctx.unary());
-      ctx.print(
-        view(StatusResponseSchema, res, () => ({
-          kind: 'fields',
-          fields: [
-            ['Manager', ctx.settings().manager],
-            ['Version', `${res.version || 'unknown'} (schedctl ${VERSION})`],
-            ['Store', res.store],
-            ['Workers', `${res.workersConnected} connected, ${res.workersTotal} known`],
-            ...taskCounts(res.tasksByState).map(([state, n]): [string, string] => [`Tasks ${state}`, String(n)]),
-          ],
-        })),
-      );
-    });
+/** `schedctl status` (registered in registry.ts). */
+export async function status(ctx: Ctx): Promise<void> {
+  const res = await ctx.client().status({}, ctx.unary());
+  ctx.print(
+    view(StatusResponseSchema, res, () => ({
+      kind: 'fields',
+      fields: [
+        ['Manager', ctx.settings().manager],
+        ['Version', `${res.version || 'unknown'} (schedctl ${VERSION})`],
+        ['Store', res.store],
+        ['Workers', `${res.workersConnected} connected, ${res.workersTotal} known`],
+        ...taskCounts(res.tasksByState).map(([state, n]): [string, string] => [`Tasks ${state}`, String(n)]),
+      ],
+    })),
+  );
 }

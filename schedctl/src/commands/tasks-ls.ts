@@ -1,4 +1,3 @@
-import { Option, type Command } from 'commander';
 import { create } from '@bufbuild/protobuf';
 import { ListTasksResponseSchema } from '../../../proto/gen/sched/v1/management_pb.js';
 import { TaskState, type Task } from '../../../proto/gen/sched/v1/types_pb.js';
@@ -8,7 +7,6 @@ import {
   age,
   exitSummary,
   shellQuote,
-  TASK_STATE_NAMES,
   taskDuration,
   taskReason,
   taskStateFromName,
@@ -18,10 +16,8 @@ import {
 } from '../format.js';
 import { view, type Rows } from '../printers/index.js';
 import type { Ctx } from './context.js';
-import { wholeNumber } from './tasks-run.js';
 
-/** --limit: list_tasks' limit is a uint32; 0 means all. */
-export const parseLimit = (value: string): number => wholeNumber(value, 0, 2 ** 32 - 1, 'a whole number (0 means all)', false);
+export { parseLimit } from '../flags.js';
 
 export interface ListFilter {
   state: TaskState;
@@ -84,37 +80,22 @@ export function taskRows(list: readonly Task[], now: number, opts: { groupFilter
   };
 }
 
-export function registerTasksLs(tasks: Command, ctx: Ctx): void {
-  tasks
-    .command('ls')
-    .description('lists tasks in the order the management node keeps them (by id)')
-    .addOption(new Option('--state <state>', 'only tasks in this state').choices(TASK_STATE_NAMES))
-    .option('--worker <id>', 'only tasks placed on this worker')
-    .option('--group <id>', 'only tasks of this group (submitted together by tasks run --count)')
-    .option('--limit <n>', 'at most this many tasks; 0 lists all', parseLimit, 100)
-    .addHelpText(
-      'after',
-      `
-REASON says why a pending task is not placed yet, why a dead task will never
-run, or why a done task failed to start. PRI appears when a task has a
-priority, GROUP when a task belongs to a group (unless --group is given).`,
-    )
-    .action(async (opts: { state?: TaskStateName; worker?: string; group?: string; limit: number }) => {
-      const filter: ListFilter = {
-        state: opts.state ? taskStateFromName(opts.state) : TaskState.UNSPECIFIED,
-        workerId: opts.worker ?? '',
-        groupId: opts.group ?? '',
-        limit: opts.limit,
-      };
-      const { tasks: list, more } = await listTasks(ctx.client(), filter, ctx.unary());
-      const now = Date.now();
-      ctx.print(
-        view(ListTasksResponseSchema, create(ListTasksResponseSchema, { tasks: list }), () =>
-          taskRows(list, now, { groupFilter: filter.groupId !== '' }),
-        ),
-      );
-      if (more && ctx.settings().output === 'table') {
-        ctx.io.err(`schedctl: showing the first ${filter.limit} tasks; use --limit to see more (0 = all)\n`);
-      }
-    });
+/** `schedctl tasks ls` (registered in registry.ts). */
+export async function tasksLs(ctx: Ctx, opts: { state?: TaskStateName; worker?: string; group?: string; limit: number }): Promise<void> {
+  const filter: ListFilter = {
+    state: opts.state ? taskStateFromName(opts.state) : TaskState.UNSPECIFIED,
+    workerId: opts.worker ?? '',
+    groupId: opts.group ?? '',
+    limit: opts.limit,
+  };
+  const { tasks: list, more } = await listTasks(ctx.client(), filter, ctx.unary());
+  const now = Date.now();
+  ctx.print(
+    view(ListTasksResponseSchema, create(ListTasksResponseSchema, { tasks: list }), () =>
+      taskRows(list, now, { groupFilter: filter.groupId !== '' }),
+    ),
+  );
+  if (more && ctx.settings().output === 'table') {
+    ctx.io.err(`schedctl: showing the first ${filter.limit} tasks; use --limit to see more (0 = all)\n`);
+  }
 }

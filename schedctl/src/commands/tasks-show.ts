@@ -1,4 +1,3 @@
-import type { Command } from 'commander';
 import { TaskSchema, TaskState, type Task } from '../../../proto/gen/sched/v1/types_pb.js';
 import { formatDuration } from '../../../common/duration.js';
 import { bytes, cores, pairs, shellQuote, taskDuration, taskStateName, timeWithAge } from '../format.js';
@@ -57,15 +56,10 @@ export function taskFields(t: Task, now: number): Fields {
   };
 }
 
-export function registerTasksShow(tasks: Command, ctx: Ctx): void {
-  tasks
-    .command('show')
-    .description('shows one task: command, state, worker, times, exit code and the tail of its output')
-    .argument('<id>', 'task id (printed by tasks run, listed by tasks ls)')
-    .action(async (id: string) => {
-      const { task } = await ctx.client().getTask({ id }, ctx.unary());
-      if (!task) throw new Error(`management node returned no task for ${JSON.stringify(id)}`);
-      const now = Date.now();
-      ctx.print(view(TaskSchema, task, () => taskFields(task, now)));
-    });
+/** `schedctl tasks show` (registered in registry.ts). */
+export async function tasksShow(ctx: Ctx, id: string): Promise<void> {
+  const { task } = await ctx.client().getTask({ id }, ctx.unary());
+  if (!task) throw new Error(`management node returned no task for ${JSON.stringify(id)}`);
+  const now = Date.now();
+  ctx.print(view(TaskSchema, task, () => taskFields(task, now)));
 }

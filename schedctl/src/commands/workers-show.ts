@@ -1,49 +1,43 @@
-import type { Command } from 'commander';
 import { WorkerSchema } from '../../../proto/gen/sched/v1/types_pb.js';
 import { TaskState } from '../../../proto/gen/sched/v1/types_pb.js';
 import { bytes, cores, pairs, shellQuote, timeWithAge, usedOfTotal, workerStateName } from '../format.js';
 import { view } from '../printers/index.js';
 import type { Ctx } from './context.js';
 
-export function registerWorkersShow(workers: Command, ctx: Ctx): void {
-  workers
-    .command('show')
-    .description('shows everything the management node knows about one worker')
-    .argument('<id>', 'worker id (see: schedctl workers ls)')
-    .action(async (id: string) => {
-      const client = ctx.client();
-      const [{ worker: w }, { tasks: running }] = await Promise.all([
-        client.getWorker({ id }, ctx.unary()),
-        client.listTasks({ workerId: id, state: TaskState.SCHEDULED, limit: 1000 }, ctx.unary()),
-      ]);
-      if (!w) throw new Error(`management node returned no worker for ${JSON.stringify(id)}`);
-      const load = w.loadAvg.length > 0 ? w.loadAvg.map((l) => l.toFixed(2)).join(' ') : '-';
-      const now = Date.now();
-      const hw = w.hardware;
-      ctx.print(
-        view(WorkerSchema, w, () => ({
-          kind: 'fields',
-          fields: [
-            ['ID', w.id],
-            ['Address', w.address],
-            ['State', workerStateName(w)],
-            ['Version', w.version],
-            ['Connected', timeWithAge(w.connectedUnixMs, now)],
-            ['Last seen', timeWithAge(w.lastSeenUnixMs, now)],
-            ['CPU reserved', usedOfTotal(w.allocated?.millicpu ?? 0n, w.capacity?.millicpu ?? 0n, cores)],
-            ['Memory reserved', usedOfTotal(w.allocated?.memoryBytes ?? 0n, w.capacity?.memoryBytes ?? 0n, bytes)],
-            ['Load average', load],
-            ['Memory free', bytes(w.memoryFreeBytes)],
-            ['Labels', pairs(w.labels)],
-            ['Hostname', hw?.hostname ?? ''],
-            ['OS', [hw?.os, hw?.arch].filter(Boolean).join('/')],
-            ['Kernel', hw?.kernel ?? ''],
-            ['CPUs', hw?.cpuCount ? `${hw.cpuCount}${hw.cpuModel ? ` × ${hw.cpuModel}` : ''}` : ''],
-            ['Memory', bytes(hw?.memoryBytes ?? 0n)],
-            ['Running tasks', String(w.runningTasks)],
-          ],
-          blocks: running.length > 0 ? [{ title: 'Running', text: running.map((t) => `${t.id}  ${shellQuote(t.spec?.argv ?? [])}\n`).join('') }] : [],
-        })),
-      );
-    });
+/** `schedctl workers show` (registered in registry.ts). */
+export async function workersShow(ctx: Ctx, id: string): Promise<void> {
+  const client = ctx.client();
+  const [{ worker: w }, { tasks: running }] = await Promise.all([
+    client.getWorker({ id }, ctx.unary()),
+    client.listTasks({ workerId: id, state: TaskState.SCHEDULED, limit: 1000 }, ctx.unary()),
+  ]);
+  if (!w) throw new Error(`management node returned no worker for ${JSON.stringify(id)}`);
+  const load = w.loadAvg.length > 0 ? w.loadAvg.map((l) => l.toFixed(2)).join(' ') : '-';
+  const now = Date.now();
+  const hw = w.hardware;
+  ctx.print(
+    view(WorkerSchema, w, () => ({
+      kind: 'fields',
+      fields: [
+        ['ID', w.id],
+        ['Address', w.address],
+        ['State', workerStateName(w)],
+        ['Version', w.version],
+        ['Connected', timeWithAge(w.connectedUnixMs, now)],
+        ['Last seen', timeWithAge(w.lastSeenUnixMs, now)],
+        ['CPU reserved', usedOfTotal(w.allocated?.millicpu ?? 0n, w.capacity?.millicpu ?? 0n, cores)],
+        ['Memory reserved', usedOfTotal(w.allocated?.memoryBytes ?? 0n, w.capacity?.memoryBytes ?? 0n, bytes)],
+        ['Load average', load],
+        ['Memory free', bytes(w.memoryFreeBytes)],
+        ['Labels', pairs(w.labels)],
+        ['Hostname', hw?.hostname ?? ''],
+        ['OS', [hw?.os, hw?.arch].filter(Boolean).join('/')],
+        ['Kernel', hw?.kernel ?? ''],
+        ['CPUs', hw?.cpuCount ? `${hw.cpuCount}${hw.cpuModel ? ` × ${hw.cpuModel}` : ''}` : ''],
+        ['Memory', bytes(hw?.memoryBytes ?? 0n)],
+        ['Running tasks', String(w.runningTasks)],
+      ],
+      blocks: running.length > 0 ? [{ title: 'Running', text: running.map((t) => `${t.id}  ${shellQuote(t.spec?.argv ?? [])}\n`).join('') }] : [],
+    })),
+  );
 }
