@@ -1,7 +1,7 @@
 // The cluster is the manager's working copy of every task and worker. Each
 // state change is written through the group committer; nobody hears of a
 // change (RPC answer, watcher, FinishedAck) before it is committed.
-import { clone, create, equals, toBinary, type MessageInitShape } from '@bufbuild/protobuf';
+import { clone, create, equals, type MessageInitShape } from '@bufbuild/protobuf';
 import {
   ResourcesSchema,
   TaskSchema,
@@ -31,9 +31,11 @@ import { LogRelay, type LogSubscriber } from './log-relay.js';
 import type { GroupCommitter } from './store/group-commit.js';
 import { encodeTask, encodeWorker, taskKey, workerKey } from './store/records.js';
 import { createFairClock, type FairClock } from './fair-clock.js';
+import { orderTimes, orphanTimeoutMs, validateSpec } from './task-rules.js';
+
+export { orphanTimeoutMs };
 import { checkIdempotencyKey, Submissions, type Submission } from './submissions.js';
 import { boundFinished, checkHello as checkHelloFields } from './worker-input.js';
-import { checkLabels } from '../../common/labels.js';
 import { constraintList, holds, missingLabel } from './scheduler/feasibility.js';
 import { createScheduler, type Resources, type Scheduler, type Strategy, type WorkerInfo } from './scheduler/scheduler.js';
 
@@ -70,15 +72,6 @@ export interface ClusterOptions {
    * gap is the manager's own stall, not held against workers. Unlimited when unset.
    */
   maxClockStepMs?: number;
-}
-
-/**
- * orphanTimeoutMs is how long a worker that hears nothing from the manager keeps its tasks
- * before it kills them (Welcome.orphan_timeout_ms): shorter than the reconnect grace after which
- * the manager places them again, so the old attempt is dead before a new one can start.
- */
-export function orphanTimeoutMs(reconnectGraceMs: number): number {
-  return Math.max(Math.floor(reconnectGraceMs / 2), reconnectGraceMs - 3000);
 }
 
 interface Session {
@@ -1282,38 +1275,5 @@ export class Cluster {
       tasksByState[name] = (tasksByState[name] ?? 0) + 1;
     }
     return { workersConnected: this.sessions.size, workersTotal: this.workers.size, tasksByState };
-  }
-}
-
-/** orderTimes keeps a task's timestamps in order (created ≤ scheduled ≤ started ≤ finished) across clocks. */
-function orderTimes(t: Task): void {
-  if (t.scheduledUnixMs && t.scheduledUnixMs < t.createdUnixMs) t.scheduledUnixMs = t.createdUnixMs;
-  if (t.startedUnixMs && t.startedUnixMs < t.scheduledUnixMs) t.startedUnixMs = t.scheduledUnixMs;
-  const floor = t.startedUnixMs || t.scheduledUnixMs || t.createdUnixMs;
-  if (t.finishedUnixMs && t.finishedUnixMs < floor) t.finishedUnixMs = floor;
-}
-
-/** A task record must fit many to a store txn (see MAX_TXN_BYTES). */
-const MAX_SPEC_BYTES = 64 * 1024;
-
-function validateSpec(spec: TaskSpec): void {
-  const size = toBinary(TaskSpecSchema, spec).byteLength;
-  if (size > MAX_SPEC_BYTES) throw new InvalidArgumentError('spec', `is ${size} bytes; at most ${MAX_SPEC_BYTES} allowed (argv, env and cwd together)`);
-  if (spec.argv.length === 0 || !spec.argv[0]) throw new InvalidArgumentError('spec.argv', 'must name a command to run');
-  spec.argv.forEach((a, i) => {
-    if (a.includes('\0')) throw new InvalidArgumentError(`spec.argv[${i}]`, 'must not contain NUL bytes');
-  });
-  const r = spec.resources;
-  if (r && r.millicpu < 0n) throw new InvalidArgumentError('spec.resources.millicpu', 'must not be negative');
-  if (r && r.memoryBytes < 0n) throw new InvalidArgumentError('spec.resources.memory_bytes', 'must not be negative');
-  if (!['', 'binpack', 'spread'].includes(spec.strategy)) {
-    throw new InvalidArgumentError('spec.strategy', `must be "binpack" or "spread", not ${JSON.stringify(spec.strategy)}`);
-  }
-  checkLabels('spec.constraints', spec.constraints);
-  if (spec.cwd.length > 4096) throw new InvalidArgumentError('spec.cwd', `is ${spec.cwd.length} characters; at most 4096 allowed`);
-  for (const key of Object.keys(spec.env)) {
-    if (!key || key.includes('=') || key.includes('\0')) {
-      throw new InvalidArgumentError(`spec.env[${JSON.stringify(key)}]`, 'variable names must be non-empty without "=" or NUL');
-    }
   }
 }
