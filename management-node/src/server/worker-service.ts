@@ -48,11 +48,10 @@ export function workerHandlers(
           if (call.writableLength >= MAX_OUTBOUND) {
             log.warn({ worker: workerId, address, queued: call.writableLength }, 'worker does not read its stream: dropping it');
             closed = true;
-            // Not from inside the cluster's own call that is sending: on the next turn.
-            queueMicrotask(() => {
-              call.emit('error', toStatus(new ResourceExhaustedError(`worker ${workerId ?? '?'} does not read its stream (${MAX_OUTBOUND} messages queued)`)));
-              if (workerId) cluster.disconnect(link, workerId, 'does not read its stream');
-            });
+            // Not from inside the cluster's own call that is sending: on the next turn. The
+            // 'error' listener below (lost) marks the worker disconnected.
+            const err = toStatus(new ResourceExhaustedError(`worker ${workerId ?? '?'} does not read its stream (${MAX_OUTBOUND} messages queued)`));
+            queueMicrotask(() => call.emit('error', err));
             return;
           }
           call.write(create(ConnectResponseSchema, { msg }));
@@ -131,9 +130,7 @@ export function workerHandlers(
           receive(req);
         } catch (err) {
           log.error({ worker: workerId, address, err }, 'closing a worker stream after a message it sent failed');
-          const id = workerId;
-          fail(err);
-          if (id) cluster.disconnect(link, id, `bad message: ${(err as Error).message}`);
+          fail(err); // its 'error' (lost, below) marks the worker disconnected
         }
       });
       call.on('end', () => {
