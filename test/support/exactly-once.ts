@@ -8,6 +8,7 @@ import type { ServiceClient } from '../../common/grpc-service.js';
 import type { ManagementService } from '../../proto/gen/sched/v1/management_pb.js';
 import { TaskState, WorkerState, type Task } from '../../proto/gen/sched/v1/types_pb.js';
 import type { Daemon } from './processes.js';
+import { pendingOnDisk } from '../../worker-node/src/outbox.js';
 
 export type Client = ServiceClient<(typeof ManagementService)['method']>;
 
@@ -158,7 +159,7 @@ export async function crashWorker(worker: Daemon, ledgerFile: string, outboxDir:
     let ledger: Ledger | undefined;
     try {
       ledger = readLedger(ledgerFile);
-      const outbox = new Set(readdirSync(outboxDir).filter((f) => f.endsWith('.bin')).map((f) => f.slice(0, -4)));
+      const outbox = pendingOnDisk(outboxDir);
       const open = ledger.marks.filter((m) => m.kind === 'E' && m.ppid === worker.pid && !outbox.has(attemptKey(m)) && !settled(before.get(m.task), m));
       const now = await Promise.all(open.map((m) => client.getTask({ id: m.task }, { deadlineMs: 1000 }).then((r) => r.task)));
       undurable = open.flatMap((m, i) => (settled(now[i], m) ? [] : [`${attemptKey(m)} (${TaskState[now[i]?.state ?? 0]}/${now[i]?.attempt})`]));

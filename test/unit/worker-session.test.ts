@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EventEmitter } from 'node:events';
@@ -17,7 +17,7 @@ import {
 } from '../../proto/gen/sched/v1/worker_pb.js';
 import { Executor, REAPED_ERROR } from '../../worker-node/src/executor.js';
 import { detectNodeInfo } from '../../worker-node/src/node-info.js';
-import { Outbox } from '../../worker-node/src/outbox.js';
+import { JOURNAL, Outbox, pendingOnDisk } from '../../worker-node/src/outbox.js';
 import { Session, type SessionOptions } from '../../worker-node/src/session.js';
 
 type Call = grpc.ServerDuplexStream<ConnectRequest, ConnectResponse>;
@@ -141,20 +141,48 @@ describe('worker session', function () {
     expect(pong.load1).to.be.at.least(0);
     expect(pong.memoryFreeBytes > 0n).to.equal(true);
 
-    manager.send({ case: 'startTask', value: { taskId: 't1', attempt: 1, spec: { argv: ['sh', '-c', 'echo hi; exit 3'] } } });
-    expect((await manager.next('accepted')).task!.taskId).to.equal('t1');
-    expect((await manager.next('started')).pid).to.be.greaterThan(0);
+    manager.send({ case: 'startTask', value: { taskId: 't1', attempt: 1, spec: { argv: ['sh', '-c', 'sleep 0.3; echo hi; exit 3'] } } });
+    // A new start is answered by Started itself (it implies Accepted).
+    const started = await manager.next('started');
+    expect(started.task!.taskId).to.equal('t1');
+    expect(started.pid).to.be.greaterThan(0);
+    expect(manager.received.filter((m) => m.msg.case === 'accepted')).to.deep.equal([]);
     const finished = await manager.next('finished');
     expect(finished.exitCode).to.equal(3);
     expect(Buffer.from(finished.stdoutTail).toString()).to.equal('hi\n');
     expect(session!.unacknowledged).to.equal(1);
     // Saved on disk (while it was being sent) until acknowledged.
-    await waitUntil(() => readdirSync(join(dir, 'outbox')).join() === 't1.1.bin');
+    await waitUntil(() => [...pendingOnDisk(join(dir, 'outbox'))].join() === 't1.1');
     manager.send({ case: 'finishedAck', value: { task: { taskId: 't1', attempt: 1 } } });
     manager.send({ case: 'ping', value: { seq: 8n } });
     await manager.next('pong');
     expect(session!.unacknowledged).to.equal(0);
-    expect(readdirSync(join(dir, 'outbox'))).to.deep.equal([]);
+    expect(pendingOnDisk(join(dir, 'outbox')).size).to.equal(0);
+  });
+
+  it('reports a task that ends within the Started delay by its Finished alone, which names its pid and start', async () => {
+    // A long delay, so that "quick" surely ends within it however slow this machine is.
+    const { manager } = await connect(0, { startedDelayMs: 2000 });
+    session!.start();
+    await manager.next('hello');
+    manager.send({ case: 'welcome', value: { sessionId: 's1', pingIntervalMs: 0 } });
+    const release = join(dir, 'release-slow');
+    manager.send({ case: 'startTask', value: { taskId: 'quick', attempt: 1, spec: { argv: ['true'] } } });
+    manager.send({
+      case: 'startTask',
+      value: { taskId: 'slow', attempt: 1, spec: { argv: ['sh', '-c', `while [ ! -e ${release} ]; do sleep 0.02; done`] } },
+    });
+    const quick = await manager.next('finished');
+    expect(quick.task!.taskId).to.equal('quick');
+    expect(quick.pid).to.be.greaterThan(0);
+    expect(quick.startedUnixMs > 0n).to.equal(true);
+    // "slow" outlives the delay: its Started comes, and only then does the test let it end.
+    expect((await manager.next('started', 15_000)).task!.taskId).to.equal('slow');
+    mkdirSync(release);
+    expect((await manager.next('finished')).task!.taskId).to.equal('slow');
+    const started = manager.received.filter((m) => m.msg.case === 'started').map((m) => (m.msg.value as { task: { taskId: string } }).task.taskId);
+    expect(started).to.deep.equal(['slow']);
+    expect(manager.received.filter((m) => m.msg.case === 'accepted')).to.deep.equal([]);
   });
 
   it('rejects an empty command and a cancel of an unknown attempt', async () => {
@@ -177,7 +205,7 @@ describe('worker session', function () {
     manager.send({ case: 'welcome', value: { sessionId: 's1', pingIntervalMs: 0 } });
     const spec = (cpu: bigint, mem: bigint, argv: string[]) => ({ argv, resources: { millicpu: cpu, memoryBytes: mem } });
     manager.send({ case: 'startTask', value: { taskId: 'big', attempt: 1, spec: spec(800n, 128n * 2n ** 20n, ['sleep', '30']) } });
-    await manager.next('accepted');
+    await manager.next('started');
     manager.send({ case: 'startTask', value: { taskId: 'cpu', attempt: 1, spec: spec(300n, 1n, ['true']) } });
     expect((await manager.next('rejected')).reason).to.equal('over capacity: cpu 800m in use + 300m requested > 1000m');
     manager.send({ case: 'startTask', value: { taskId: 'mem', attempt: 1, spec: spec(100n, 200n * 2n ** 20n, ['true']) } });
@@ -185,7 +213,7 @@ describe('worker session', function () {
     manager.send({ case: 'cancelTask', value: { task: { taskId: 'big', attempt: 1 }, reason: 'x', graceMs: 100 } });
     await manager.next('finished');
     manager.send({ case: 'startTask', value: { taskId: 'cpu', attempt: 2, spec: spec(300n, 1n, ['true']) } });
-    await manager.next('accepted');
+    expect((await manager.next('finished')).task).to.deep.include({ taskId: 'cpu', attempt: 2 });
   });
 
   it('reports running tasks after a reconnect and replays unacknowledged results', async () => {
@@ -209,7 +237,7 @@ describe('worker session', function () {
     mkdirSync(release); // "quick" finishes while disconnected
     expect((await quickDone)!.exitCode).to.equal(5);
     await outbox!.flush();
-    expect(existsSync(join(dir, 'outbox', 'quick.1.bin'))).to.equal(true);
+    expect(pendingOnDisk(join(dir, 'outbox')).has('quick.1')).to.equal(true);
     const second = await connect(first.port);
     const hello = await second.manager.next('hello');
     expect(hello.running.map((t) => `${t.taskId}:${t.attempt}`)).to.deep.equal(['long:2']);
@@ -261,7 +289,8 @@ describe('worker session', function () {
     first.manager.send({ case: 'ping', value: { seq: 1n } });
     await first.manager.next('pong');
     expect(session!.unacknowledged).to.equal(1);
-    expect(readdirSync(join(dir, 'outbox'))).to.deep.equal(['reaped.2.bin']);
+    // Acks are not written: the journal keeps "done" until nothing is pending (a restart would resend it, harmlessly).
+    expect([...pendingOnDisk(join(dir, 'outbox'))].sort()).to.deep.equal(['done.1', 'reaped.2']);
     first.manager.stop();
 
     const second = await connect(first.port);
@@ -485,8 +514,8 @@ describe('worker session', function () {
     const lines: string[] = [];
     const captured = pino({ level: 'debug' }, { write: (line: string) => void lines.push(line) });
     const first = await connect(0, { logger: captured });
-    // The outbox's temp file for this attempt cannot be created: a directory is in its place.
-    mkdirSync(join(dir, 'outbox', 'unsaved.1.bin.tmp'));
+    // The disk is full: the outbox's journal now writes to /dev/full (ENOSPC).
+    failJournalWrites(join(dir, 'outbox'));
     session!.start();
     await first.manager.next('hello');
     first.manager.send({ case: 'welcome', value: { sessionId: 's1', pingIntervalMs: 0 } });
@@ -495,7 +524,7 @@ describe('worker session', function () {
     await outbox!.flush();
     expect(lines.join('')).to.match(/cannot save a task result to the outbox; it is kept in memory only/);
     expect(session!.unacknowledged).to.equal(1);
-    expect(existsSync(join(dir, 'outbox', 'unsaved.1.bin'))).to.equal(false);
+    expect(pendingOnDisk(join(dir, 'outbox')).size).to.equal(0);
     first.manager.stop();
 
     const second = await connect(first.port);
@@ -528,4 +557,20 @@ async function waitUntil(check: () => boolean, timeoutMs = 15_000): Promise<void
     if (Date.now() > end) throw new Error('condition not met in time');
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+/** Points this process's open fd of the outbox journal in dir at /dev/full, so its writes fail as on a full disk. */
+function failJournalWrites(dir: string): void {
+  const journal = join(dir, JOURNAL);
+  const fd = readdirSync('/proc/self/fd').map(Number).find((n) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${n}`) === journal;
+    } catch {
+      return false;
+    }
+  });
+  if (fd === undefined) throw new Error(`no open fd of ${journal}`);
+  closeSync(fd);
+  const full = openSync('/dev/full', 'a'); // the lowest free number: the one just closed
+  if (full !== fd) throw new Error(`/dev/full got fd ${full}, not ${fd}`);
 }

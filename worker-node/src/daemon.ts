@@ -68,7 +68,7 @@ process.on('unhandledRejection', (err) => {
   process.exit(1);
 });
 
-if (outbox.skipped.length > 0) logger.error({ dir: outbox.dir, files: outbox.skipped }, 'unreadable results in the outbox; renamed to *.bad');
+if (outbox.skipped.length > 0) logger.error({ dir: outbox.dir, files: outbox.skipped }, 'unreadable results in the outbox; set aside as *.bad');
 // A previous run that died (kill -9) may leave its detached tasks running (when
 // its watchdog could not kill them first). They are killed, and each attempt
 // goes to the outbox as lost, so the manager hears of it after Welcome (unless

@@ -70,6 +70,8 @@ interface Proc extends TaskRef {
   killTimer?: LongTimer;
   timeoutTimer?: LongTimer;
   timedOut?: boolean;
+  /** Its process group was killed when it exited. */
+  groupKilled?: boolean;
   /** Set by abandonAll: the error of its lost result. */
   lostError?: string;
   sinks?: [LogSink, LogSink];
@@ -216,6 +218,7 @@ export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: 
       // What the task left in its group dies with it, which closes the pipes; the result waits
       // for the last output, unless something that escaped the group holds them open.
       if (proc.pid) killGroup(proc.pid, 'SIGKILL');
+      proc.groupKilled = true;
       const drained = setTimeout(() => {
         child.stdout?.destroy();
         child.stderr?.destroy();
@@ -322,8 +325,8 @@ export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: 
     clearLongTimeout(proc.timeoutTimer);
     if (this.procs.get(proc.taskId) === proc) this.procs.delete(proc.taskId);
     // Whatever the task left running in its group dies with it: a finished
-    // task must not keep running where the manager cannot see it.
-    if (proc.pid) killGroup(proc.pid, 'SIGKILL');
+    // task must not keep running where the manager cannot see it. (Done already at its exit.)
+    if (proc.pid && !proc.groupKilled) killGroup(proc.pid, 'SIGKILL');
     for (const sink of proc.sinks ?? []) sink.close();
     const result: FinishedEvent = {
       taskId: proc.taskId,

@@ -19,6 +19,7 @@ import {
   type Welcome,
 } from '../../proto/gen/sched/v1/worker_pb.js';
 import { checkTaskId, type Executor, type FinishedEvent, type StartedEvent } from './executor.js';
+import { DelayedStarts } from './delayed-starts.js';
 import { LogReads } from './log-reads.js';
 import { liveLoad, type LiveLoad, type NodeInfo } from './node-info.js';
 import { OrphanTimer } from './orphan-timer.js';
@@ -44,6 +45,8 @@ export interface SessionOptions {
   credentials?: grpc.ChannelCredentials;
   /** Load and free memory for each Pong; defaults to this machine's (os.loadavg, os.freemem). */
   load?: () => LiveLoad;
+  /** How long Started waits for a Finished that makes it moot (DelayedStarts). */
+  startedDelayMs?: number;
 }
 
 /** How long a fresh stream may wait for Welcome before it is given up and redialled. */
@@ -100,6 +103,7 @@ export class Session {
   private leaving: { reason: string; deadlineUnixMs: number } | undefined;
   /** ReadLogs answers in flight; aborted with their stream. */
   private readonly logReads: LogReads;
+  private readonly starts: DelayedStarts;
   private readonly orphan = new OrphanTimer({ onOrphaned: (silentMs, timeoutMs) => this.orphaned(silentMs, timeoutMs) });
 
   constructor(options: SessionOptions) {
@@ -112,6 +116,7 @@ export class Session {
       'grpc.max_reconnect_backoff_ms': 1000,
     });
     this.logReads = new LogReads(options);
+    this.starts = new DelayedStarts((e) => this.sendStarted(e), options.startedDelayMs);
     options.executor.on('started', this.onStarted);
     options.executor.on('finished', this.onFinished);
   }
@@ -153,6 +158,7 @@ export class Session {
     clearTimeout(this.watchdog);
     this.orphan.clear();
     this.detach();
+    this.starts.clear();
     this.logReads.abortAll();
     const stream = this.stream;
     if (stream) {
@@ -291,11 +297,12 @@ export class Session {
       const over = overCapacity(this.o.executor.reserved(), { millicpu, memoryBytes }, this.o.node.capacity);
       if (over) return reject(over);
     }
-    this.send({ case: 'accepted', value: { task } });
     if (current) {
-      if (current.spawned) this.onStarted(current);
+      this.send({ case: 'accepted', value: { task } });
+      if (current.spawned) this.sendStarted(current);
       return;
     }
+    // No Accepted for a new start: Started (DelayedStarts) or a Finished says the same and more.
     this.o.logger.debug({ task: st.taskId, attempt: st.attempt, argv }, 'starting task');
     this.o.executor.start(st.taskId, st.attempt, {
       argv,
@@ -320,11 +327,14 @@ export class Session {
     else this.send({ case: 'rejected', value: { task, reason: 'not running on this worker' } });
   }
 
-  private readonly onStarted = (e: StartedEvent): void => {
+  private readonly onStarted = (e: StartedEvent): void => this.starts.add(e);
+
+  private sendStarted(e: StartedEvent): void {
     this.send({ case: 'started', value: { task: { taskId: e.taskId, attempt: e.attempt }, pid: e.pid, startedUnixMs: BigInt(e.startedUnixMs) } });
-  };
+  }
 
   private readonly onFinished = (e: FinishedEvent): void => {
+    this.starts.drop(e);
     const finished = toFinished(e);
     this.o.logger.debug({ task: e.taskId, attempt: e.attempt, exitCode: e.exitCode, signal: e.signal, error: e.error }, 'task finished');
     // Sent at once and saved at the same time: the manager gets it a disk sync sooner, and the
@@ -358,6 +368,7 @@ export class Session {
     clearTimeout(this.watchdog);
     this.watchdog = undefined;
     this.logReads.abortAll();
+    this.starts.clear();
     stream.cancel(); // no-op once the call has ended; frees a stream given up by the watchdog
     if (this.stopping) return;
     const message = `lost connection to manager at ${this.o.manager}: ${reason}`;
