@@ -7,6 +7,8 @@
 //                                       --cpu-prof; profiles and their top functions under
 //                                       bench/results/profile/
 //   npm run bench -- --profile --store embedded
+//   npm run bench -- --only spawn,e2e   some phases only (spawn, cli, e2e, listings, idle, store,
+//                                       core); latest.json is left alone
 //
 // Order matters: the spawn baseline and the CLI's start-up come first, before anything else
 // runs or this process grows a heap; the core benchmark, which grows it most, comes last.
@@ -30,8 +32,14 @@ const { values: args } = parseArgs({
     profile: { type: 'boolean', default: false },
     store: { type: 'string', default: 'etcd' },
     tasks: { type: 'string' },
+    only: { type: 'string' },
   },
 });
+const PHASES = ['spawn', 'cli', 'e2e', 'listings', 'idle', 'store', 'core'] as const;
+const only = args.only?.split(',');
+for (const p of only ?? []) if (!(PHASES as readonly string[]).includes(p)) throw new Error(`--only: no phase "${p}" (phases: ${PHASES.join(', ')})`);
+/** Whether a phase runs: all do unless --only names some. */
+const runs = (p: (typeof PHASES)[number]): boolean => !only || only.includes(p);
 const OUT = join(ROOT, 'bench/results');
 /** Nothing here may hang the bench: past this, it gives up (the exit hook kills what it started). */
 const HARD_LIMIT_MS = 9 * 60_000;
@@ -69,19 +77,19 @@ const e2eTasks = (spawnPerS: number | undefined) => Number(args.tasks ?? 0) || M
 async function whole(): Promise<number> {
   const t0 = performance.now();
   const r: BenchResults = { e2e: {}, errors: [] };
-  r.spawn = await phase('spawn baseline (fresh processes)', r.errors, () => measureSpawnBaseline());
-  r.cliStart = await phase('schedctl start-up', r.errors, () => measureCliStart(10));
+  r.spawn = runs('spawn') ? await phase('spawn baseline (fresh processes)', r.errors, () => measureSpawnBaseline()) : undefined;
+  r.cliStart = runs('cli') ? await phase('schedctl start-up', r.errors, () => measureCliStart(10)) : undefined;
   const tasks = e2eTasks(r.spawn?.spawn_fresh_per_s);
-  for (const store of ['etcd', 'embedded'] as const) {
+  for (const store of runs('e2e') ? (['etcd', 'embedded'] as const) : []) {
     const e = await phase(`e2e, ${store} store, ${tasks} tasks`, r.errors, () =>
       benchE2e({ store, tasks, latencySamples: store === 'etcd' ? 200 : 100 }),
     );
     if (e) r.e2e[store] = e;
   }
-  r.listings = await phase('schedctl workers ls / tasks ls', r.errors, () => measureListings(5000, 10_000));
-  r.idle = await phase('idle workers', r.errors, () => measureIdle());
-  r.store = await phase('store', r.errors, () => benchStore());
-  r.core = await phase('scheduler core (own process)', r.errors, async () => {
+  r.listings = runs('listings') ? await phase('schedctl workers ls / tasks ls', r.errors, () => measureListings(5000, 10_000)) : undefined;
+  r.idle = runs('idle') ? await phase('idle workers', r.errors, () => measureIdle()) : undefined;
+  r.store = runs('store') ? await phase('store', r.errors, () => benchStore()) : undefined;
+  r.core = !runs('core') ? undefined : await phase('scheduler core (own process)', r.errors, async () => {
     const child = startTsChild('core.ts', ['--json']);
     try {
       return (await child.next('core', 180_000)) as unknown as CoreResult;
@@ -99,11 +107,13 @@ async function whole(): Promise<number> {
     date: new Date().toISOString(),
     duration_s: round((performance.now() - t0) / 1000),
   };
-  mkdirSync(OUT, { recursive: true });
-  writeFileSync(join(OUT, 'latest.json'), `${JSON.stringify(results, null, 2)}\n`);
   console.log();
   table.print();
-  console.log(`\nwritten to bench/results/latest.json in ${results.duration_s} s`);
+  if (!only) {
+    mkdirSync(OUT, { recursive: true });
+    writeFileSync(join(OUT, 'latest.json'), `${JSON.stringify(results, null, 2)}\n`);
+    console.log(`\nwritten to bench/results/latest.json in ${results.duration_s} s`);
+  }
   if (r.errors.length > 0) console.log(`\n${r.errors.length} phase(s) failed:\n${r.errors.map((e) => `  ${e.split('\n')[0]}`).join('\n')}`);
   return r.errors.length > 0 ? 1 : 0;
 }
