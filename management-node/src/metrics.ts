@@ -7,6 +7,18 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { Cluster } from './cluster.js';
 import type { CommitObserver } from './store/group-commit.js';
 
+/** Running totals since start, kept by the cluster's parts and exported as Prometheus counters. */
+export interface ClusterStats {
+  submitted: number;
+  offers: number;
+  rejected: number;
+  ackTimeouts: number;
+  retried: number;
+  done: number;
+  /** Dead tasks by reason (the part before any ":"). */
+  dead: Map<string, number>;
+}
+
 export interface Metrics {
   readonly registry: Registry;
   /** For createGroupCommitter: every store transaction's latency and size. */

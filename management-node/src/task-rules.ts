@@ -1,9 +1,27 @@
-// Rules about a task that need no state: what a valid spec is, the order of its
-// timestamps, and how long a cut-off worker keeps its tasks.
-import { toBinary } from '@bufbuild/protobuf';
-import { TaskSpecSchema, type Task, type TaskSpec } from '../../proto/gen/sched/v1/types_pb.js';
+// Rules about a task that need no state: what a valid spec is, what it reserves,
+// the order of its timestamps, and how long a cut-off worker keeps its tasks.
+import { create, toBinary } from '@bufbuild/protobuf';
+import { ResourcesSchema, TaskSpecSchema, type Task, type TaskSpec } from '../../proto/gen/sched/v1/types_pb.js';
 import { InvalidArgumentError } from '../../common/errors.js';
 import { checkLabels } from '../../common/labels.js';
+import type { Resources } from './scheduler/scheduler.js';
+
+/** A quarter core and 64 MiB, like a small Nomad task. */
+export const DEFAULT_TASK_RESOURCES: Resources = { millicpu: 250, memoryBytes: 64 * 1024 * 1024 };
+
+/** requestOf is the spec's resource request with the manager's defaults for what it leaves out. */
+export function requestOf(spec: TaskSpec, d: Resources): TaskSpec['resources'] {
+  return create(ResourcesSchema, {
+    millicpu: spec.resources?.millicpu || BigInt(d.millicpu),
+    memoryBytes: spec.resources?.memoryBytes || BigInt(d.memoryBytes),
+  });
+}
+
+/** resourcesOf is what a task reserves on its worker, in the placement core's terms. */
+export function resourcesOf(task: Task, d: Resources): Resources {
+  const r = task.spec?.resources;
+  return { millicpu: Number(r?.millicpu || d.millicpu), memoryBytes: Number(r?.memoryBytes || d.memoryBytes) };
+}
 
 /**
  * orphanTimeoutMs is how long a worker that hears nothing from the manager keeps its tasks

@@ -18,7 +18,8 @@ import { TaskSchema, TaskSpecSchema, TaskState, type Task } from '../../../proto
 import type { ServiceHandlers } from '../../../common/grpc-service.js';
 import { InvalidArgumentError, NotFoundError, ResourceExhaustedError, toStatus } from '../../../common/errors.js';
 import { VERSION } from '../../../common/version.js';
-import { isTerminal, type Cluster } from '../cluster.js';
+import type { Cluster } from '../cluster.js';
+import { isTerminal } from '../task-lifecycle.js';
 import { isValidId } from '../worker-input.js';
 
 const DEFAULT_PAGE = 100;

@@ -13,7 +13,8 @@ import type { ServiceHandlers } from '../../../common/grpc-service.js';
 import { InvalidArgumentError, ResourceExhaustedError, toStatus } from '../../../common/errors.js';
 import { newSessionId } from '../../../common/ids.js';
 import type { Logger } from '../../../common/logger.js';
-import type { Cluster, WorkerLink, WorkerMessage } from '../cluster.js';
+import type { Cluster } from '../cluster.js';
+import type { WorkerLink, WorkerMessage } from '../worker-registry.js';
 import { checkLogChunk } from '../worker-input.js';
 import { peerName } from '../../../common/tls.js';
 
