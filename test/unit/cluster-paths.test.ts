@@ -169,9 +169,8 @@ describe('cluster: risky paths', () => {
       expect(cluster.stats.done).to.equal(1);
     });
 
-    // Known product bug: finished() acknowledges a repeated report of a task that is terminal in
-    // memory at once, also while that result's write is still failing, so the worker drops the
-    // only durable copy; a manager crash before the retry lands loses the result. Enable once fixed.
+    // Acknowledging a repeat at once, while the result's write still fails, would make the worker
+    // drop the only durable copy: a manager crash before the retry lands would lose the result.
     it('a repeated report while the write still fails is not acknowledged either', async () => {
       let failing = false;
       const flaky: Store = { ...store, commit: (ops) => (failing ? Promise.reject(new Error('store down')) : store.commit(ops)) };
@@ -274,8 +273,7 @@ describe('cluster: risky paths', () => {
       expect(t).to.deep.include({ deadReason: 'cancelled', signal: 'SIGTERM', exitCode: 143 });
     });
 
-    // Known product bug: lose() forgets the cancel and retries the task while retries remain, so a
-    // task the operator cancelled runs again elsewhere. Enable once cluster.ts keeps it dead.
+    // Losing the worker must not forget the cancel: retried, a cancelled task would run again elsewhere.
     it('a scheduled task whose worker never comes back after the cancel ends dead, not retried', async () => {
       const { cluster } = make(store, { reconnectGraceMs: 5000 });
       const link = new FakeLink();
@@ -354,8 +352,8 @@ describe('cluster: risky paths', () => {
       expect((await storedAs(task!.id, TaskState.DONE)).exitCode).to.equal(0);
     });
 
-    // Known product bug: tick() drops the schedule deadline while an offer is outstanding and never
-    // looks at it again, so a task refused after its deadline waits forever. Enable once fixed.
+    // The schedule deadline is not dropped while an offer is outstanding: a task refused after its
+    // deadline would otherwise wait forever.
     it('ends a task dead (schedule-timeout) once the offer outstanding at its deadline is refused', async () => {
       const { cluster } = make(store, { ackTimeoutMs: 5000 });
       const w1 = new FakeLink();
