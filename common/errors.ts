@@ -68,8 +68,40 @@ export class ShuttingDownError extends SchedError {
   }
 }
 
+/** Trailing metadata of a NotLeaderError: the leader's address, host:port, when one is known. */
+export const LEADER_METADATA = 'sched-leader';
+
+/**
+ * This manager does not lead (a follower, or one not yet elected): the caller
+ * should go to the leader, named in the message and in LEADER_METADATA.
+ */
+export class NotLeaderError extends SchedError {
+  constructor(readonly leader: string | undefined) {
+    super(leader ? `not the leader; the leader is at ${leader}` : 'not the leader; no leader elected yet', grpc.status.FAILED_PRECONDITION);
+  }
+}
+
+/** The leader's address a NotLeaderError carried (in its trailing metadata), if any. */
+export function leaderHint(err: unknown): string | undefined {
+  const e = err as Partial<grpc.ServiceError>;
+  if (e.code !== grpc.status.FAILED_PRECONDITION || !e.metadata) return undefined;
+  const v = e.metadata.get(LEADER_METADATA)[0];
+  return typeof v === 'string' && /^[^\s/]{1,255}:\d{1,5}$/.test(v) ? v : undefined;
+}
+
+/** True for the error of a manager that does not lead (with or without a leader to name). */
+export function isNotLeader(err: unknown): boolean {
+  const e = err as Partial<grpc.ServiceError>;
+  return e.code === grpc.status.FAILED_PRECONDITION && /^not the leader;/.test(e.details ?? '');
+}
+
 /** toStatus maps any thrown value to a gRPC error object; unknown errors become INTERNAL. */
 export function toStatus(err: unknown): Partial<grpc.StatusObject> {
+  if (err instanceof NotLeaderError) {
+    const metadata = new grpc.Metadata();
+    if (err.leader) metadata.set(LEADER_METADATA, err.leader);
+    return { code: err.code, details: err.message, metadata };
+  }
   if (err instanceof SchedError) return { code: err.code, details: cut(err.message) };
   const message = err instanceof Error ? err.message : String(err);
   return { code: grpc.status.INTERNAL, details: cut(`internal error: ${message}`) };
