@@ -98,7 +98,8 @@ export function tempDir(prefix: string): Promise<string> {
   return mkdtemp(join(tmpdir(), prefix.endsWith('-') ? prefix : `${prefix}-`));
 }
 
-function findEtcd(): string {
+/** findEtcd returns the path of the etcd binary on PATH, or throws naming the package to install. */
+export function findEtcd(): string {
   for (const dir of (process.env['PATH'] ?? '').split(delimiter)) {
     if (!dir) continue;
     const candidate = join(dir, 'etcd');
@@ -113,22 +114,25 @@ function findEtcd(): string {
 }
 
 /** The environment without ETCD_* variables, which etcd would read as flags. */
-function cleanEnv(): NodeJS.ProcessEnv {
+export function cleanEnv(): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('ETCD')) env[k] = v;
   return env;
 }
 
-function exited(child: ChildProcess): boolean {
+/** exited says whether child has exited (or was killed) and Node has seen it. */
+export function exited(child: ChildProcess): boolean {
   return child.exitCode !== null || child.signalCode !== null;
 }
 
-function waitExit(child: ChildProcess): Promise<void> {
+/** waitExit resolves once child has exited. */
+export function waitExit(child: ChildProcess): Promise<void> {
   if (exited(child)) return Promise.resolve();
   return new Promise((resolve) => child.once('exit', () => resolve()));
 }
 
-function signal(pid: number, sig: NodeJS.Signals): void {
+/** signal sends sig to pid; a pid that is already gone is not an error. */
+export function signal(pid: number, sig: NodeJS.Signals): void {
   try {
     process.kill(pid, sig);
   } catch (err) {
@@ -137,7 +141,7 @@ function signal(pid: number, sig: NodeJS.Signals): void {
 }
 
 /** One GET /health; resolves true only for {"health":"true"}. */
-function healthy(endpoint: string): Promise<boolean> {
+export function healthy(endpoint: string): Promise<boolean> {
   return new Promise((resolve) => {
     const req = request(`${endpoint}/health`, { agent: false, timeout: 1000, headers: { connection: 'close' } }, (res) => {
       let body = '';
@@ -172,6 +176,18 @@ function installExitHook(): void {
       if (entry.removeDir) rmSync(entry.dataDir, { recursive: true, force: true });
     }
   });
+}
+
+/**
+ * trackProcess registers a child a test started: if the test process exits while the child
+ * runs, the child is SIGKILLed (by pid) and, when removeDir, dir is removed.
+ */
+export function trackProcess(child: ChildProcess, dir: string, removeDir = true): void {
+  installExitHook();
+  if (child.pid === undefined) return;
+  const pid = child.pid;
+  live.set(pid, { child, dataDir: dir, removeDir });
+  child.once('exit', () => live.delete(pid));
 }
 
 class EtcdProcess implements EtcdHandle {
@@ -224,7 +240,6 @@ class EtcdProcess implements EtcdHandle {
 
   /** Spawns etcd and waits until healthy; on failure the process is killed and the error names its stderr. */
   async start(): Promise<void> {
-    installExitHook();
     this.stopped = false;
     this.stderrTail = '';
     const child = spawn(this.bin, this.args(), { stdio: ['ignore', 'ignore', 'pipe'], env: cleanEnv() });
@@ -235,11 +250,7 @@ class EtcdProcess implements EtcdHandle {
     child.stderr!.on('data', (chunk: string) => {
       this.stderrTail = (this.stderrTail + chunk).slice(-STDERR_TAIL_BYTES);
     });
-    if (child.pid !== undefined) {
-      const pid = child.pid;
-      live.set(pid, { child, dataDir: this.dataDir, removeDir: true });
-      child.once('exit', () => live.delete(pid));
-    }
+    trackProcess(child, this.dataDir);
 
     const deadline = Date.now() + HEALTH_TIMEOUT_MS;
     for (;;) {
