@@ -34,7 +34,7 @@ describe('worker config', () => {
       'manager: m:1\ntoken: t\ndata_dir: /d\nid_file: /i\ncapacity: {cpu: 1.5, memory: 512Mi}\nlabels: {rack: 3, gpu: true}\n' +
         'reconnect_interval: 250ms\ncancel_grace: 2s\nlog_level: debug\n',
     );
-    expect(c).to.deep.include({ manager: 'm:1', token: 't', data_dir: '/d', id_file: '/i', reconnect_interval: 250, cancel_grace: 2000 });
+    expect(c).to.deep.include({ managers: ['m:1'], token: 't', data_dir: '/d', id_file: '/i', reconnect_interval: 250, cancel_grace: 2000 });
     expect(c.capacity).to.deep.equal({ cpu: 1.5, memory: 512 * 2 ** 20 });
     expect(c.labels).to.deep.equal({ rack: '3', gpu: 'true' });
     expect(parse('manager: m:1\ncapacity: {memory: 4Gi}').capacity?.memory).to.equal(4 * 2 ** 30);
@@ -42,6 +42,28 @@ describe('worker config', () => {
     // The same parser as schedctl's --mem (common/size.ts): decimal units and a trailing B too.
     expect(parse('manager: m:1\ncapacity: {memory: 2G}').capacity?.memory).to.equal(2e9);
     expect(parse('manager: m:1\ncapacity: {memory: 1.5GiB}').capacity?.memory).to.equal(1.5 * 2 ** 30);
+  });
+
+  it('reads managers, a list of host:port, or manager as a one-entry list', () => {
+    expect(parse('managers: [a:7070, "b.example:7071", "[::1]:7072"]\n').managers).to.deep.equal(['a:7070', 'b.example:7071', '[::1]:7072']);
+    expect(parse('managers:\n  - 10.0.0.1:7070\n').managers).to.deep.equal(['10.0.0.1:7070']);
+    expect(parse('manager: m:1\n').managers).to.deep.equal(['m:1']);
+    expect(parse('manager: m:1\n')).to.not.have.property('manager');
+    const list = (n: number) => `[${Array.from({ length: n }, (_, i) => `m${i}:7070`).join(', ')}]`;
+    expect(parse(`managers: ${list(16)}\n`).managers).to.have.length(16);
+    expect(fails(`managers: ${list(17)}\n`)).to.equal('w.yaml: managers: at most 16 managers');
+    expect(fails('managers: []\n')).to.equal('w.yaml: managers: must list at least one host:port');
+    expect(fails('managers: [a:1, nope]\n')).to.equal('w.yaml: managers.1: expected host:port, e.g. 127.0.0.1:7070');
+    expect(fails('managers: a:1\n')).to.match(/^w\.yaml: managers: /);
+    expect(fails('managers: [a:1, b:2, a:1]\n')).to.equal('w.yaml: managers: lists a:1 twice');
+  });
+
+  it('wants exactly one of manager and managers, and names both keys otherwise', () => {
+    expect(fails('manager: m:1\nmanagers: [m:2]\n')).to.equal('w.yaml: manager: give either manager or managers, not both');
+    expect(fails('token: x\n')).to.equal('w.yaml: manager: required key is missing: give managers (a list of host:port) or manager (one host:port)');
+    expect(fails('')).to.match(/^w\.yaml: manager: required key is missing: give managers/);
+    // An unknown key still comes first (often the typo behind the missing key).
+    expect(fails('managerz: [m:1]\n')).to.equal('w.yaml: unknown key managerz');
   });
 
   it('names the key in errors', () => {
@@ -73,7 +95,7 @@ describe('worker config', () => {
   it('parses the example config', () => {
     const text = readFileSync('worker-node/worker-node.yaml', 'utf8');
     const c = parseWorkerConfig('worker-node.yaml', text);
-    expect(c.manager).to.equal('127.0.0.1:7070');
+    expect(c.managers).to.deep.equal(['127.0.0.1:7070']);
     // Its commented env_inherit example is valid once uncommented.
     const example = /^# (env_inherit: .*)$/m.exec(text);
     expect(example, 'env_inherit example').to.not.equal(null);

@@ -111,7 +111,7 @@ describe('worker session', function () {
     // Opened with the session, so what a test put in the outbox before plays a previous run's leftovers.
     outbox ??= new Outbox(dir);
     session ??= new Session({
-      manager: `127.0.0.1:${bound}`,
+      managers: [`127.0.0.1:${bound}`],
       token: 'secret',
       workerId: 'w-1',
       node: detectNodeInfo({ labels: { zone: 'a' } }),

@@ -1,4 +1,4 @@
-// worker-node.yaml: where the manager is, where results live on disk, and
+// worker-node.yaml: where the managers are, where results live on disk, and
 // what this node offers. Unknown keys are errors so typos do not go unnoticed.
 import { resolve, join } from 'node:path';
 import { z } from 'zod';
@@ -27,10 +27,23 @@ const DAY = 24 * HOUR;
 const KI = 2 ** 10;
 const MI = 2 ** 20;
 const TI = 2 ** 40;
+/** Managers a worker may list (one leads; the others name it when dialled). */
+export const MAX_MANAGERS = 16;
 
 export const workerConfigSchema = z
   .object({
-    manager: hostPort(),
+    /** One manager (host:port): the same as a one-entry managers list. */
+    manager: hostPort().optional(),
+    /** Managers sharing one store (high availability): dialled one at a time, the first first. */
+    managers: z
+      .array(hostPort())
+      .min(1, 'must list at least one host:port')
+      .max(MAX_MANAGERS, `at most ${MAX_MANAGERS} managers`)
+      .superRefine((list, ctx) => {
+        const twice = list.find((a, i) => list.indexOf(a) !== i);
+        if (twice) ctx.addIssue({ code: 'custom', message: `lists ${twice} twice` });
+      })
+      .optional(),
     token: z.string().optional(),
     /** Mutual TLS: the CA and this worker's certificate (role worker) and key; without it, plain TCP. */
     tls: tlsSchema().optional(),
@@ -63,10 +76,17 @@ export const workerConfigSchema = z
     log_level: logLevel().default('info'),
   })
   .strict()
+  .superRefine((c, ctx) => {
+    if (c.manager !== undefined && c.managers !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['manager'], message: 'give either manager or managers, not both' });
+    } else if (c.manager === undefined && c.managers === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['manager'], message: 'required key is missing: give managers (a list of host:port) or manager (one host:port)' });
+    }
+  })
   // Paths become absolute once, so a task's cwd never changes where logs go.
-  .transform((c) => {
+  .transform(({ manager, managers, ...c }) => {
     const dataDir = resolve(c.data_dir);
-    return { ...c, data_dir: dataDir, id_file: resolve(c.id_file ?? join(dataDir, 'worker-id')) };
+    return { ...c, managers: managers ?? [manager!], data_dir: dataDir, id_file: resolve(c.id_file ?? join(dataDir, 'worker-id')) };
   });
 
 export type WorkerConfig = z.output<typeof workerConfigSchema>;

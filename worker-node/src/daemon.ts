@@ -1,4 +1,4 @@
-// worker-node: dials the manager, runs the processes it is sent, reports back.
+// worker-node: dials the manager (the leader of several), runs the processes it is sent, reports back.
 import { Command } from 'commander';
 import { ConfigError } from '../../common/config.js';
 import { setLongTimeout } from '../../common/long-timer.js';
@@ -94,7 +94,7 @@ try {
 }
 if (!tlsCredentials) logger.warn('connecting without TLS (plain TCP); configure tls for mutual TLS');
 const session = new Session({
-  manager: config.manager,
+  managers: config.managers,
   token: config.token ?? '',
   workerId,
   node,
@@ -120,7 +120,7 @@ const logSweeper = setInterval(sweepLogs, Math.min(LOG_SWEEP_MS, config.log_rete
 logger.info(
   {
     workerId,
-    manager: config.manager,
+    managers: config.managers,
     dataDir: config.data_dir,
     version: VERSION,
     millicpu: Number(node.capacity.millicpu),

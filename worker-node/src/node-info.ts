@@ -33,6 +33,23 @@ export function detectNodeInfo(config: Pick<WorkerConfig, 'capacity' | 'labels'>
   };
 }
 
+interface Amount {
+  millicpu: number;
+  memoryBytes: number;
+}
+
+/** Why a task of `req` does not fit next to `used` within `capacity`, or undefined when it fits. */
+export function overCapacity(used: Amount, req: Amount, capacity: { millicpu: bigint; memoryBytes: bigint } | undefined): string | undefined {
+  if (!capacity) return undefined;
+  const cpu = Number(capacity.millicpu);
+  const mem = Number(capacity.memoryBytes);
+  if (used.millicpu + req.millicpu > cpu) return `over capacity: cpu ${used.millicpu}m in use + ${req.millicpu}m requested > ${cpu}m`;
+  if (used.memoryBytes + req.memoryBytes > mem) {
+    return `over capacity: memory ${used.memoryBytes} bytes in use + ${req.memoryBytes} requested > ${mem}`;
+  }
+  return undefined;
+}
+
 /** What the node has left right now, sent in every Pong for the manager's scoring. */
 export interface LiveLoad {
   /** 1-minute load average (0 where the OS has none, e.g. Windows). */

@@ -1,4 +1,6 @@
 // The worker's one dial-out stream to the manager (WorkerService.Connect).
+// With several managers it dials one at a time, goes to the leader a refusal
+// names and otherwise round robin (manager-list.ts).
 // It survives manager restarts: it redials forever, reports what still runs
 // in Hello, and keeps every result in the on-disk outbox until the manager
 // acknowledges it, so results outlive a worker restart too. Cut off for longer
@@ -6,6 +8,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import type { GenService } from '@bufbuild/protobuf/codegenv2';
+import { isNotLeader, leaderHint } from '../../common/errors.js';
 import { createServiceClient, type ServiceClient } from '../../common/grpc-service.js';
 import type { Logger } from '../../common/logger.js';
 import { VERSION } from '../../common/version.js';
@@ -21,7 +24,8 @@ import {
 import { checkTaskId, type Executor, type FinishedEvent, type StartedEvent } from './executor.js';
 import { DelayedStarts } from './delayed-starts.js';
 import { LogReads } from './log-reads.js';
-import { liveLoad, type LiveLoad, type NodeInfo } from './node-info.js';
+import { ClientPool, ManagerList, redialDelay, type NextDial } from './manager-list.js';
+import { liveLoad, overCapacity, type LiveLoad, type NodeInfo } from './node-info.js';
 import { OrphanTimer } from './orphan-timer.js';
 import { toFinished, type Outbox } from './outbox.js';
 
@@ -29,8 +33,11 @@ type WorkerMethods = typeof WorkerService extends GenService<infer T> ? T : neve
 type Stream = grpc.ClientDuplexStream<ConnectRequest, ConnectResponse>;
 type Outgoing = NonNullable<MessageInitShape<typeof ConnectRequestSchema>['msg']>;
 
+export { overCapacity, redialDelay };
+
 export interface SessionOptions {
-  manager: string;
+  /** The managers' addresses (host:port), dialled one at a time; the first goes first. */
+  managers: readonly string[];
   token: string;
   workerId: string;
   node: NodeInfo;
@@ -47,6 +54,8 @@ export interface SessionOptions {
   load?: () => LiveLoad;
   /** How long Started waits for a Finished that makes it moot (DelayedStarts). */
   startedDelayMs?: number;
+  /** The backoff pause before a redial; defaults to redialDelay (tests record it). */
+  redialDelay?: (failures: number, baseMs: number, maxMs: number) => number;
 }
 
 /** How long a fresh stream may wait for Welcome before it is given up and redialled. */
@@ -56,48 +65,24 @@ const SILENT_PINGS = 5;
 const SILENT_FLOOR_MS = 5_000;
 const GOODBYE_TIMEOUT_MS = 2_000;
 
-interface Amount {
-  millicpu: number;
-  memoryBytes: number;
-}
-
-/** Why a task of `req` does not fit next to `used` within `capacity`, or undefined when it fits. */
-export function overCapacity(used: Amount, req: Amount, capacity: { millicpu: bigint; memoryBytes: bigint } | undefined): string | undefined {
-  if (!capacity) return undefined;
-  const cpu = Number(capacity.millicpu);
-  const mem = Number(capacity.memoryBytes);
-  if (used.millicpu + req.millicpu > cpu) return `over capacity: cpu ${used.millicpu}m in use + ${req.millicpu}m requested > ${cpu}m`;
-  if (used.memoryBytes + req.memoryBytes > mem) {
-    return `over capacity: memory ${used.memoryBytes} bytes in use + ${req.memoryBytes} requested > ${mem}`;
-  }
-  return undefined;
-}
-
-/**
- * Exponential backoff with jitter: base·2^failures capped at max, then a random
- * 50-100% of it, so a fleet that lost its manager does not redial in lockstep.
- */
-export function redialDelay(failures: number, baseMs: number, maxMs: number, random = Math.random): number {
-  const ceiling = Math.min(maxMs, baseMs * 2 ** Math.min(failures, 30));
-  return Math.round(ceiling * (0.5 + 0.5 * random()));
-}
-
 /** "UNAVAILABLE: connect ECONNREFUSED 10.0.0.1:7070" rather than grpc-js's long-winded details. */
-function describeStatus(code: grpc.status | undefined, details: string): string {
-  const text = details.replace(/^No connection established\. Last error: (?:Error: )?/, '').replace(/\.? Resolution note:.*$/, '');
+function describeStatus({ code, details, message }: Partial<grpc.StatusObject & Error>): string {
+  const text = (details ?? message ?? '').replace(/^No connection established\. Last error: (?:Error: )?/, '').replace(/\.? Resolution note:.*$/, '');
   return code === undefined ? text : `${grpc.status[code]}: ${text || 'no details'}`;
 }
 
 export class Session {
   private readonly o: SessionOptions;
-  private readonly client: ServiceClient<WorkerMethods>;
+  private readonly list: ManagerList;
+  private readonly clients: ClientPool<ServiceClient<WorkerMethods>>;
   private stream: Stream | undefined;
   private welcomed = false;
   private stopping = false;
   private redialTimer: NodeJS.Timeout | undefined;
   private watchdog: NodeJS.Timeout | undefined;
-  private lastWarning = '';
-  /** Redials since the last Welcome: the backoff exponent. */
+  /** The last warning per address in this outage: each is warned once, later repeats go to debug. */
+  private readonly warned = new Map<string, string>();
+  /** Backoff pauses since the last Welcome: the backoff exponent. */
   private failures = 0;
   /** Set by leave(): no new tasks, and the manager is told after every (re)connect. */
   private leaving: { reason: string; deadlineUnixMs: number } | undefined;
@@ -108,13 +93,16 @@ export class Session {
 
   constructor(options: SessionOptions) {
     this.o = options;
-    this.client = createServiceClient(WorkerService, options.manager, options.credentials ?? grpc.credentials.createInsecure(), {
-      // grpc-js otherwise backs its channel off for up to two minutes, and every
-      // redial in that window fails without trying the network. The redials are
-      // paced by scheduleRedial; 1 s at most here keeps its orphan-timeout cap real.
-      'grpc.initial_reconnect_backoff_ms': Math.min(options.reconnectIntervalMs, 1000),
-      'grpc.max_reconnect_backoff_ms': 1000,
-    });
+    this.list = new ManagerList(options.managers);
+    const make = (address: string) =>
+      createServiceClient(WorkerService, address, options.credentials ?? grpc.credentials.createInsecure(), {
+        // grpc-js otherwise backs its channel off for up to two minutes, and every
+        // redial in that window fails without trying the network. The redials are
+        // paced by redial(); 1 s at most here keeps its orphan-timeout cap real.
+        'grpc.initial_reconnect_backoff_ms': Math.min(options.reconnectIntervalMs, 1000),
+        'grpc.max_reconnect_backoff_ms': 1000,
+      });
+    this.clients = new ClientPool(make, this.list.addresses);
     this.logReads = new LogReads(options);
     this.starts = new DelayedStarts((e) => this.sendStarted(e), options.startedDelayMs);
     options.executor.on('started', this.onStarted);
@@ -150,7 +138,7 @@ export class Session {
     this.o.executor.off('finished', this.onFinished);
   }
 
-  /** Says Goodbye, closes the stream and the channel. Running tasks are the caller's to stop. */
+  /** Says Goodbye, closes the stream and every channel. Running tasks are the caller's to stop. */
   async stop(reason: string): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
@@ -180,7 +168,7 @@ export class Session {
       });
       this.stream = undefined;
     }
-    this.client.close();
+    this.clients.closeAll();
   }
 
   private dial(): void {
@@ -188,17 +176,17 @@ export class Session {
     if (this.stopping) return;
     let stream: Stream;
     try {
-      stream = this.client.connect();
+      stream = this.clients.get(this.list.current).connect();
     } catch (err) {
-      this.o.logger.warn({ err }, 'cannot open a stream to the manager');
-      this.scheduleRedial();
+      this.o.logger.warn({ err, manager: this.list.current }, 'cannot open a stream to the manager');
+      this.redial(this.list.failed());
       return;
     }
     this.stream = stream;
     this.welcomed = false;
     stream.on('data', (m: ConnectResponse) => this.receive(stream, m));
-    stream.on('error', (err: Partial<grpc.StatusObject> & Error) => this.lost(stream, describeStatus(err.code, err.details ?? err.message)));
-    stream.on('status', (s: grpc.StatusObject) => this.lost(stream, describeStatus(s.code, s.details)));
+    stream.on('error', (err: Partial<grpc.StatusObject> & Error) => this.lost(stream, describeStatus(err), err));
+    stream.on('status', (s: grpc.StatusObject) => this.lost(stream, describeStatus(s), s));
     stream.on('end', () => this.lost(stream, 'stream ended by the manager'));
     stream.on('close', () => this.lost(stream, 'stream closed'));
     const { workerId, token, node, executor } = this.o;
@@ -253,11 +241,12 @@ export class Session {
 
   private welcome(stream: Stream, w: Welcome): void {
     this.welcomed = true;
-    this.lastWarning = '';
+    this.warned.clear();
     this.failures = 0;
+    this.list.welcomed();
     this.orphan.welcome(w.orphanTimeoutMs);
     if (this.leaving) this.leave(this.leaving.reason, this.leaving.deadlineUnixMs);
-    this.o.logger.info({ workerId: this.o.workerId, manager: this.o.manager, session: w.sessionId }, 'connected to manager');
+    this.o.logger.info({ workerId: this.o.workerId, manager: this.list.current, session: w.sessionId }, `connected to manager at ${this.list.current}`);
     // Results produced while the manager was away or before this worker restarted;
     // it stores each (task, attempt) once and acknowledges repeats without storing them.
     for (const finished of this.o.outbox.all()) this.send({ case: 'finished', value: finished });
@@ -360,7 +349,7 @@ export class Session {
     this.watchdog = ms > 0 ? setTimeout(() => this.lost(stream, `${reason} for ${ms}ms`), ms) : undefined;
   }
 
-  private lost(stream: Stream, reason: string): void {
+  private lost(stream: Stream, reason: string, cause: Partial<grpc.StatusObject> = {}): void {
     if (stream !== this.stream) return;
     this.stream = undefined;
     const wasConnected = this.welcomed;
@@ -371,13 +360,16 @@ export class Session {
     this.starts.clear();
     stream.cancel(); // no-op once the call has ended; frees a stream given up by the watchdog
     if (this.stopping) return;
-    const message = `lost connection to manager at ${this.o.manager}: ${reason}`;
-    // Warn once per outage (or when the cause changes), not on every failed redial.
-    if (wasConnected || reason !== this.lastWarning) this.o.logger.warn(message);
+    const address = this.list.current;
+    const next = this.list.failed({ leader: leaderHint(cause), welcomed: wasConnected, notLeader: isNotLeader(cause) });
+    const message = `lost connection to manager at ${address}: ${reason}`;
+    // Warn once per outage and address (or when the cause changes), not on every failed redial; a refusal naming the leader is no outage.
+    if (wasConnected || (!next.following && reason !== this.warned.get(address))) this.o.logger.warn(message);
     else this.o.logger.debug(message);
-    this.lastWarning = reason;
+    if (this.warned.size > 64) this.warned.clear();
+    if (!next.following) this.warned.set(address, reason);
     this.orphan.lost();
-    this.scheduleRedial();
+    this.redial(next);
   }
 
   /** Cut off past the orphan timeout: the manager gives these tasks up, so they must not run on. */
@@ -389,9 +381,12 @@ export class Session {
     this.o.logger.warn({ silentMs, orphanTimeoutMs: timeoutMs, tasks: tasks.map((t) => `${t.taskId}.${t.attempt}`) }, 'no manager within the orphan timeout: killed the running tasks');
   }
 
-  private scheduleRedial(): void {
+  /** Dials the next address: at once, or after a backoff pause once a whole round of the list has failed. */
+  private redial({ pause, following }: NextDial): void {
     if (this.stopping || this.redialTimer) return;
+    if (following) this.o.logger.info(`following the leader at ${following.leader} (${following.refusedBy} is not the leader)`);
     const maxMs = this.orphan.redialCap(this.o.reconnectMaxMs ?? 30_000);
-    this.redialTimer = setTimeout(() => this.dial(), redialDelay(this.failures++, this.o.reconnectIntervalMs, maxMs));
+    const delayMs = pause ? (this.o.redialDelay ?? redialDelay)(this.failures++, this.o.reconnectIntervalMs, maxMs) : 0;
+    this.redialTimer = setTimeout(() => this.dial(), delayMs);
   }
 }
