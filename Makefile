@@ -7,7 +7,7 @@ MOCHA := node_modules/.bin/mocha
 UNIT_SPECS := 'test/unit/**/*.test.ts' 'test/conformance/**/*.test.ts'
 E2E_SPECS := 'test/e2e/**/*.test.ts'
 
-.PHONY: all deps build proto lint test test-unit test-e2e demo docker-build clean etcd netns-tools
+.PHONY: all deps build proto lint test test-unit test-e2e demo testbed docker-build clean etcd netns-tools
 
 all: build
 
@@ -67,6 +67,11 @@ test-e2e: deps etcd netns-tools build
 
 demo: build
 	bash test/demo/demo.sh
+
+# testbed: 3 etcd members, 3 managers and 3 workers as local processes on loopback
+# (testbed/docker-compose.yml is the same in containers). Ctrl-C stops it.
+testbed: build etcd
+	node_modules/.bin/tsx testbed/run.ts
 
 docker-build:
 	docker build -t sched:latest .

@@ -62,6 +62,12 @@ export class PermissionDeniedError extends SchedError {
     super(message, grpc.status.PERMISSION_DENIED);
   }
 }
+/** The manager is up but not serving yet (it is loading its state). */
+export class StartingError extends SchedError {
+  constructor() {
+    super('management node is starting (loading its state); try again shortly', grpc.status.UNAVAILABLE);
+  }
+}
 export class ShuttingDownError extends SchedError {
   constructor() {
     super('management node is shutting down', grpc.status.UNAVAILABLE);

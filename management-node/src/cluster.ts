@@ -62,6 +62,11 @@ export interface ClusterOptions {
    * gap is the manager's own stall, not held against workers. Unlimited when unset.
    */
   maxClockStepMs?: number;
+  /**
+   * False while this manager may not act (HA: it is not sure it still leads): nothing is
+   * offered and no deadline is judged. Always true when unset (a single manager).
+   */
+  mayAct?: () => boolean;
 }
 
 const DEFAULT_RECONNECT_GRACE_MS = 10_000;
@@ -110,7 +115,7 @@ export class Cluster {
     ));
     const offers = (this.offers = new OfferLedger(opts.ackTimeoutMs));
     const recovery = (this.recovery = new Recovery(log));
-    const dispatch = (this.dispatch = new Dispatch(this.tasks, sched, offers, registry, recovery, journal, this.stats, defaults, clock, now, log));
+    const dispatch = (this.dispatch = new Dispatch(this.tasks, sched, offers, registry, recovery, journal, this.stats, defaults, clock, now, log, opts.mayAct));
     this.intake = new Intake(this.tasks, this.submissions, journal, dispatch, this.stats, defaults, now, log);
     this.attempts = new Attempts(this.tasks, offers, registry, dispatch, recovery, journal, this.stats, now, log);
     this.retention = new Retention(this.tasks, this.submissions, registry, journal, opts, log);
@@ -289,6 +294,7 @@ export class Cluster {
    * loop's busy share since the last tick (see fair-clock.ts).
    */
   tick(utilization = 0): void {
+    if (this.opts.mayAct && !this.opts.mayAct()) return;
     const now = this.now();
     this.clock.calibrate(utilization);
     const clock = this.clock.value;

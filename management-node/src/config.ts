@@ -26,6 +26,17 @@ const storeSchema = z.discriminatedUnion('type', [
 export const managerConfigSchema = z
   .object({
     listen: hostPort().default('127.0.0.1:7070'),
+    /**
+     * Where workers and clients reach this manager (host:port): what followers tell them the
+     * leader's address is. Default: the listen address with the bound port (this machine's
+     * hostname when listen is 0.0.0.0 or ::).
+     */
+    advertise: hostPort().optional(),
+    /**
+     * Several managers on one etcd: the leader's lease. A leader that cannot renew it within
+     * this long (crashed, frozen, cut off) is replaced; a smaller one fails over sooner.
+     */
+    leader_lease: durationIn(2 * SECOND, MINUTE).default(3 * SECOND),
     store: storeSchema.default({ type: 'embedded', path: './data/manager' }),
     ping_interval: durationIn(50, 5 * MINUTE).default(SECOND),
     /** Pings a worker may miss before it is marked disconnected. */

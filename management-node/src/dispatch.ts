@@ -38,6 +38,8 @@ export class Dispatch {
     private readonly clock: FairClock,
     private readonly now: () => number,
     private readonly log: Logger,
+    /** False while this manager may not act (see ClusterOptions.mayAct): nothing is offered. */
+    private readonly mayAct: () => boolean = () => true,
   ) {}
 
   /** sequence gives a task its place in submission order. */
@@ -104,6 +106,7 @@ export class Dispatch {
 
   /** placeQueued offers what fits now, in priority then submission order, with backfill. */
   placeQueued(): void {
+    if (!this.mayAct()) return;
     for (const id of this.recovery.over(this.clock.value)) {
       const task = this.tasks.get(id);
       if (task?.state === TaskState.PENDING && !this.offers.has(id)) this.enqueue(task);

@@ -25,6 +25,8 @@ export interface Metrics {
   readonly observeCommit: CommitObserver;
   /** Starts reading the cluster; call once it exists. */
   attach(cluster: Cluster): void;
+  /** Starts reading who leads (followers too). */
+  attachLeadership(read: () => { role: string; term: bigint; managers: string[] }): void;
 }
 
 /** A counter whose value is a running total kept elsewhere, read at scrape time. */
@@ -101,6 +103,31 @@ export function createMetrics(): Metrics {
     'Time not held against workers because the manager was stalled or its event loop saturated',
     stat((c) => c.stalledMs / 1000),
   );
+  let leadership: (() => { role: string; term: bigint; managers: string[] }) | undefined;
+  new Gauge({
+    name: 'sched_manager_leader',
+    help: '1 while this manager leads, else 0 (a follower, or a candidate that knows no leader)',
+    registers: [registry],
+    collect() {
+      this.set(leadership?.().role === 'leader' ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'sched_manager_term',
+    help: "The current leader's term: the store revision at which it was elected",
+    registers: [registry],
+    collect() {
+      this.set(Number(leadership?.().term ?? 0n));
+    },
+  });
+  new Gauge({
+    name: 'sched_managers',
+    help: 'Managers registered in the store (the leader and its followers)',
+    registers: [registry],
+    collect() {
+      this.set(leadership?.().managers.length ?? 0);
+    },
+  });
   new Counter({
     name: 'sched_tasks_dead_total',
     help: 'Tasks that will never run (or were stopped), by reason',
@@ -119,6 +146,9 @@ export function createMetrics(): Metrics {
     },
     attach(c) {
       cluster = c;
+    },
+    attachLeadership(read) {
+      leadership = read;
     },
   };
 }

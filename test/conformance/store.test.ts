@@ -543,6 +543,28 @@ function storeContract(factory: Factory): void {
     expect(keysOf(await store.range('m/'))).to.deep.equal(['m/plain-later']);
   });
 
+  it('a lease creates a key only if it does not exist, and the key goes with the lease (election)', async () => {
+    const one = await store.grantLease(2000);
+    const two = await store.grantLease(2000);
+    const rev = await one.create('e/leader', enc('one'));
+    expect(rev !== undefined && rev > 0n).to.equal(true);
+    expect((await store.getWithRevision('e/leader'))!.modRevision).to.equal(rev);
+    expect(await two.create('e/leader', enc('two'))).to.equal(undefined);
+    expect(await one.create('e/leader', enc('again'))).to.equal(undefined); // exists, even for its own lease
+    expect(dec(await store.get('e/leader'))).to.equal('one');
+    // A write fenced on the leader key's revision passes while it holds it.
+    expect((await store.txn({ compare: [{ key: 'e/leader', modRevision: rev! }], ops: [put('e/data', '1')] })).succeeded).to.equal(true);
+    await one.revoke();
+    expect(await store.get('e/leader')).to.equal(undefined);
+    const next = await two.create('e/leader', enc('two'));
+    expect(next !== undefined && next > rev!).to.equal(true);
+    // The deposed holder's fence no longer holds: its write changes nothing.
+    expect((await store.txn({ compare: [{ key: 'e/leader', modRevision: rev! }], ops: [put('e/data', 'stale')] })).succeeded).to.equal(false);
+    expect(dec(await store.get('e/data'))).to.equal('1');
+    await expectReject(one.create('e/other', enc('x')), /revoked/);
+    await two.revoke();
+  });
+
   it('a lease needs a positive TTL', async () => {
     await expectReject(store.grantLease(0), /TTL/);
     await expectReject(store.grantLease(-1), /TTL/);

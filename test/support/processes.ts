@@ -133,6 +133,11 @@ export interface StartManagerOptions {
   port?: number;
   /** How long to wait for the ready line; its expiry means the manager never came up. */
   timeoutMs?: number;
+  /**
+   * 'ready' (the default): resolve once it leads and serves ("management node ready");
+   * 'listening': once it listens (a follower of another manager never gets further).
+   */
+  until?: 'ready' | 'listening';
 }
 
 const sleepMs = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -177,7 +182,7 @@ export async function startManager(o: StartManagerOptions): Promise<ManagerHandl
     void daemon.exited.then((c) => (exitCode = c));
     for (;;) {
       const records = logRecords(o.logFile, offset);
-      const ready = records.find((r) => r['msg'] === 'management node ready');
+      const ready = records.find((r) => r['msg'] === (o.until === 'listening' ? 'management node listening' : 'management node ready'));
       if (ready && typeof ready['port'] === 'number') {
         const metrics = records.find((r) => r['msg'] === 'serving metrics')?.['metrics'];
         const metricsPort = typeof metrics === 'string' ? Number(/:(\d+)\/metrics$/.exec(metrics)?.[1]) : undefined;

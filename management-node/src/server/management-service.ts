@@ -43,10 +43,22 @@ function unary<Req, Res>(fn: Unary<Req, Res>): grpc.handleUnaryCall<Req, Res> {
   };
 }
 
-export function managementHandlers(
-  cluster: Cluster,
-  storeDescription: string,
-): ServiceHandlers<(typeof ManagementService)['method']> {
+export type ManagementHandlers = ServiceHandlers<(typeof ManagementService)['method']>;
+
+/** What Status says of high availability (see StatusResponse). */
+export interface HaStatus {
+  role: string;
+  leader: string;
+  term: bigint;
+  managers: string[];
+}
+
+/** A follower's Status: who leads, and no counts (it keeps no state). */
+export function followerStatus(storeDescription: string, ha: () => HaStatus): ManagementHandlers['status'] {
+  return unary(() => create(StatusResponseSchema, { version: VERSION, store: storeDescription, ...ha() }));
+}
+
+export function managementHandlers(cluster: Cluster, storeDescription: string, ha?: () => HaStatus): ManagementHandlers {
   return {
     runTask: unary(async (req) => {
       const tasks = await cluster.submit(req.spec ?? create(TaskSpecSchema), req.count || 1, req.idempotencyKey);
@@ -177,6 +189,7 @@ export function managementHandlers(
         workersConnected: c.workersConnected,
         workersTotal: c.workersTotal,
         tasksByState: c.tasksByState,
+        ...ha?.(),
       });
     }),
   };

@@ -29,11 +29,9 @@ export interface WorkerServiceOptions {
   helloTimeoutMs: number;
 }
 
-export function workerHandlers(
-  cluster: Cluster,
-  log: Logger,
-  opts: WorkerServiceOptions = { helloTimeoutMs: 10_000 },
-): ServiceHandlers<(typeof WorkerService)['method']> {
+export type WorkerHandlers = ServiceHandlers<(typeof WorkerService)['method']>;
+
+export function workerHandlers(cluster: Cluster, log: Logger, opts: WorkerServiceOptions = { helloTimeoutMs: 10_000 }): WorkerHandlers {
   return {
     connect: (call: grpc.ServerDuplexStream<ConnectRequest, ConnectResponse>) => {
       const address = call.getPeer();

@@ -345,12 +345,19 @@ export function createEmbeddedStore(path: string): Store {
       const lease: Lease = {
         id,
         lost: new Promise<Error>(() => {}),
+        aliveUntil: () => Infinity,
         async put(key, value) {
           if (revoked) throw new LeaseRevokedError(id);
           const copied = copyOps([{ key, value }]);
           // Queued before any revoke of this lease (transactions run in call
           // order), so a revoke always removes what this put adds.
           await write(() => txnBody({ compare: [], ops: copied }, id));
+        },
+        async create(key, value) {
+          if (revoked) throw new LeaseRevokedError(id);
+          const copied = copyOps([{ key, value }]);
+          const r = await write(() => txnBody({ compare: [{ key, modRevision: 0n }], ops: copied }, id));
+          return r.succeeded ? r.revision : undefined;
         },
         revoke,
       };

@@ -1,4 +1,5 @@
-import { Etcd3, EtcdLeaseInvalidError, GRPCInvalidArgumentError, type IKeyValue, type IOptions, type Lease as EtcdLease, type Watcher } from 'etcd3';
+import { performance } from 'node:perf_hooks';
+import { Etcd3, EtcdLeaseInvalidError, GRPCInvalidArgumentError, GRPCUnavailableError, type IKeyValue, type IOptions, type Lease as EtcdLease, type Watcher } from 'etcd3';
 import { StoreRefusedError, StoreUnavailableError } from '../../../common/errors.js';
 import {
   checkOps,
@@ -18,17 +19,56 @@ import {
 } from './store.js';
 
 /**
- * A pass-through fault policy. etcd3's defaults retry every call three times
- * and put each host behind a circuit breaker that, after three failures,
- * refuses every call for 5 s, even after etcd is back. The store's callers
- * (group commit, startup) own the retry policy, so calls fail fast instead.
+ * Fault policies that use every endpoint. etcd3's defaults retry every call
+ * three times and put each host behind a circuit breaker that, after three
+ * failures, refuses it for 5 s, even after that member is back. Here a call
+ * that cannot reach its member (UNAVAILABLE: refused, reset, no route) is
+ * tried on the next one at once, each member at most once per call, and a
+ * member that failed is skipped by later calls for HOST_COOLDOWN_MS. Other
+ * failures (a deadline, a refusal by etcd) are the callers' to retry (group
+ * commit, startup): they own the policy. A write is only retried when it
+ * never reached a member, so it is applied at most once.
  */
 type FaultPolicy = NonNullable<NonNullable<IOptions['faultHandling']>['global']>;
-const passThrough = {
-  async execute<T>(fn: (context: { signal: AbortSignal }) => PromiseLike<T> | T): Promise<T> {
-    return fn({ signal: new AbortController().signal });
-  },
-} as unknown as FaultPolicy;
+type Execute = <T>(fn: (context: { signal: AbortSignal }) => PromiseLike<T> | T) => Promise<T>;
+const HOST_COOLDOWN_MS = 500;
+const unreachable = (err: unknown): boolean => err instanceof GRPCUnavailableError || err instanceof HostCoolingDown;
+
+class HostCoolingDown extends Error {}
+
+function policy(execute: Execute): FaultPolicy {
+  return { execute } as unknown as FaultPolicy;
+}
+
+/** Tries the call on up to `members` members in turn (etcd3 moves to the next host on each attempt). */
+function acrossMembers(members: number): FaultPolicy {
+  return policy(async (fn) => {
+    let last: unknown;
+    for (let i = 0; i < members; i++) {
+      try {
+        return await fn({ signal: new AbortController().signal });
+      } catch (err) {
+        if (!unreachable(err)) throw err;
+        last = err;
+      }
+    }
+    throw last;
+  });
+}
+
+/** Skips a member for HOST_COOLDOWN_MS after it was unreachable. */
+function cooldown(host: string): FaultPolicy {
+  let until = 0;
+  return policy(async (fn) => {
+    if (Date.now() < until) throw new HostCoolingDown(`etcd member ${host} was unreachable less than ${HOST_COOLDOWN_MS} ms ago`);
+    try {
+      return await fn({ signal: new AbortController().signal });
+    } catch (err) {
+      if (err instanceof GRPCUnavailableError || (err instanceof Error && /UNAVAILABLE|ECONNREFUSED|ECONNRESET/.test(err.message))) until = Date.now() + HOST_COOLDOWN_MS;
+      throw err;
+    }
+  });
+}
 
 /**
  * Watch reconnect backoff: 100 ms doubling to 2 s (etcd3's default climbs to
@@ -72,8 +112,7 @@ function unavailable(endpoints: string[], err: unknown): StoreUnavailableError {
 export function createEtcdStore(options: EtcdStoreOptions): Store {
   const client = new Etcd3({
     hosts: options.endpoints,
-    // Fail fast; callers (group commit, startup) own the retry policy.
-    faultHandling: { host: () => passThrough, global: passThrough, watchBackoff: watchBackoff() },
+    faultHandling: { host: (h) => cooldown(h), global: acrossMembers(options.endpoints.length), watchBackoff: watchBackoff() },
   });
   const prefix = options.prefix;
   const full = (key: string) => Buffer.from(prefix + key);
@@ -254,6 +293,11 @@ export function createEtcdStore(options: EtcdStoreOptions): Store {
         ended = true;
         resolveLost(err);
       });
+      // Renewals go out every TTL/3; each answered one proves the lease alive for a TTL from when it was sent.
+      let sentAt = performance.now();
+      let aliveUntil = sentAt + ttl * 1000;
+      lease.on('keepaliveFired', () => (sentAt = performance.now()));
+      lease.on('keepaliveSucceeded', (res) => (aliveUntil = sentAt + Number(res.TTL) * 1000));
       let id: string;
       try {
         id = await lease.grant();
@@ -271,10 +315,28 @@ export function createEtcdStore(options: EtcdStoreOptions): Store {
       const handle: Lease = {
         id,
         lost,
+        aliveUntil: () => (ended ? 0 : aliveUntil),
         async put(key, value) {
           if (ended || lease.revoked()) throw new LeaseRevokedError(id);
           try {
             await client.kv.put({ key: full(key), value: Buffer.from(value), lease: id }, deadline());
+          } catch (err) {
+            if (err instanceof EtcdLeaseInvalidError) throw new LeaseRevokedError(id);
+            throw fail(err);
+          }
+        },
+        async create(key, value) {
+          if (ended || lease.revoked()) throw new LeaseRevokedError(id);
+          try {
+            const res = await client.kv.txn(
+              {
+                compare: [{ key: full(key), target: 'Create', result: 'Equal', create_revision: '0' }],
+                success: [{ request_put: { key: full(key), value: Buffer.from(value), lease: id } }],
+                failure: [],
+              },
+              deadline(),
+            );
+            return res.succeeded ? BigInt(res.header.revision) : undefined;
           } catch (err) {
             if (err instanceof EtcdLeaseInvalidError) throw new LeaseRevokedError(id);
             throw fail(err);

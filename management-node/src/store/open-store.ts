@@ -13,25 +13,14 @@ export function openStore(config: ManagerConfig['store']): Store {
 }
 
 /**
- * ensureSchema waits until the store answers (retrying with a clear log line,
- * never a stack trace), then checks or writes meta/schema.
+ * retryStore runs fn until it stops failing for want of a store (retrying with a clear
+ * log line, never a stack trace); a ConfigError, or any error once signal is aborted, ends it.
  */
-export async function ensureSchema(store: Store, log: Logger, signal: AbortSignal): Promise<void> {
+export async function retryStore<T>(store: Store, log: Logger, signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
   let delay = 500;
   for (;;) {
     try {
-      const raw = await store.get(SCHEMA_KEY);
-      if (raw === undefined) {
-        await store.commit([{ key: SCHEMA_KEY, value: new TextEncoder().encode(String(SCHEMA_VERSION)) }]);
-        return;
-      }
-      const version = Number(new TextDecoder().decode(raw));
-      if (version > SCHEMA_VERSION) {
-        throw new ConfigError(
-          `store holds schema version ${version}, newer than this management node understands (${SCHEMA_VERSION}); upgrade the management node`,
-        );
-      }
-      return;
+      return await fn();
     } catch (err) {
       if (err instanceof ConfigError) throw err;
       if (signal.aborted) throw err;
@@ -40,4 +29,21 @@ export async function ensureSchema(store: Store, log: Logger, signal: AbortSigna
       delay = Math.min(delay * 2, 5000);
     }
   }
+}
+
+/** ensureSchema waits until the store answers, then checks or writes meta/schema. */
+export function ensureSchema(store: Store, log: Logger, signal: AbortSignal): Promise<void> {
+  return retryStore(store, log, signal, async () => {
+    const raw = await store.get(SCHEMA_KEY);
+    if (raw === undefined) {
+      await store.commit([{ key: SCHEMA_KEY, value: new TextEncoder().encode(String(SCHEMA_VERSION)) }]);
+      return;
+    }
+    const version = Number(new TextDecoder().decode(raw));
+    if (version > SCHEMA_VERSION) {
+      throw new ConfigError(
+        `store holds schema version ${version}, newer than this management node understands (${SCHEMA_VERSION}); upgrade the management node`,
+      );
+    }
+  });
 }

@@ -71,6 +71,13 @@ export interface Lease {
    * the lease is revoked or lost.
    */
   put(key: string, value: Uint8Array): Promise<void>;
+  /**
+   * Puts key attached to this lease only if the key does not exist (one
+   * transaction): resolves with the store revision that created it, or
+   * undefined when the key exists (whoever holds it). The basis of leader
+   * election: the key lives exactly as long as the lease.
+   */
+  create(key: string, value: Uint8Array): Promise<bigint | undefined>;
   /** Ends the lease and deletes its keys (as one change watchers see). Idempotent. */
   revoke(): Promise<void>;
   /**
@@ -80,6 +87,13 @@ export interface Lease {
    * settles for embedded leases, which live as long as the store is open.
    */
   readonly lost: Promise<Error>;
+  /**
+   * Until when (performance.now() milliseconds) the lease is certainly alive:
+   * its last renewal was sent at that time minus its TTL. Past it, the lease
+   * may have expired without this process hearing of it (it was frozen, or
+   * cut off). Infinity for embedded leases.
+   */
+  aliveUntil(): number;
 }
 
 export interface Store {
