@@ -121,6 +121,12 @@ export function report(r: BenchResults): { table: Table; json: Json } {
     Object.assign(json, Object.fromEntries(Object.entries(rest).map(([k, v]) => [k, sig(v)])));
   }
 
+  t.section('high availability: 3 etcd members, 3 managers, 1 worker, default settings (leader_lease 3s, ping 1s × 3)');
+  const f = r.failover;
+  t.add({ key: 'failover_s', value: f?.failover_s, unit: 's', target: { op: '<', limit: 5, text: '< 5' }, note: f ? `kill -9 of the leader → next task acknowledged and placed; median of ${f.failover_runs.length} (${f.failover_runs.map((x) => fmt(x)).join(', ')}), worst ${fmt(f.failover_worst_s)}` : '' });
+  t.add({ key: 'worker_loss_detect_s', value: f?.worker_loss_detect_s, unit: 's', target: { op: '<', limit: 5, text: '< 5' }, note: 'a frozen worker (SIGSTOP) → shown disconnected' });
+  if (f) Object.assign(json, { failover_s: sig(f.failover_s), failover_worst_s: sig(f.failover_worst_s), failover_runs_s: f.failover_runs.map(sig), worker_loss_detect_s: sig(f.worker_loss_detect_s) });
+
   t.section('store, in this process');
   const st = r.store;
   t.add({ key: 'etcd_raw_writes_per_s', value: st?.etcd_raw_writes_per_s, unit: 'writes/s', baseline: true, note: '128-put txns, 8 in flight' });

@@ -7,8 +7,8 @@
 //                                       --cpu-prof; profiles and their top functions under
 //                                       bench/results/profile/
 //   npm run bench -- --profile --store embedded
-//   npm run bench -- --only spawn,e2e   some phases only (spawn, cli, e2e, listings, idle, store,
-//                                       core); latest.json is left alone
+//   npm run bench -- --only spawn,e2e   some phases only (spawn, cli, e2e, listings, idle, failover,
+//                                       store, core); latest.json is left alone
 //
 // Order matters: the spawn baseline and the CLI's start-up come first, before anything else
 // runs or this process grows a heap; the core benchmark, which grows it most, comes last.
@@ -20,6 +20,7 @@ import { ROOT } from '../test/support/processes.js';
 import { measureCliStart, measureListings, type CliListings, type CliStart } from './cli.js';
 import type { CoreResult } from './core.js';
 import { benchE2e, type E2eResult, type StoreKind } from './e2e.js';
+import { measureFailover, type FailoverResult } from './failover.js';
 import { measureIdle, type IdleResult } from './idle.js';
 import { printSummary, summarize } from './profile.js';
 import { round, startTsChild } from './procs.js';
@@ -35,7 +36,7 @@ const { values: args } = parseArgs({
     only: { type: 'string' },
   },
 });
-const PHASES = ['spawn', 'cli', 'e2e', 'listings', 'idle', 'store', 'core'] as const;
+const PHASES = ['spawn', 'cli', 'e2e', 'listings', 'idle', 'failover', 'store', 'core'] as const;
 const only = args.only?.split(',');
 for (const p of only ?? []) if (!(PHASES as readonly string[]).includes(p)) throw new Error(`--only: no phase "${p}" (phases: ${PHASES.join(', ')})`);
 /** Whether a phase runs: all do unless --only names some. */
@@ -50,6 +51,7 @@ export interface BenchResults {
   e2e: Partial<Record<StoreKind, E2eResult>>;
   listings?: CliListings | undefined;
   idle?: IdleResult | undefined;
+  failover?: FailoverResult | undefined;
   store?: StoreResult | undefined;
   core?: CoreResult | undefined;
   errors: string[];
@@ -88,6 +90,7 @@ async function whole(): Promise<number> {
   }
   r.listings = runs('listings') ? await phase('schedctl workers ls / tasks ls', r.errors, () => measureListings(5000, 10_000)) : undefined;
   r.idle = runs('idle') ? await phase('idle workers', r.errors, () => measureIdle()) : undefined;
+  r.failover = runs('failover') ? await phase('failover (3 etcd, 3 managers, 1 worker)', r.errors, () => measureFailover(3)) : undefined;
   r.store = runs('store') ? await phase('store', r.errors, () => benchStore()) : undefined;
   r.core = !runs('core') ? undefined : await phase('scheduler core (own process)', r.errors, async () => {
     const child = startTsChild('core.ts', ['--json']);
