@@ -79,11 +79,16 @@ export const LEADER_METADATA = 'sched-leader';
 
 /**
  * This manager does not lead (a follower, or one not yet elected): the caller
- * should go to the leader, named in the message and in LEADER_METADATA.
+ * should go to the leader, named in the message and in LEADER_METADATA
+ * (FAILED_PRECONDITION), or try again when none is known (UNAVAILABLE).
  */
 export class NotLeaderError extends SchedError {
   constructor(readonly leader: string | undefined) {
-    super(leader ? `not the leader; the leader is at ${leader}` : 'not the leader; no leader elected yet', grpc.status.FAILED_PRECONDITION);
+    // With no leader to name (an election under way) it is UNAVAILABLE: try again, as for a manager that is down.
+    super(
+      leader ? `not the leader; the leader is at ${leader}` : 'not the leader; no leader elected yet',
+      leader ? grpc.status.FAILED_PRECONDITION : grpc.status.UNAVAILABLE,
+    );
   }
 }
 
@@ -98,7 +103,7 @@ export function leaderHint(err: unknown): string | undefined {
 /** True for the error of a manager that does not lead (with or without a leader to name). */
 export function isNotLeader(err: unknown): boolean {
   const e = err as Partial<grpc.ServiceError>;
-  return e.code === grpc.status.FAILED_PRECONDITION && /^not the leader;/.test(e.details ?? '');
+  return (e.code === grpc.status.FAILED_PRECONDITION || e.code === grpc.status.UNAVAILABLE) && /^not the leader;/.test(e.details ?? '');
 }
 
 /** toStatus maps any thrown value to a gRPC error object; unknown errors become INTERNAL. */

@@ -152,8 +152,11 @@ export class Cluster {
     }
     // A recovered pending task may be running on a worker whose Accepted never got stored: the
     // workers that were around get time to reconnect and report what they run (and finished)
-    // before it is offered again. The hold ends early once they all have. New tasks don't wait.
-    this.recovery.endBy(this.clock.advance() + this.opts.recoveryGraceMs);
+    // before it is offered again. The hold ends early once they all have. A worker that does not
+    // come back has killed such an attempt by its orphan timeout, which is shorter than the
+    // reconnect grace: so the hold lasts at least that long, whatever recovery_grace says (a
+    // shorter hold let a new leader run again what a slow worker had run). New tasks don't wait.
+    this.recovery.endBy(this.clock.advance() + Math.max(this.opts.recoveryGraceMs, this.reconnectGraceMs));
   }
 
   // ---- tasks (schedctl) -------------------------------------------------

@@ -48,7 +48,11 @@ export const managerConfigSchema = z
     max_streams_per_connection: numberIn(1, 10_000, { int: true }).default(100),
     /** How long a disconnected worker's tasks wait for it before they are lost; its workers kill them sooner (orphan timeout), so a retry never overlaps. */
     reconnect_grace: durationIn(SECOND, 7 * DAY).default(10 * SECOND),
-    /** After a restart, at most how long recovered pending tasks wait for the workers that were connected to reconnect and report (less once they all have). */
+    /**
+     * After a restart or failover, at most how long recovered pending tasks wait for the workers that
+     * were connected to reconnect and report (less once they all have). Never less than reconnect_grace:
+     * a worker that does not come back has killed what it ran by then (its orphan timeout is shorter).
+     */
     recovery_grace: durationIn(0, HOUR).default(10 * SECOND),
     /** Done and dead tasks are deleted from the store this long after they finished. */
     retention: durationIn(MINUTE, 365 * DAY).default(DAY),

@@ -183,6 +183,14 @@ export class Leadership {
         const info = decode(kv.value);
         // Created by this manager's own earlier try (its answer was lost): it leads.
         if (info?.id === this.self.id) return this.elected(kv.modRevision);
+        if (info?.address === this.self.address) {
+          // Left by this manager's previous run, whose lease has not run out yet: that process is
+          // gone (this one holds its port), so the key goes now rather than a TTL later. Fencing
+          // keeps even a misconfigured twin (two managers advertising one address) from acting.
+          this.o.log.info({ term: String(kv.modRevision), previous: info.id }, "taking over from this manager's previous run");
+          await this.store.txn({ compare: [{ key: LEADER_KEY, modRevision: kv.modRevision }], ops: [{ key: LEADER_KEY, value: null }] });
+          continue;
+        }
         return this.follow(info, kv.modRevision);
       }
     } catch (err) {

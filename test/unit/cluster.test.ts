@@ -195,7 +195,7 @@ describe('cluster', () => {
     const old = (await cluster.submit(spec('true')))[0]!;
     const restarted = new Cluster(
       createGroupCommitter(store, log),
-      { pingIntervalMs: 1000, missedPings: 3, ackTimeoutMs: 500, recoveryGraceMs: 2000, now: () => now },
+      { pingIntervalMs: 1000, missedPings: 3, ackTimeoutMs: 500, recoveryGraceMs: 2000, reconnectGraceMs: 2000, now: () => now },
       log,
     );
     restarted.load([decodeTask((await store.get(taskKey(old.id)))!)], []);
@@ -206,6 +206,33 @@ describe('cluster', () => {
     now += 2001;
     restarted.tick();
     expect(link.of('startTask').map((m) => m.value.taskId)).to.deep.equal([fresh.id, old.id]);
+  });
+
+  it('after a restart, holds recovered pending tasks at least the reconnect grace, however short recovery_grace is', async () => {
+    // A worker that was connected may run an attempt whose offer was never stored; if it does not
+    // come back, its orphan timeout (shorter than the reconnect grace) kills that attempt first.
+    const old = (await cluster.submit(spec('true')))[0]!;
+    const restarted = new Cluster(
+      createGroupCommitter(store, log),
+      { pingIntervalMs: 1000, missedPings: 3, ackTimeoutMs: 500, recoveryGraceMs: 1000, reconnectGraceMs: 5000, now: () => now },
+      log,
+    );
+    const wasConnected = create(WorkerSchema, { id: 'slow', state: WorkerState.CONNECTED, lastSeenUnixMs: BigInt(now) });
+    restarted.load([decodeTask((await store.get(taskKey(old.id)))!)], [wasConnected]);
+    const link = new FakeLink();
+    restarted.hello(link, hello('w1'));
+    for (let t = 0; t < 4900; t += 100) {
+      now += 100;
+      restarted.tick();
+      restarted.pong('w1');
+    }
+    expect(link.of('startTask')).to.deep.equal([]); // past recovery_grace, within the reconnect grace
+    for (let t = 0; t < 300; t += 100) {
+      now += 100;
+      restarted.tick();
+      restarted.pong('w1');
+    }
+    expect(link.of('startTask').map((m) => m.value.taskId)).to.deep.equal([old.id]);
   });
 
   it('after a restart, ends the hold early once every worker that was connected has reported back', async () => {
