@@ -3,16 +3,12 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as grpc from '@grpc/grpc-js';
-import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { pino } from 'pino';
-import { NotLeaderError, toStatus } from '../../common/errors.js';
-import { serviceDefinition } from '../../common/grpc-service.js';
-import { ConnectResponseSchema, WorkerService, type ConnectRequest, type ConnectResponse } from '../../proto/gen/sched/v1/worker_pb.js';
 import { Executor } from '../../worker-node/src/executor.js';
 import { ClientPool, ManagerList, MAX_LEADER_FOLLOWS, type NextDial } from '../../worker-node/src/manager-list.js';
 import { detectNodeInfo } from '../../worker-node/src/node-info.js';
 import { Outbox } from '../../worker-node/src/outbox.js';
+import { FakeManager } from '../support/fake-manager.js';
 import { Session, type SessionOptions } from '../../worker-node/src/session.js';
 
 describe('worker manager list', () => {
@@ -117,87 +113,6 @@ describe('worker manager list', () => {
   });
 });
 
-type Call = grpc.ServerDuplexStream<ConnectRequest, ConnectResponse>;
-type Case = NonNullable<ConnectRequest['msg']['case']>;
-type Payload<C extends Case> = Extract<ConnectRequest['msg'], { case: C }> extends { value: infer V } ? V : never;
-
-/**
- * A real gRPC server playing one manager of several: as the leader it records what each
- * stream receives; as a follower it refuses every Connect as a real one does
- * (NotLeaderError: FAILED_PRECONDITION with the leader in the sched-leader trailer).
- */
-class FakeManager {
-  server = new grpc.Server();
-  address = '';
-  /** undefined: leads; otherwise refuses, naming this leader ('' names none). */
-  follower: string | undefined;
-  calls: Call[] = [];
-  /** Every Connect, accepted or refused, in order, across all fake managers of a test. */
-  inbox: ConnectRequest[] = [];
-  received: ConnectRequest[] = [];
-  private waiters: (() => void)[] = [];
-
-  constructor(
-    private readonly log: string[],
-    follower?: string,
-  ) {
-    this.follower = follower;
-  }
-
-  async listen(): Promise<string> {
-    this.server.addService(serviceDefinition(WorkerService), {
-      connect: (call: Call) => {
-        this.log.push(this.address);
-        if (this.follower !== undefined) {
-          call.on('error', () => {});
-          call.emit('error', toStatus(new NotLeaderError(this.follower || undefined)));
-          return;
-        }
-        this.calls.push(call);
-        call.on('data', (m: ConnectRequest) => {
-          this.inbox.push(m);
-          this.received.push(m);
-          for (const w of this.waiters.splice(0)) w();
-        });
-        call.on('end', () => call.end());
-        call.on('error', () => {});
-      },
-    });
-    const port = await new Promise<number>((resolve, reject) =>
-      this.server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-    );
-    this.address = `127.0.0.1:${port}`;
-    return this.address;
-  }
-
-  async next<C extends Case>(c: C, timeoutMs = 15_000): Promise<Payload<C>> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const i = this.inbox.findIndex((m) => m.msg.case === c);
-      if (i >= 0) {
-        const [m] = this.inbox.splice(0, i + 1).slice(-1);
-        return m!.msg.value as unknown as Payload<C>;
-      }
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`${this.address}: no ${c} within ${timeoutMs}ms; got ${this.inbox.map((m) => m.msg.case).join(',')}`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.waiters.push(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
-    }
-  }
-
-  send(msg: NonNullable<MessageInitShape<typeof ConnectResponseSchema>['msg']>): void {
-    this.calls.at(-1)!.write(create(ConnectResponseSchema, { msg }));
-  }
-
-  stop(): void {
-    this.server.forceShutdown();
-  }
-}
 
 describe('worker session with several managers', function () {
   let dir: string;
@@ -241,7 +156,8 @@ describe('worker session with several managers', function () {
   /** A port nothing listens on (a manager that is down). */
   async function deadAddress(): Promise<string> {
     const m = new FakeManager([]);
-    const address = await m.listen();
+    await m.listen();
+    const address = m.address;
     m.stop();
     return address;
   }

@@ -5,82 +5,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EventEmitter } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
-import { create, type MessageInitShape } from '@bufbuild/protobuf';
+import { create } from '@bufbuild/protobuf';
 import { pino } from 'pino';
-import { serviceDefinition } from '../../common/grpc-service.js';
-import {
-  ConnectResponseSchema,
-  FinishedSchema,
-  WorkerService,
-  type ConnectRequest,
-  type ConnectResponse,
-} from '../../proto/gen/sched/v1/worker_pb.js';
+import { ConnectResponseSchema, FinishedSchema } from '../../proto/gen/sched/v1/worker_pb.js';
 import { Executor, REAPED_ERROR } from '../../worker-node/src/executor.js';
 import { detectNodeInfo } from '../../worker-node/src/node-info.js';
 import { JOURNAL, Outbox, pendingOnDisk } from '../../worker-node/src/outbox.js';
+import { FakeManager } from '../support/fake-manager.js';
 import { Session, type SessionOptions } from '../../worker-node/src/session.js';
 
-type Call = grpc.ServerDuplexStream<ConnectRequest, ConnectResponse>;
-type Case = NonNullable<ConnectRequest['msg']['case']>;
-type Payload<C extends Case> = Extract<ConnectRequest['msg'], { case: C }> extends { value: infer V } ? V : never;
-
-/** A real gRPC server playing the manager: records what each stream receives. */
-class FakeManager {
-  server = new grpc.Server();
-  calls: Call[] = [];
-  /** Unread messages; next() consumes them. */
-  inbox: ConnectRequest[] = [];
-  /** Every message received, never consumed. */
-  received: ConnectRequest[] = [];
-  private waiters: (() => void)[] = [];
-
-  async listen(port = 0): Promise<number> {
-    this.server.addService(serviceDefinition(WorkerService), {
-      connect: (call: Call) => {
-        this.calls.push(call);
-        call.on('data', (m: ConnectRequest) => {
-          this.inbox.push(m);
-          this.received.push(m);
-          for (const w of this.waiters.splice(0)) w();
-        });
-        call.on('end', () => call.end());
-        call.on('error', () => {});
-      },
-    });
-    return new Promise((resolve, reject) =>
-      this.server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-    );
-  }
-
-  /** Waits for the next unread message of the given case and returns it (consuming earlier ones). */
-  async next<C extends Case>(c: C, timeoutMs = 15_000): Promise<Payload<C>> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const i = this.inbox.findIndex((m) => m.msg.case === c);
-      if (i >= 0) {
-        const [m] = this.inbox.splice(0, i + 1).slice(-1);
-        return m!.msg.value as unknown as Payload<C>;
-      }
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no ${c} within ${timeoutMs}ms; got ${this.inbox.map((m) => m.msg.case).join(',')}`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.waiters.push(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
-    }
-  }
-
-  send(msg: NonNullable<MessageInitShape<typeof ConnectResponseSchema>['msg']>): void {
-    this.calls.at(-1)!.write(create(ConnectResponseSchema, { msg }));
-  }
-
-  stop(): void {
-    this.server.forceShutdown();
-  }
-}
 
 describe('worker session', function () {
   let dir: string;
