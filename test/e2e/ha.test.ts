@@ -108,6 +108,25 @@ describe('e2e: several managers on one etcd cluster', function () {
     expect((client as unknown as { current(): string }).current()).to.equal(leader!.address);
   });
 
+  it('a manager starts and leads while the first etcd member it lists is down', async () => {
+    const first = etcd.members[0]!;
+    await etcd.kill9(first);
+    try {
+      // The dead member first in the list: the client moves on to the others at once.
+      const [leader] = await startManagers(1);
+      const c = clientOf([leader!]);
+      // Each store call picks a member at random: without failing over, about one in three would fail.
+      for (let i = 0; i < 20; i++) {
+        const { task } = await c.runTask({ spec: { argv: ['true'] } }, { deadlineMs: 5000 });
+        expect(task!.state).to.equal(TaskState.PENDING);
+      }
+      expect((await c.status({})).role).to.equal('leader');
+    } finally {
+      await etcd.restart(first);
+      await etcd.waitHealthy();
+    }
+  });
+
   it('a second manager on the same embedded store is refused with a clear error', async () => {
     const config = `store: {type: embedded, path: ${join(dir, 'embedded')}}\nlog_level: info\n`;
     const first = await startManager({ config, yamlFile: join(dir, 'e1.yaml'), logFile: join(dir, 'e1.log') });
