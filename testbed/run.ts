@@ -17,6 +17,17 @@ async function main(): Promise<void> {
   const daemons: Daemon[] = [];
   console.log(`testbed: starting in ${dir}`);
   const etcd = await startEtcdCluster(3);
+  // However this process ends (a second Ctrl-C, a signal handler of the etcd support exiting first), nothing is left behind.
+  process.on('exit', () => {
+    for (const d of daemons) {
+      try {
+        process.kill(d.pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
   const stop = async () => {
     await Promise.all(daemons.map((d) => d.stop()));
     await etcd.close();
