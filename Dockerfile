@@ -50,16 +50,18 @@ COPY --from=prod-deps /opt/sched/package.json ./package.json
 COPY --from=prod-deps /opt/sched/node_modules ./node_modules
 COPY --from=build /src/management-node/bin/management-node ./management-node/bin/management-node
 COPY --from=build /src/worker-node/bin/worker-node ./worker-node/bin/worker-node
-COPY --from=build /src/schedctl/bin/schedctl ./schedctl/bin/schedctl
+# schedctl is code-split (build.mjs): bin/schedctl and the chunks it loads from bin/chunks/.
+COPY --from=build /src/schedctl/bin/ ./schedctl/bin/
 COPY --from=build /out/etc/sched/ /etc/sched/
 # Links the programs onto PATH, adds the user, and checks that each bundle
-# starts and that lmdb's native addon loads from node_modules.
+# starts (schedctl --help loads its chunks; --version alone does not) and that
+# lmdb's native addon loads from node_modules.
 RUN for p in management-node worker-node schedctl; do ln -s "/opt/sched/$p/bin/$p" "/usr/local/bin/$p"; done \
  && groupadd --system sched \
  && useradd --system --gid sched --home-dir /var/lib/sched --shell /usr/sbin/nologin sched \
  && mkdir -p /var/lib/sched \
  && chown sched:sched /var/lib/sched \
- && management-node --version && worker-node --version && schedctl --version \
+ && management-node --version && worker-node --version && schedctl --version && schedctl --help >/dev/null \
  && node --input-type=module -e "const { open } = await import('lmdb'); const db = open({ path: '/tmp/lmdb-check' }); await db.put('k', 1); await db.close();" \
  && rm -rf /tmp/lmdb-check
 

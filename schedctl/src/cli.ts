@@ -1,19 +1,22 @@
 // The schedctl program: global options, help, and the one place where errors
 // become a message on stderr and an exit code.
 //
-// Start-up time: only commander is loaded up front. The commands, config,
-// client and printers (and with them gRPC, protobuf, zod, yaml, x509) come
-// through import(), which esbuild turns into lazily run parts of the one
-// bundle, so `--version` runs none of their top-level code. The registry
-// (names, options, help texts) is loaded for everything else; the config,
-// client and printers only when a command runs, and each command's own
-// module only when it is the one that runs (see commands/registry.ts).
+// Start-up time: only commander is loaded up front (main.ts loads this file
+// only when it is more than a bare `--version`). The commands, config, client
+// and printers (and with them gRPC, protobuf, zod, yaml, x509) come through
+// import(), which esbuild turns into chunks of their own that Node reads and
+// compiles only when imported (build.mjs). The registry (names, options, help
+// texts) is loaded for everything but `--version`; the config, client and
+// printer only when a command runs (runtime.ts), and each command's own module
+// only when it is the one that runs (see commands/registry.ts).
 import type { ServiceError } from '@grpc/grpc-js';
 import { Command, CommanderError, Help, Option } from 'commander';
 import { VERSION } from '../../common/version.js';
 import type { ManagementClient } from './client.js';
 import type { CliIo, Ctx, Settings } from './commands/context.js';
+import { CONFIG_ENV, DEFAULT_CONFIG_PATH } from './config-paths.js';
 import { OUTPUT_FORMATS, type OutputFormat } from './printers/formats.js';
+import type { Runtime } from './runtime.js';
 
 export type { CliIo } from './commands/context.js';
 
@@ -47,14 +50,8 @@ function section(title: string, rows: Array<[string, string]>): string {
   return `${title}:\n${rows.map(([term, text]) => `  ${term.padEnd(width)}${text}`.trimEnd()).join('\n')}\n`;
 }
 
-/** Where the config comes from, for the help text (from config-paths.ts, loaded with the commands). */
-interface ConfigPaths {
-  CONFIG_ENV: string;
-  DEFAULT_CONFIG_PATH: string;
-}
-
 /** The top-level usage text, after go-schedule's. */
-function rootHelp(cmd: Command, helper: Help, { CONFIG_ENV, DEFAULT_CONFIG_PATH }: ConfigPaths): string {
+function rootHelp(cmd: Command, helper: Help): string {
   const options = helper.visibleOptions(cmd).map((o): [string, string] => [helper.optionTerm(o), helper.optionDescription(o)]);
   const targets = helper
     .visibleCommands(cmd)
@@ -78,8 +75,7 @@ function rootHelp(cmd: Command, helper: Help, { CONFIG_ENV, DEFAULT_CONFIG_PATH 
   ].join('\n');
 }
 
-function createProgram(io: CliIo, paths: ConfigPaths): Command {
-  const { CONFIG_ENV, DEFAULT_CONFIG_PATH } = paths;
+function createProgram(io: CliIo): Command {
   const program = new SchedCommand('schedctl');
   // Settings below are inherited by the commands registered afterwards.
   program
@@ -97,7 +93,7 @@ function createProgram(io: CliIo, paths: ConfigPaths): Command {
     .configureHelp({
       showGlobalOptions: true,
       // Only the root gets the custom text; targets use commander's layout.
-      formatHelp: (cmd, helper) => (cmd.parent ? Help.prototype.formatHelp.call(helper, cmd, helper) : rootHelp(cmd, helper, paths)),
+      formatHelp: (cmd, helper) => (cmd.parent ? Help.prototype.formatHelp.call(helper, cmd, helper) : rootHelp(cmd, helper)),
     })
     .option('-c, --config <file>', `config file (default: $${CONFIG_ENV} or ${DEFAULT_CONFIG_PATH})`)
     .option('-v, --verbose', 'debug output on stderr (config file, manager address, stack traces)')
@@ -134,22 +130,13 @@ export function versionOnly(argv: readonly string[]): boolean {
   return false;
 }
 
-/** The commands' registration and the help text's config paths, loaded on demand (see the top of this file). */
+/** The commands' registration, loaded on demand (see the top of this file). */
 async function loadCommands() {
-  const [registry, paths] = await Promise.all([import('./commands/registry.js'), import('./config-paths.js')]);
+  const registry = await import('./commands/registry.js');
   return {
     registerCommands: registry.registerCommands,
-    paths: { CONFIG_ENV: paths.CONFIG_ENV, DEFAULT_CONFIG_PATH: paths.DEFAULT_CONFIG_PATH },
-  };
-}
-
-/** What a running command needs from the core, loaded just before its action (see the top of this file). */
-async function loadRuntime() {
-  const [config, client, printers] = await Promise.all([import('./config.js'), import('./client.js'), import('./printers/index.js')]);
-  return {
-    resolveConfig: config.resolveConfig,
-    createManagementClient: client.createManagementClient,
-    printerFor: printers.printerFor,
+    isLean: registry.isLean,
+    preloadLean: registry.preloadLean,
   };
 }
 
@@ -157,12 +144,12 @@ async function loadRuntime() {
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
   // `--version` needs no commands; the help texts of its program are never shown.
   const commands = versionOnly(argv) ? undefined : await loadCommands();
-  let runtime: Awaited<ReturnType<typeof loadRuntime>> | undefined;
-  const loaded = (): NonNullable<typeof runtime> => {
+  let runtime: Runtime | undefined;
+  const loaded = (): Runtime => {
     if (!runtime) throw new Error('commands not loaded');
     return runtime;
   };
-  const program = createProgram(io, commands?.paths ?? { CONFIG_ENV: '', DEFAULT_CONFIG_PATH: '' });
+  const program = createProgram(io);
   const opts = (): GlobalOptions => program.opts<GlobalOptions>();
   let settings: Settings | undefined;
   let client: ManagementClient | undefined;
@@ -172,20 +159,26 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     io,
     settings() {
       if (!settings) {
-        const { config, manager, output, verbose } = opts();
-        settings = { ...loaded().resolveConfig({ config, manager }, io.env), output, verbose: verbose === true };
+        const { output, verbose } = opts();
+        settings = { ...loaded().resolveConfig(), output, verbose: verbose === true };
         ctx.debug(`config: ${settings.source}; manager: ${settings.manager}; timeout: ${settings.timeout}ms`);
       }
       return settings;
     },
     client() {
-      client ??= loaded().createManagementClient(ctx.settings().manager, ctx.settings().tls);
+      client ??= loaded().createClient(ctx.settings().manager, ctx.settings().tls);
       return client;
     },
     unary: () => ({ deadlineMs: ctx.settings().timeout }),
+    unaryBytes: (method, req) =>
+      loaded().unaryBytes(ctx.settings(), method, req, ctx.unary().deadlineMs, async () => {
+        await loaded().loadClient();
+        return ctx.client();
+      }),
     print(view) {
-      const { output } = ctx.settings();
-      io.out(loaded().printerFor(output, io.isTTY && !io.env.NO_COLOR)(view));
+      // The printer of opts().output, which settings().output is.
+      ctx.settings();
+      io.out(loaded().printer(view));
     },
     debug(message) {
       if (opts().verbose) io.err(`schedctl: debug: ${message}\n`);
@@ -196,8 +189,11 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   };
   commands?.registerCommands(program, ctx);
   // Before any command's action (hooks of the program run for every subcommand).
-  program.hook('preAction', async () => {
-    runtime ??= await loadRuntime();
+  program.hook('preAction', async (_program, command) => {
+    const { config, manager, output } = opts();
+    const lean = commands?.isLean(command) === true;
+    if (lean) commands?.preloadLean(command);
+    runtime ??= await (await import('./runtime.js')).loadRuntime({ config, manager }, io.env, output, io.isTTY && !io.env.NO_COLOR, lean);
   });
 
   try {
@@ -206,13 +202,12 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   } catch (err) {
     // Commander has already printed its message (usage errors, help, version).
     if (err instanceof CommanderError) return COMMANDER_OK.has(err.code) ? EXIT_OK : EXIT_USAGE;
-    // Already loaded by whatever threw; import() just hands them over.
-    const [{ ConfigError }, { describeRpcError }, grpc] = await Promise.all([
-      import('../../common/config.js'),
-      import('../../common/errors.js'),
-      import('@grpc/grpc-js'),
-    ]);
-    if (err instanceof ConfigError) {
+    // A ConfigError comes from common/config.ts, which only a config file
+    // loads (runtime.ts): import it (and zod and yaml with it) only then.
+    const isConfigError = err instanceof Error && err.name === 'ConfigError' && err instanceof (await import('../../common/config.js')).ConfigError;
+    // Already loaded by whatever threw an RPC error; import() just hands them over.
+    const [{ describeRpcError }, grpc] = await Promise.all([import('../../common/errors.js'), import('@grpc/grpc-js')]);
+    if (isConfigError) {
       io.err(`schedctl: ${err.message}\n`);
       return EXIT_USAGE;
     }
@@ -228,5 +223,6 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   } finally {
     // An open channel would keep the process alive.
     client?.close();
+    runtime?.close();
   }
 }

@@ -1,9 +1,11 @@
 // The ManagementService client schedctl talks through.
+//
+// No TLS code here: mutual TLS comes with a config file (common/tls.ts, with
+// zod), which runtime.ts loads only then and hands over as credentials.
 import * as grpc from '@grpc/grpc-js';
 import type { GenService } from '@bufbuild/protobuf/codegenv2';
 import { createServiceClient, type ServiceClient } from '../../common/grpc-service.js';
 import { ManagementService } from '../../proto/gen/sched/v1/management_pb.js';
-import { clientCredentials, type TlsFiles } from '../../common/tls.js';
 
 type MethodsOf<S> = S extends GenService<infer M> ? M : never;
 export type ManagementClient = ServiceClient<MethodsOf<typeof ManagementService>>;
@@ -18,7 +20,10 @@ const CHANNEL_OPTIONS: grpc.ClientOptions = {
   'grpc.max_reconnect_backoff_ms': 2000,
 };
 
-/** Mutual TLS with the configured admin certificate, else plain TCP. */
-export function createManagementClient(address: string, tls?: TlsFiles): ManagementClient {
-  return createServiceClient(ManagementService, address, tls ? clientCredentials(tls) : grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+/** Plain TCP, when no TLS is configured. */
+export const insecure = (): grpc.ChannelCredentials => grpc.credentials.createInsecure();
+
+/** A client dialling `address` with the given credentials (mutual TLS or insecure()). */
+export function createManagementClient(address: string, credentials: grpc.ChannelCredentials): ManagementClient {
+  return createServiceClient(ManagementService, address, credentials, CHANNEL_OPTIONS);
 }

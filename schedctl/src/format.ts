@@ -41,8 +41,17 @@ export function isoTime(unixMs: bigint): string {
 
 /** Coarse age like kubectl's ("42s", "5m", "3h", "2d"): a table wants one short token. */
 export function age(unixMs: bigint, nowMs: number): string {
-  if (unixMs <= 0n) return '-';
-  const s = Math.max(0, Math.floor((nowMs - Number(unixMs)) / 1000));
+  return ageOfMs(Number(unixMs), nowMs);
+}
+
+/**
+ * age() of a time already made a Number: the listings keep times as numbers
+ * (no BigInt object per row) until they know `now`. Number() keeps the sign,
+ * and age() itself reads the time as a Number.
+ */
+export function ageOfMs(unixMs: number, nowMs: number): string {
+  if (unixMs <= 0) return '-';
+  const s = Math.max(0, Math.floor((nowMs - unixMs) / 1000));
   if (s < 60) return `${s}s`;
   if (s < 3600) return `${Math.floor(s / 60)}m`;
   if (s < 86_400) return `${Math.floor(s / 3600)}h`;
@@ -56,9 +65,14 @@ export function timeWithAge(unixMs: bigint, nowMs: number): string {
 
 /** Run time of a task: finished − started, or so far if it still runs. */
 export function taskDuration(task: Task, nowMs: number): string {
-  if (task.startedUnixMs <= 0n) return '-';
-  const end = task.finishedUnixMs > 0n ? Number(task.finishedUnixMs) : nowMs;
-  return formatDuration(Math.max(0, end - Number(task.startedUnixMs)));
+  return runTimeOfMs(Number(task.startedUnixMs), Number(task.finishedUnixMs), nowMs);
+}
+
+/** taskDuration() of times already made Numbers (see ageOfMs). */
+export function runTimeOfMs(startedMs: number, finishedMs: number, nowMs: number): string {
+  if (startedMs <= 0) return '-';
+  const end = finishedMs > 0 ? finishedMs : nowMs;
+  return formatDuration(Math.max(0, end - startedMs));
 }
 
 /** The EXIT column: exit code (with the signal if any) for done tasks; the REASON column says why others have none. */
@@ -119,5 +133,10 @@ export function pairs(map: Record<string, string>): string {
 
 /** "5s ago" for tables; "-" when it never happened. */
 export function ago(unixMs: bigint, nowMs: number): string {
-  return unixMs > 0n ? `${age(unixMs, nowMs)} ago` : '-';
+  return agoOfMs(Number(unixMs), nowMs);
+}
+
+/** ago() of a time already made a Number (see ageOfMs). */
+export function agoOfMs(unixMs: number, nowMs: number): string {
+  return unixMs > 0 ? `${ageOfMs(unixMs, nowMs)} ago` : '-';
 }

@@ -13,6 +13,7 @@ import {
   DrainWorkerResponseSchema,
   ManagementService,
   RunTaskResponseSchema,
+  StatusResponseSchema,
   TaskLogsResponseSchema,
   type RunTaskRequest,
 } from '../../proto/gen/sched/v1/management_pb.js';
@@ -145,7 +146,8 @@ class FakeManager extends EventEmitter<{ final: [string] }> {
         call.end();
       },
       status: (_call, cb) =>
-        cb(null, { $typeName: 'sched.v1.StatusResponse', version: '9.9.9', store: 'lmdb', workersConnected: 1, workersTotal: 2, tasksByState: { done: 4 } }),
+        // create(): fields added to StatusResponse later get their defaults (a bare literal would fail to serialize).
+        cb(null, create(StatusResponseSchema, { version: '9.9.9', store: 'lmdb', workersConnected: 1, workersTotal: 2, tasksByState: { done: 4 } })),
     };
     this.server.addService(serviceDefinition(ManagementService), handlers as unknown as grpc.UntypedServiceImplementation);
     const port = await new Promise<number>((resolve, reject) =>

@@ -4,7 +4,9 @@
 import type { CallOptions } from '../../../common/grpc-service.js';
 import type { ManagementClient } from '../client.js';
 import type { ResolvedConfig } from '../config.js';
-import type { OutputFormat, View } from '../printers/index.js';
+import type { OutputFormat } from '../printers/formats.js';
+import type { View } from '../printers/view.js';
+import type { BytesCall } from '../paging.js';
 
 export interface CliIo {
   out(text: string): void;
@@ -27,6 +29,13 @@ export interface Ctx {
   client(): ManagementClient;
   /** Options for a unary call: the configured deadline. */
   unary(): CallOptions;
+  /**
+   * A unary call answered as bytes, for the listings (paging.ts): over plain
+   * HTTP/2 when it can, else through client(), with the configured deadline.
+   * A command that only calls this is registered lean (commands/registry.ts):
+   * then client() and grpc-js are loaded only if this needs them.
+   */
+  unaryBytes: BytesCall;
   print(view: View): void;
   /** A line on stderr when -v is given. */
   debug(message: string): void;

@@ -28,6 +28,29 @@ import {
 } from '../flags.js';
 import type { Ctx } from './context.js';
 
+/**
+ * Commands whose action calls the manager only through ctx.unaryBytes (the
+ * listings), with the loader of their action: before they run, the grpc-js
+ * client is not loaded (runtime.ts), and their action's module is loaded
+ * alongside the runtime instead of after it (cli.ts's preAction hook).
+ */
+const lean = new WeakMap<Command, () => Promise<unknown>>();
+
+export const isLean = (command: Command): boolean => lean.has(command);
+
+/** Starts loading a lean command's action; the action awaits the same load (and its failure). */
+export function preloadLean(command: Command): void {
+  lean
+    .get(command)?.()
+    .catch(() => undefined);
+}
+
+/** The first call's promise, for every call. */
+function once<T>(load: () => Promise<T>): () => Promise<T> {
+  let loading: Promise<T> | undefined;
+  return () => (loading ??= load());
+}
+
 /** A command's action, loaded when it runs: `load` imports its module and picks the function. */
 function lazy<A extends unknown[]>(ctx: Ctx, load: () => Promise<(ctx: Ctx, ...args: A) => Promise<void>>) {
   return async (...args: A): Promise<void> => (await load())(ctx, ...args);
@@ -94,7 +117,8 @@ Examples:
 }
 
 function registerTasksLs(tasks: Command, ctx: Ctx): void {
-  tasks
+  const load = once(async () => (await import('./tasks-ls.js')).tasksLs);
+  const ls = tasks
     .command('ls')
     .description('lists tasks in the order the management node keeps them (by id)')
     .addOption(new Option('--state <state>', 'only tasks in this state').choices(TASK_STATE_NAMES))
@@ -108,7 +132,8 @@ REASON says why a pending task is not placed yet, why a dead task will never
 run, or why a done task failed to start. PRI appears when a task has a
 priority, GROUP when a task belongs to a group (unless --group is given).`,
     )
-    .action(lazy(ctx, async () => (await import('./tasks-ls.js')).tasksLs));
+    .action(lazy(ctx, load));
+  lean.set(ls, load);
 }
 
 function registerTasksRun(tasks: Command, ctx: Ctx): void {
@@ -224,10 +249,12 @@ function registerWorkersDrain(workers: Command, ctx: Ctx): void {
 }
 
 function registerWorkersLs(workers: Command, ctx: Ctx): void {
-  workers
+  const load = once(async () => (await import('./workers-ls.js')).workersLs);
+  const ls = workers
     .command('ls')
     .description('shows all the remote linux machines that were and are connected to the management node')
-    .action(lazy(ctx, async () => (await import('./workers-ls.js')).workersLs));
+    .action(lazy(ctx, load));
+  lean.set(ls, load);
 }
 
 function registerWorkersShow(workers: Command, ctx: Ctx): void {

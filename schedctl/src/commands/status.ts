@@ -1,7 +1,7 @@
 import { StatusResponseSchema } from '../../../proto/gen/sched/v1/management_pb.js';
 import { VERSION } from '../../../common/version.js';
 import { TASK_STATE_NAMES } from '../format.js';
-import { view } from '../printers/index.js';
+import { view } from '../printers/view.js';
 import type { Ctx } from './context.js';
 
 /**

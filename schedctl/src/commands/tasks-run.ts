@@ -2,7 +2,7 @@ import { create } from '@bufbuild/protobuf';
 import { describeRpcError } from '../../../common/errors.js';
 import { RunTaskResponseSchema, type RunTaskResponse } from '../../../proto/gen/sched/v1/management_pb.js';
 import { TaskSchema, TaskSpecSchema, TaskState, type Task, type TaskSpec } from '../../../proto/gen/sched/v1/types_pb.js';
-import { view } from '../printers/index.js';
+import { view } from '../printers/view.js';
 import { isRetryable, newIdempotencyKey, retryUnary } from '../retry.js';
 import { waitForTasks } from '../wait.js';
 import { EXIT_TASK_DEAD, RUN_PATIENCE_MS } from '../flags.js';

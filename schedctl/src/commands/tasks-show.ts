@@ -1,7 +1,7 @@
 import { TaskSchema, TaskState, type Task } from '../../../proto/gen/sched/v1/types_pb.js';
 import { formatDuration } from '../../../common/duration.js';
 import { bytes, cores, pairs, shellQuote, taskDuration, taskStateName, timeWithAge } from '../format.js';
-import { view, type Fields } from '../printers/index.js';
+import { view, type Fields } from '../printers/view.js';
 import type { Ctx } from './context.js';
 
 const utf8 = new TextDecoder('utf-8', { fatal: false });

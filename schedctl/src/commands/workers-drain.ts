@@ -1,6 +1,6 @@
 import { WorkerSchema } from '../../../proto/gen/sched/v1/types_pb.js';
 import { workerStateName } from '../format.js';
-import { view } from '../printers/index.js';
+import { view } from '../printers/view.js';
 import type { Ctx } from './context.js';
 
 /** `schedctl workers drain` and `workers undrain`: one command with its inverse (registered in registry.ts). */

@@ -1,7 +1,7 @@
 import { WorkerSchema } from '../../../proto/gen/sched/v1/types_pb.js';
 import { TaskState } from '../../../proto/gen/sched/v1/types_pb.js';
 import { bytes, cores, pairs, shellQuote, timeWithAge, usedOfTotal, workerStateName } from '../format.js';
-import { view } from '../printers/index.js';
+import { view } from '../printers/view.js';
 import type { Ctx } from './context.js';
 
 /** `schedctl workers show` (registered in registry.ts). */

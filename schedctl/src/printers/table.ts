@@ -63,59 +63,82 @@ export function displayWidth(text: string): number {
   return width;
 }
 
+/** Whitespace that String.prototype.trimEnd() removes (as \s). */
+const SPACE = /\s/;
+
+/** Whether a line ending in `text` loses something to trimEnd(): only then is it worth the call. */
+function endsInSpace(text: string): boolean {
+  const c = text.charCodeAt(text.length - 1);
+  return c === 0x20 || (c > 0x7e && SPACE.test(text[text.length - 1]!));
+}
+
 /**
- * Linear in the number of cells: one pass escaping the cells and taking the
- * column widths, one pass writing the padded lines. The last column is not
- * padded, so no line ends in spaces.
+ * Linear in the number of cells: one pass taking the column widths, one pass
+ * writing the padded lines. The last column is not padded, so no line ends in
+ * spaces. Listings print thousands of rows, so the common case (every cell
+ * printable ASCII) allocates nothing per cell: cells that need escaping are
+ * kept aside, escaped, with their widths; padding comes from a table of
+ * strings; a line is trimmed only when its last cell ends in a space.
  */
 function rows(data: Rows, color: boolean): string {
   const columns = data.head.length;
   const count = data.rows.length;
-  // Row-major, one entry per body cell.
-  const texts = new Array<string>(count * columns);
-  const textWidths = new Uint32Array(count * columns);
   const head = data.head.map(cell);
   const headWidths = head.map(displayWidth);
   const widths = [...headWidths];
+  // By cell index (row * columns + column): the escaped text and its width.
+  const escaped = new Map<number, [string, number]>();
   let k = 0;
   for (const row of data.rows) {
     for (let i = 0; i < columns; i++, k++) {
       // Empty cells show "-" so columns stay countable with awk.
-      let text = row[i] || '-';
+      const text = row[i] || '-';
       let width: number;
       if (NARROW.test(text)) {
         width = text.length;
       } else {
-        text = cell(text);
-        width = displayWidth(text);
+        const e = cell(text);
+        width = displayWidth(e);
+        escaped.set(k, [e, width]);
       }
-      texts[k] = text;
-      textWidths[k] = width;
       if (width > widths[i]!) widths[i] = width;
     }
   }
 
-  const pad = (n: number): string => ' '.repeat(n);
+  // padGap[n]: n spaces and the gap between columns.
+  const padGap: string[] = [];
+  for (let n = 0, most = Math.max(0, ...widths); n <= most; n++) padGap.push(' '.repeat(n) + GAP);
   const last = columns - 1;
-  const lines = new Array<string>(count + 1);
+  // One more, empty, so that join() ends the text with a newline without a copy of it all.
+  const lines = new Array<string>(count + 2);
   let line = '';
   for (let i = 0; i < columns; i++) {
     // Colour only on a terminal: piped output must stay free of escape codes.
     line += color ? `${BOLD}${head[i]}${BOLD_OFF}` : head[i];
-    if (i < last) line += pad(widths[i]! - headWidths[i]!) + GAP;
+    if (i < last) line += padGap[widths[i]! - headWidths[i]!];
   }
   lines[0] = line.trimEnd();
+  const anyEscaped = escaped.size > 0;
+  // A line's pieces (cell, padding, cell, ...) joined at once: cheaper than a string grown piece by piece.
+  const pieces = new Array<string>(Math.max(0, 2 * columns - 1));
   k = 0;
   for (let r = 0; r < count; r++) {
-    line = '';
+    const row = data.rows[r]!;
+    let text = '';
     for (let i = 0; i < columns; i++, k++) {
-      line += texts[k];
-      if (i < last) line += pad(widths[i]! - textWidths[k]!) + GAP;
+      text = row[i] || '-';
+      let width = text.length;
+      const e = anyEscaped ? escaped.get(k) : undefined;
+      if (e) [text, width] = e;
+      pieces[2 * i] = text;
+      if (i < last) pieces[2 * i + 1] = padGap[widths[i]! - width]!;
     }
+    line = pieces.join('');
     // A value may end in spaces; the old layout trimmed them too.
-    lines[r + 1] = line.trimEnd();
+    lines[r + 1] = endsInSpace(text) ? line.trimEnd() : line;
   }
-  return `${lines.join('\n')}\n`;
+  lines[count + 1] = '';
+  return lines.join('\n');
 }
 
 function fields(data: Fields): string {

@@ -1,0 +1,19 @@
+// The printer of one -o format, loaded when a command runs: a table needs
+// neither yaml (0.26 MB of code to read and compile) nor protobuf's JSON
+// writer, so those are loaded for -o yaml and -o json only; the table printer
+// is small and the default, so it comes along. index.ts keeps all three at
+// hand for the tests.
+import type { OutputFormat } from './formats.js';
+import { printTable } from './table.js';
+import type { Printer } from './view.js';
+
+export async function loadPrinter(format: OutputFormat, isTTY: boolean): Promise<Printer> {
+  switch (format) {
+    case 'json':
+      return (await import('./json.js')).printJson;
+    case 'yaml':
+      return (await import('./yaml.js')).printYaml;
+    case 'table':
+      return (v) => printTable(v, isTTY);
+  }
+}
