@@ -23,6 +23,12 @@ export function parseManagers(values: readonly string[]): string[] {
 export type ManagerClient<T extends GenServiceMethods> = ServiceClient<T> & {
   /** The manager calls go to now (the last that answered, or the leader one named). */
   current(): string;
+  /**
+   * A stream on the current manager failed with err: the next one goes to the leader err
+   * names, or else (the manager was lost, or named no leader) to the next manager. True when
+   * the caller should open it again (err said the manager was not the leader, or unavailable).
+   */
+  streamFailed(err: unknown): boolean;
 };
 
 export function createManagerClient<T extends GenServiceMethods>(
@@ -42,6 +48,14 @@ export function createManagerClient<T extends GenServiceMethods>(
   let current = list[0]!;
   const wrapper: Record<string, unknown> = {
     current: () => current,
+    streamFailed: (err: unknown) => {
+      const e = err as Partial<grpc.ServiceError>;
+      const hint = leaderHint(e);
+      if (hint !== undefined) current = hint;
+      else if (isNotLeader(e) || e.code === grpc.status.UNAVAILABLE) current = list[(Math.max(0, list.indexOf(current)) + 1) % list.length]!;
+      else return false;
+      return true;
+    },
     close: () => {
       for (const c of clients.values()) c.close();
     },

@@ -97,7 +97,7 @@ function createProgram(io: CliIo): Command {
     })
     .option('-c, --config <file>', `config file (default: $${CONFIG_ENV} or ${DEFAULT_CONFIG_PATH})`)
     .option('-v, --verbose', 'debug output on stderr (config file, manager address, stack traces)')
-    .option('--manager <host:port>', 'management node address, overrides the config')
+    .option('--manager <host:port>', 'management node address (several: a:7070,b:7070), overrides $SCHED_MANAGER and the config')
     .addOption(new Option('-o, --output <format>', 'output format').choices(OUTPUT_FORMATS).default('table'))
     .version(VERSION, '-V, --version', 'print the schedctl version')
     .helpOption('-h, --help', 'print this help');
@@ -153,6 +153,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   const opts = (): GlobalOptions => program.opts<GlobalOptions>();
   let settings: Settings | undefined;
   let client: ManagementClient | undefined;
+  /** Clients of single managers (clientOf), closed with the run. */
+  const others: ManagementClient[] = [];
   let exitCode = EXIT_OK;
 
   const ctx: Ctx = {
@@ -168,6 +170,11 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     client() {
       client ??= loaded().createClient(ctx.settings().manager, ctx.settings().tls);
       return client;
+    },
+    clientOf(address) {
+      const c = loaded().createClient(address, ctx.settings().tls);
+      others.push(c);
+      return c;
     },
     unary: () => ({ deadlineMs: ctx.settings().timeout }),
     unaryBytes: (method, req) =>
@@ -223,6 +230,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   } finally {
     // An open channel would keep the process alive.
     client?.close();
+    for (const c of others) c.close();
     runtime?.close();
   }
 }

@@ -10,7 +10,7 @@
 // that both agree.
 import { existsSync } from 'node:fs';
 import type { ConfigFlags, ResolvedConfig } from './config.js';
-import { CONFIG_ENV, DEFAULT_CONFIG_PATH } from './config-paths.js';
+import { CONFIG_ENV, DEFAULT_CONFIG_PATH, MANAGER_ENV } from './config-paths.js';
 
 /** config.ts's defaults: manager and timeout (ms). */
 export const DEFAULTS = { manager: '127.0.0.1:7070', timeout: 10_000 } as const;
@@ -26,6 +26,7 @@ export function configWithoutFile(
 ): ResolvedConfig | undefined {
   if (flags.config !== undefined || env[CONFIG_ENV]) return undefined;
   if (existsSync(defaultPath)) return undefined;
-  if (flags.manager !== undefined && !HOST_PORT.test(flags.manager)) return undefined;
-  return { manager: flags.manager ?? DEFAULTS.manager, timeout: DEFAULTS.timeout, source: 'defaults' };
+  const manager = flags.manager ?? (env[MANAGER_ENV] || undefined);
+  if (manager !== undefined && !manager.split(',').every((m) => HOST_PORT.test(m.trim()))) return undefined;
+  return { manager: manager ?? DEFAULTS.manager, timeout: DEFAULTS.timeout, source: 'defaults' };
 }

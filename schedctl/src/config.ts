@@ -1,16 +1,33 @@
 // schedctl's config: where the management node is and how long to wait for it.
 import { existsSync } from 'node:fs';
 import { z } from 'zod';
-import { ConfigError, durationIn, hostPort, loadConfig } from '../../common/config.js';
+import { ConfigError, durationIn, loadConfig } from '../../common/config.js';
 import { tlsSchema } from '../../common/tls.js';
 
-import { CONFIG_ENV, DEFAULT_CONFIG_PATH } from './config-paths.js';
+import { CONFIG_ENV, DEFAULT_CONFIG_PATH, MANAGER_ENV } from './config-paths.js';
 
-export { CONFIG_ENV, DEFAULT_CONFIG_PATH };
+export { CONFIG_ENV, DEFAULT_CONFIG_PATH, MANAGER_ENV };
+
+/** One manager (host:port), or several: a YAML list or "a:7070,b:7070"; kept as the comma-joined list. */
+const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/;
+export const managersProblem = (list: string): string | undefined => {
+  const parts = list.split(',').map((p) => p.trim());
+  if (parts.length > 16) return 'at most 16 managers';
+  const bad = parts.find((p) => !HOST_PORT.test(p));
+  return bad === undefined ? undefined : `expected host:port (or a list of them), e.g. 127.0.0.1:7070, got ${JSON.stringify(bad)}`;
+};
+const managers = () =>
+  z
+    .union([z.string(), z.array(z.string()).min(1)])
+    .transform((v) => (Array.isArray(v) ? v.join(',') : v))
+    .superRefine((v, ctx) => {
+      const problem = managersProblem(v);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    });
 
 export const configSchema = z
   .object({
-    manager: hostPort().default('127.0.0.1:7070'),
+    manager: managers().default('127.0.0.1:7070'),
     // Deadline of each unary RPC; 0 would fail every call, an hour is surely a typo.
     timeout: durationIn(100, 3_600_000).default(10_000),
     // Mutual TLS: the CA and an admin certificate and key; without it, plain TCP.
@@ -33,8 +50,9 @@ export interface ConfigFlags {
 /**
  * -c wins, then $SCHEDCTL_CONFIG, then /etc/sched/schedctl.yaml if it exists,
  * else the defaults. A file named explicitly (-c or the variable) must exist:
- * a typo there should fail, not silently talk to 127.0.0.1. --manager
- * overrides whatever the file says.
+ * a typo there should fail, not silently talk to 127.0.0.1. --manager, else
+ * $SCHED_MANAGER, overrides whatever the file says (one host:port, or several
+ * comma-separated: the managers of one cluster, the leader found among them).
  */
 export function resolveConfig(
   flags: ConfigFlags,
@@ -44,10 +62,11 @@ export function resolveConfig(
   const explicit = flags.config ?? (env[CONFIG_ENV] || undefined);
   const file = explicit ?? (existsSync(defaultPath) ? defaultPath : undefined);
   const config = file ? loadConfig(file, configSchema) : configSchema.parse({});
-  if (flags.manager !== undefined) {
-    const checked = hostPort().safeParse(flags.manager);
-    if (!checked.success) throw new ConfigError(`--manager: ${checked.error.issues[0]?.message ?? 'invalid'}`);
-    config.manager = checked.data;
+  const manager = flags.manager ?? (env[MANAGER_ENV] || undefined);
+  if (manager !== undefined) {
+    const problem = managersProblem(manager);
+    if (problem) throw new ConfigError(`${flags.manager !== undefined ? '--manager' : `$${MANAGER_ENV}`}: ${problem}`);
+    config.manager = manager;
   }
   return { ...config, source: file ?? 'defaults' };
 }

@@ -65,9 +65,12 @@ export async function loadRuntime(
     return full[1].clientCredentials(tls);
   };
   let h2: H2Channel | undefined;
+  /** With several managers: the leader's address, and a client of it alone, for the listings' calls. */
+  let leader: string | undefined;
+  let leaderClient: ManagementClient | undefined;
   // A lean command's first call is near: dial now, while its action's module loads. (With a
   // config file, the address is known only once the command reads it.)
-  if (lean && defaults && plainRoad(defaults.manager, undefined, process.env)) {
+  if (lean && defaults && !defaults.manager.includes(',') && plainRoad(defaults.manager, undefined, process.env)) {
     h2 = new H2Channel(defaults.manager);
     h2.dial();
   }
@@ -89,9 +92,20 @@ export async function loadRuntime(
     async loadClient() {
       client ??= await loadClientModule();
     },
-    async unaryBytes(settings, method, req, deadlineMs, grpcClient) {
+    async unaryBytes(all, method, req, deadlineMs, allClient) {
       // One deadline for the call, whichever road it takes.
       const deadline = deadlineMs !== undefined ? Date.now() + deadlineMs : undefined;
+      // Several managers: a listing reads from the leader, found once (any manager's Status names it).
+      let settings = all;
+      let grpcClient = allClient;
+      if (all.manager.includes(',')) {
+        client ??= await loadClientModule();
+        const loaded = client;
+        leader ??= await loaded.findLeader(all.manager, credentials(all.tls), deadlineMs);
+        settings = { ...all, manager: leader };
+        const only = leader;
+        grpcClient = async () => (leaderClient ??= loaded.createManagementClient(only, credentials(all.tls)));
+      }
       if (!plainRoad(settings.manager, settings.tls, process.env)) return viaGrpc(method, req, deadline, grpcClient);
       if (h2?.address !== settings.manager) {
         h2?.close();
@@ -106,6 +120,9 @@ export async function loadRuntime(
       }
     },
     printer,
-    close: () => h2?.close(),
+    close: () => {
+      h2?.close();
+      leaderClient?.close();
+    },
   };
 }

@@ -4,6 +4,8 @@ import * as grpc from '@grpc/grpc-js';
 import { describeRpcError } from '../../common/errors.js';
 import type { WatchTasksResponse } from '../../proto/gen/sched/v1/management_pb.js';
 import { TaskState, type Task } from '../../proto/gen/sched/v1/types_pb.js';
+import type { GenServiceMethods } from '@bufbuild/protobuf/codegenv2';
+import type { ManagerClient } from '../../common/manager-client.js';
 import type { ManagementClient } from './client.js';
 import type { Ctx } from './commands/context.js';
 
@@ -75,7 +77,10 @@ export async function waitForTasks(ctx: Ctx, ids: readonly string[], patienceMs:
     try {
       await Promise.all(batches.map((batch) => watchOnce(ctx.client(), batch, onTask, round.signal)));
     } catch (err) {
-      if ((err as { code?: unknown }).code !== grpc.status.UNAVAILABLE) throw err;
+      // Lost with its manager, or it was not the leader: reopened on the leader (named, or found among the managers).
+      const client = ctx.client() as ManagementClient & Partial<Pick<ManagerClient<GenServiceMethods>, 'streamFailed'>>;
+      const again = client.streamFailed ? client.streamFailed(err) : (err as { code?: unknown }).code === grpc.status.UNAVAILABLE;
+      if (!again) throw err;
       failingSince ??= Date.now();
       if (Date.now() - failingSince > patienceMs) throw err;
       const what = left.length === 1 ? `task ${left[0]}` : `${left.length} tasks`;

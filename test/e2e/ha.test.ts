@@ -3,7 +3,7 @@
 // followers that name the leader, and failover with nothing lost or run twice.
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -125,6 +125,35 @@ describe('e2e: several managers on one etcd cluster', function () {
       await etcd.restart(first);
       await etcd.waitHealthy();
     }
+  });
+
+  it('schedctl with every manager listed names the leader, and --wait and logs -f carry on across a failover', async () => {
+    const managers = await startManagers(3);
+    await withWorkers(managers, 'ctl');
+    const env = { ...process.env, SCHED_MANAGER: managers.map((m) => m.address).reverse().join(','), SCHEDCTL_CONFIG: '' };
+    const ctl = (...args: string[]) => run(BIN.schedctl, args, { env, timeoutMs: 90_000 });
+    const leader = await leaderOf(managers);
+    const status = await ctl('status');
+    expect(status.code, status.stderr).to.equal(0);
+    expect(status.stdout).to.match(new RegExp(`Leader:\\s+${leader.address.replace(/\./g, '\\.')}`));
+    expect(status.stdout).to.match(/Role:\s+leader/);
+    // A task that prints a line a second for 8 s, waited for and followed by two clients while the leader dies.
+    const script = 'for i in 1 2 3 4 5 6 7 8; do echo line $i; sleep 1; done; exit 7';
+    const submitted = await ctl('tasks', 'run', '--', 'sh', '-c', script);
+    expect(submitted.code, submitted.stderr).to.equal(0);
+    const id = submitted.stdout.trim();
+    const client = clientOf(managers);
+    await waitFor('the task running', async () => (await client.getTask({ id }, { deadlineMs: 2000 })).task!.state === TaskState.SCHEDULED);
+    const wait = run(BIN.schedctl, ['tasks', 'run', '--wait', '--', 'sh', '-c', 'sleep 6; exit 3'], { env, timeoutMs: 90_000 });
+    const logs = ctl('tasks', 'logs', '-f', id);
+    const logFile = (w: string) => join(dir, w, 'logs', `${id}.1.stdout`);
+    const written = () => ['w-ctl-a', 'w-ctl-b'].map((w) => (existsSync(logFile(w)) ? readFileSync(logFile(w), 'utf8') : '')).join('');
+    await waitFor('the task to have written two lines', () => written().includes('line 2'));
+    await leader.daemon.kill9();
+    const [w, l] = await Promise.all([wait, logs]);
+    expect(w.code, w.stderr).to.equal(3);
+    expect(l.code, l.stderr).to.equal(0);
+    expect(l.stdout).to.equal([1, 2, 3, 4, 5, 6, 7, 8].map((i) => `line ${i}\n`).join(''));
   });
 
   it('a second manager on the same embedded store is refused with a clear error', async () => {

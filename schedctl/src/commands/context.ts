@@ -27,6 +27,8 @@ export interface Ctx {
   readonly io: CliIo;
   settings(): Settings;
   client(): ManagementClient;
+  /** A client of one manager of the cluster (e.g. the leader a follower named), with the configured TLS; closed with the run. */
+  clientOf(address: string): ManagementClient;
   /** Options for a unary call: the configured deadline. */
   unary(): CallOptions;
   /**

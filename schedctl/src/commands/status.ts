@@ -19,12 +19,23 @@ export function taskCounts(byState: Record<string, number>): Array<[string, numb
 
 /** `schedctl status` (registered in registry.ts). */
 export async function status(ctx: Ctx): Promise<void> {
-  const res = await ctx.client().status({}, ctx.unary());
+  let res = await ctx.client().status({}, ctx.unary());
+  // A follower answers Status itself and keeps no counts: the leader it names has them.
+  if (res.role === 'follower' && res.leader) res = await ctx.clientOf(res.leader).status({}, ctx.unary()).catch(() => res);
+  const ha: Array<[string, string]> =
+    res.managers.length > 1 || res.role === 'follower'
+      ? [
+          ['Role', `${res.role}${res.term ? ` (term ${res.term})` : ''}`],
+          ['Leader', res.leader || 'none elected'],
+          ['Managers', res.managers.join(', ')],
+        ]
+      : [];
   ctx.print(
     view(StatusResponseSchema, res, () => ({
       kind: 'fields',
       fields: [
         ['Manager', ctx.settings().manager],
+        ...ha,
         ['Version', `${res.version || 'unknown'} (schedctl ${VERSION})`],
         ['Store', res.store],
         ['Workers', `${res.workersConnected} connected, ${res.workersTotal} known`],
