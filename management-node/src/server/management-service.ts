@@ -43,6 +43,16 @@ function unary<Req, Res>(fn: Unary<Req, Res>): grpc.handleUnaryCall<Req, Res> {
   };
 }
 
+/** Encoded sizes of finished tasks, which never change again: a listing measures each once, not per page. */
+const finishedSizes = new WeakMap<Task, number>();
+function encodedSize(t: Task): number {
+  let size = finishedSizes.get(t);
+  if (size !== undefined) return size;
+  size = toBinary(TaskSchema, t).byteLength;
+  if (isTerminal(t)) finishedSizes.set(t, size);
+  return size;
+}
+
 export type ManagementHandlers = ServiceHandlers<(typeof ManagementService)['method']>;
 
 /** What Status says of high availability (see StatusResponse). */
@@ -87,7 +97,7 @@ export function managementHandlers(cluster: Cluster, storeDescription: string, h
         if (req.workerId && t.workerId !== req.workerId) continue;
         if (req.groupId && t.groupId !== req.groupId) continue;
         // A page also ends before it outgrows what a client accepts in one message (4 MiB by default).
-        const size = tasks.length > 0 ? toBinary(TaskSchema, t).byteLength : 0;
+        const size = tasks.length > 0 ? encodedSize(t) : 0;
         if (tasks.length === limit || bytes + size > MAX_PAGE_BYTES) {
           next = tasks[tasks.length - 1]!.id;
           break;
