@@ -50,9 +50,49 @@ function watchOnce(client: ManagementClient, ids: readonly string[], onTask: (ta
   });
 }
 
+/** How often a wait asks why tasks still pending wait (WatchTasks says only when they change state). */
+const PENDING_POLL_MS = 2000;
+/** Most pending tasks whose reason a wait reports (a bulk wait would otherwise ask for thousands). */
+const PENDING_REPORTED = 10;
+/** What the manager says of a task no connected worker could ever run (scheduler/explain.ts). */
+const NEVER_FITS = /no connected worker could ever fit it|every worker that could run it refused it/;
+
+/** The manager says a waited-for task can never be placed: a wait ends with it rather than hang. */
+export class UnplaceableError extends Error {
+  constructor(readonly task: Task) {
+    super(`task ${task.id} cannot run: ${task.pendingReason}`);
+  }
+}
+
+/**
+ * While the tasks run, asks every PENDING_POLL_MS why the first PENDING_REPORTED still
+ * pending ones wait, prints each new reason on stderr (as nomad prints placement
+ * failures), and calls unplaceable with a task no known worker could ever fit.
+ */
+function reportPending(ctx: Ctx, ids: readonly string[], open: (id: string) => boolean, unplaceable: (t: Task) => void): () => void {
+  const said = new Map<string, string>();
+  let busy = false;
+  const timer = setInterval(() => {
+    if (busy) return;
+    busy = true;
+    const asked = ids.filter(open).slice(0, PENDING_REPORTED);
+    void Promise.all(
+      asked.map(async (id) => {
+        const task = (await ctx.client().getTask({ id }, ctx.unary()).catch(() => undefined))?.task;
+        if (!task || task.state !== TaskState.PENDING || !task.pendingReason || said.get(id) === task.pendingReason) return;
+        said.set(id, task.pendingReason);
+        ctx.io.err(`schedctl: task ${id} pending: ${task.pendingReason}\n`);
+        if (NEVER_FITS.test(task.pendingReason)) unplaceable(task);
+      }),
+    ).finally(() => (busy = false));
+  }, PENDING_POLL_MS);
+  return () => clearInterval(timer);
+}
+
 /**
  * Waits until every task is done or dead and returns them in the order of
- * `ids`. The tasks are durable on the manager, so streams lost to a manager
+ * `ids`. While some are pending it says why (reportPending) and rejects with
+ * UnplaceableError when one can never be placed. The tasks are durable on the manager, so streams lost to a manager
  * restart or leader failover are simply reopened for the tasks still running
  * (the server resends their current state); give up after `patienceMs` with
  * no answer.
@@ -60,35 +100,53 @@ function watchOnce(client: ManagementClient, ids: readonly string[], onTask: (ta
 export async function waitForTasks(ctx: Ctx, ids: readonly string[], patienceMs: number): Promise<Task[]> {
   const finals = new Map<string, Task>();
   const unique = [...new Set(ids)];
-  let failingSince: number | undefined;
-  let delay = 200;
-  const onTask = (task: Task): void => {
-    failingSince = undefined;
-    delay = 200;
-    if (isFinished(task)) finals.set(task.id, task);
-  };
-  for (;;) {
-    const left = unique.filter((id) => !finals.has(id));
-    if (left.length === 0) return ids.map((id) => finals.get(id)!);
-    const batches: string[][] = [];
-    for (let i = 0; i < left.length; i += WATCH_BATCH) batches.push(left.slice(i, i + WATCH_BATCH));
-    // One failed stream ends the round; the others are cancelled and all reopened together.
-    const round = new AbortController();
-    try {
-      await Promise.all(batches.map((batch) => watchOnce(ctx.client(), batch, onTask, round.signal)));
-    } catch (err) {
-      // Lost with its manager, or it was not the leader: reopened on the leader (named, or found among the managers).
-      const client = ctx.client() as ManagementClient & Partial<Pick<ManagerClient<GenServiceMethods>, 'streamFailed'>>;
-      const again = client.streamFailed ? client.streamFailed(err) : (err as { code?: unknown }).code === grpc.status.UNAVAILABLE;
-      if (!again) throw err;
-      failingSince ??= Date.now();
-      if (Date.now() - failingSince > patienceMs) throw err;
-      const what = left.length === 1 ? `task ${left[0]}` : `${left.length} tasks`;
-      ctx.debug(`watching ${what}: ${describeRpcError(err, ctx.settings().manager)}; retrying in ${delay}ms`);
-      await sleep(delay);
-      delay = Math.min(delay * 2, 2000);
-    } finally {
-      round.abort();
+  let never: Task | undefined;
+  let giveUp: (() => void) | undefined;
+  const stopReporting = reportPending(ctx, unique, (id) => !finals.has(id), (t) => {
+    never = t;
+    giveUp?.();
+  });
+  try {
+    return await waitLoop();
+  } finally {
+    stopReporting();
+  }
+
+  async function waitLoop(): Promise<Task[]> {
+    let failingSince: number | undefined;
+    let delay = 200;
+    const onTask = (task: Task): void => {
+      failingSince = undefined;
+      delay = 200;
+      if (isFinished(task)) finals.set(task.id, task);
+    };
+    for (;;) {
+      const left = unique.filter((id) => !finals.has(id));
+      if (left.length === 0) return ids.map((id) => finals.get(id)!);
+      const batches: string[][] = [];
+      for (let i = 0; i < left.length; i += WATCH_BATCH) batches.push(left.slice(i, i + WATCH_BATCH));
+      // One failed stream ends the round; the others are cancelled and all reopened together.
+      const round = new AbortController();
+      giveUp = () => round.abort();
+      try {
+        if (never) throw new UnplaceableError(never);
+        await Promise.all(batches.map((batch) => watchOnce(ctx.client(), batch, onTask, round.signal)));
+        if (never) throw new UnplaceableError(never);
+      } catch (err) {
+        if (err instanceof UnplaceableError) throw err;
+        // Lost with its manager, or it was not the leader: reopened on the leader (named, or found among the managers).
+        const client = ctx.client() as ManagementClient & Partial<Pick<ManagerClient<GenServiceMethods>, 'streamFailed'>>;
+        const again = client.streamFailed ? client.streamFailed(err) : (err as { code?: unknown }).code === grpc.status.UNAVAILABLE;
+        if (!again) throw err;
+        failingSince ??= Date.now();
+        if (Date.now() - failingSince > patienceMs) throw err;
+        const what = left.length === 1 ? `task ${left[0]}` : `${left.length} tasks`;
+        ctx.debug(`watching ${what}: ${describeRpcError(err, ctx.settings().manager)}; retrying in ${delay}ms`);
+        await sleep(delay);
+        delay = Math.min(delay * 2, 2000);
+      } finally {
+        round.abort();
+      }
     }
   }
 }

@@ -228,6 +228,19 @@ describe('e2e: walking skeleton (etcd, manager, two workers, schedctl)', functio
     expect(ok.code, ok.stderr).to.equal(0);
   });
 
+  it('tasks run --wait says why a task waits, and exits 125 when no worker could ever fit it', async () => {
+    const c = await shared();
+    const r = await c.ctl('tasks', 'run', '--wait', '--mem', '100Ti', '--', 'true');
+    expect(r.code, r.stderr).to.equal(125);
+    const id = r.stdout.trim();
+    expect(r.stderr).to.include(`schedctl: task ${id} pending: 0/2 workers fit: 2 insufficient memory; no connected worker could ever fit it`);
+    expect(r.stderr).to.include(`cancel it with: schedctl tasks cancel ${id}`);
+    // It stays pending (a bigger worker may join) until cancelled.
+    const t = JSON.parse((await c.ctl('tasks', 'show', id, '-o', 'json')).stdout) as { state?: string };
+    expect(t.state).to.equal('TASK_STATE_PENDING');
+    expect((await c.ctl('tasks', 'cancel', id)).code).to.equal(0);
+  });
+
   it('a command that cannot start ends dead (start-failed) with exit 127 and the spawn error', async () => {
     const c = await shared();
     const r = await c.ctl('tasks', 'run', '--wait', '--', '/nonexistent/cmd');

@@ -4,7 +4,7 @@ import { RunTaskResponseSchema, type RunTaskResponse } from '../../../proto/gen/
 import { TaskSchema, TaskSpecSchema, TaskState, type Task, type TaskSpec } from '../../../proto/gen/sched/v1/types_pb.js';
 import { view } from '../printers/view.js';
 import { isRetryable, newIdempotencyKey, retryUnary } from '../retry.js';
-import { waitForTasks } from '../wait.js';
+import { UnplaceableError, waitForTasks } from '../wait.js';
 import { EXIT_TASK_DEAD, RUN_PATIENCE_MS } from '../flags.js';
 import type { Ctx } from './context.js';
 import { taskFields } from './tasks-show.js';
@@ -132,7 +132,17 @@ export async function tasksRun(ctx: Ctx, argv: string[], opts: RunOptions): Prom
   else if (!opts.wait) print(res, created);
   if (!opts.wait) return;
 
-  const finals = await waitForTasks(ctx, created.map((t) => t.id), Math.max(timeout, 30_000));
+  let finals: Task[];
+  try {
+    finals = await waitForTasks(ctx, created.map((t) => t.id), Math.max(timeout, 30_000));
+  } catch (err) {
+    if (!(err instanceof UnplaceableError)) throw err;
+    // It would wait forever: no worker the manager knows could ever run it. It stays pending (a bigger
+    // worker may join); the exit code says it will not run as things are.
+    ctx.io.err(`schedctl: ${err.message}; it stays pending (cancel it with: schedctl tasks cancel ${err.task.id})\n`);
+    ctx.exit(EXIT_TASK_DEAD);
+    return;
+  }
   if (output !== 'table') print(create(RunTaskResponseSchema, { task: finals[0], tasks: group ? finals : [], groupId: res.groupId }), finals);
   for (const t of finals) reportOutcome(ctx, t, group);
   ctx.exit(groupExitCode(finals));
