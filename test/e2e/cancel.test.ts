@@ -65,6 +65,20 @@ describe('e2e: schedctl tasks cancel', function () {
     expect(json.attempt ?? 0, 'never offered to a worker').to.equal(0);
   });
 
+  it('cancels every valid id, reports each unknown one, and exits 1', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const submitted = await ctl('tasks', 'run', '--label', 'nowhere=true', '--', 'true');
+      expect(submitted.code, submitted.stderr).to.equal(0);
+      ids.push(submitted.stdout.trim());
+    }
+    const r = await ctl('tasks', 'cancel', ids[0]!, 'nope', ids[1]!);
+    expect(r.code).to.equal(1);
+    expect(r.stderr).to.include('task "nope" not found');
+    expect(r.stdout.trim().split('\n').sort()).to.deep.equal(ids.map((id) => `${id} cancelled`).sort());
+    for (const id of ids) expect((await ctl('tasks', 'show', id)).stdout).to.match(/Dead reason:\s+cancelled/);
+  });
+
   it('a running task is stopped with its grandchildren and ends dead (cancelled)', async () => {
     await withWorker();
     const pids = join(dir, 'pids');
