@@ -17,7 +17,8 @@
 import { SchedulerInputError } from './errors.js';
 import { formatPlacementFailure, sortRejections } from './explain.js';
 import { constraintList, firstRejection, holds, missingLabel } from './feasibility.js';
-import { FitIndex, seededRandom, type FitNode } from './fit-index.js';
+import { seededRandom } from './fit-index.js';
+import { eligible, poolSig, sameLabels, WorkerPools, type Pool, type WorkerRec } from './pools.js';
 import { IndexedHeap, precedes, type HeapItem } from './order.js';
 import { scoreWorker } from './rank.js';
 import type {
@@ -36,37 +37,6 @@ import type {
 export type * from './types.js';
 export { SchedulerInputError } from './errors.js';
 
-interface WorkerRec {
-  readonly id: string;
-  readonly ord: number;
-  capacity: Resources;
-  /** Mutated in place by placements and releases. */
-  readonly used: Resources;
-  labels: Record<string, string>;
-  connected: boolean;
-  draining: boolean;
-  load1: number | undefined;
-  memoryFreeBytes: number | undefined;
-  /** The pools the worker is in; empty unless connected and not draining. */
-  memberships: Membership[];
-  reservedBy: QueuedTask | undefined;
-}
-
-interface Membership {
-  readonly pool: Pool;
-  readonly free: FitNode<WorkerRec>;
-  readonly cap: FitNode<WorkerRec>;
-}
-
-/** The eligible workers that carry a set of labels, indexed by free resources and by capacity. */
-interface Pool {
-  readonly sig: string;
-  readonly constraints: ReadonlyArray<readonly [string, string]>;
-  readonly free: FitIndex<WorkerRec>;
-  readonly cap: FitIndex<WorkerRec>;
-  classes: number;
-}
-
 /** Queued tasks that are interchangeable for feasibility: same pool and request, no exclusions. */
 interface TaskClass extends HeapItem {
   readonly key: string;
@@ -76,7 +46,7 @@ interface TaskClass extends HeapItem {
   reservedTask: QueuedTask | undefined;
 }
 
-interface QueuedTask extends HeapItem {
+export interface QueuedTask extends HeapItem {
   readonly id: string;
   readonly priority: number;
   readonly seq: number;
@@ -93,9 +63,6 @@ interface Allocation {
 }
 
 type ReservationResult = 'held' | 'contended' | 'unplaceable';
-
-/** Pools without queued tasks are kept (rebuilding one costs a scan) until there are this many. */
-const MAX_POOLS = 64;
 
 function checkResources(what: string, r: Resources | undefined): Resources {
   if (
@@ -117,17 +84,6 @@ function checkId(what: string, id: unknown): string {
   return id;
 }
 
-function sameLabels(a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>): boolean {
-  const ka = Object.keys(a);
-  if (ka.length !== Object.keys(b).length) return false;
-  for (const k of ka) if (!Object.hasOwn(b, k) || a[k] !== b[k]) return false;
-  return true;
-}
-
-const labelKey = (k: string, v: string): string => `${k}\u0000${v}`;
-const poolSig = (constraints: ReadonlyArray<readonly [string, string]>): string =>
-  constraints.map(([k, v]) => labelKey(k, v)).join('\u0001');
-
 export function createScheduler(opts: SchedulerOptions = {}): Scheduler {
   const defaultStrategy: Strategy = opts.defaultStrategy ?? 'binpack';
   const headReserve = opts.headReserve ?? 1;
@@ -140,10 +96,8 @@ export function createScheduler(opts: SchedulerOptions = {}): Scheduler {
   if (!(liveLoadWeight >= 0)) throw new SchedulerInputError('liveLoadWeight must be ≥ 0');
   const random = seededRandom(opts.seed ?? 1);
 
-  const workers = new Map<string, WorkerRec>();
-  /** k=v → workers carrying it, connected or not. */
-  const labelIndex = new Map<string, Set<WorkerRec>>();
-  const pools = new Map<string, Pool>();
+  const reg = new WorkerPools(random);
+  const workers = reg.workers;
   const classes = new Map<string, TaskClass>();
   const headOf = (c: TaskClass): QueuedTask => c.tasks.peek() as QueuedTask;
   /** Classes ordered by their head task. */
@@ -151,102 +105,6 @@ export function createScheduler(opts: SchedulerOptions = {}): Scheduler {
   const queuedTasks = new Map<string, QueuedTask>();
   const exclusions = new Map<string, Set<string>>();
   const allocations = new Map<string, Allocation>();
-  let nextOrd = 0;
-
-  // ---- workers and pools ----
-
-  const eligible = (w: WorkerRec): boolean => w.connected && !w.draining;
-
-  function indexLabels(w: WorkerRec, add: boolean): void {
-    for (const [k, v] of Object.entries(w.labels)) {
-      const key = labelKey(k, v);
-      let set = labelIndex.get(key);
-      if (add) {
-        if (set === undefined) labelIndex.set(key, (set = new Set()));
-        set.add(w);
-      } else if (set !== undefined) {
-        set.delete(w);
-        if (set.size === 0) labelIndex.delete(key);
-      }
-    }
-  }
-
-  function addMember(pool: Pool, w: WorkerRec): void {
-    const free = pool.free.node(w, w.ord, w.capacity.memoryBytes - w.used.memoryBytes, w.capacity.millicpu - w.used.millicpu);
-    const cap = pool.cap.node(w, w.ord, w.capacity.memoryBytes, w.capacity.millicpu);
-    pool.free.insert(free);
-    pool.cap.insert(cap);
-    w.memberships.push({ pool, free, cap });
-  }
-
-  function join(w: WorkerRec): void {
-    if (!eligible(w)) return;
-    for (const pool of pools.values()) {
-      if (missingLabel(w.labels, pool.constraints) === undefined) addMember(pool, w);
-    }
-  }
-
-  function leave(w: WorkerRec): void {
-    for (const m of w.memberships) {
-      m.pool.free.remove(m.free);
-      m.pool.cap.remove(m.cap);
-    }
-    w.memberships = [];
-  }
-
-  function refreshFree(w: WorkerRec): void {
-    const mem = w.capacity.memoryBytes - w.used.memoryBytes;
-    const cpu = w.capacity.millicpu - w.used.millicpu;
-    for (const m of w.memberships) m.pool.free.rekey(m.free, mem, cpu);
-  }
-
-  function evictIdlePools(): void {
-    for (const pool of [...pools.values()]) {
-      if (pool.classes > 0 || pool.sig === '') continue;
-      pool.cap.forEach((n) => {
-        n.item.memberships = n.item.memberships.filter((m) => m.pool !== pool);
-      });
-      pools.delete(pool.sig);
-    }
-  }
-
-  function getPool(sig: string, constraints: ReadonlyArray<readonly [string, string]>): Pool {
-    const existing = pools.get(sig);
-    if (existing !== undefined) return existing;
-    if (pools.size >= MAX_POOLS) evictIdlePools();
-    const pool: Pool = { sig, constraints, free: new FitIndex(random), cap: new FitIndex(random), classes: 0 };
-    pools.set(sig, pool);
-    // Only workers carrying the rarest required label can match.
-    let rarest: Set<WorkerRec> | undefined;
-    for (const [k, v] of constraints) {
-      const set = labelIndex.get(labelKey(k, v)) ?? new Set<WorkerRec>();
-      if (rarest === undefined || set.size < rarest.size) rarest = set;
-    }
-    const members: Iterable<WorkerRec> = rarest ?? workers.values();
-    for (const w of members) {
-      if (eligible(w) && missingLabel(w.labels, constraints) === undefined) addMember(pool, w);
-    }
-    return pool;
-  }
-  const basePool = getPool('', []);
-
-  function newWorker(id: string): WorkerRec {
-    const w: WorkerRec = {
-      id,
-      ord: nextOrd++,
-      capacity: { millicpu: 0, memoryBytes: 0 },
-      used: { millicpu: 0, memoryBytes: 0 },
-      labels: {},
-      connected: false,
-      draining: false,
-      load1: undefined,
-      memoryFreeBytes: undefined,
-      memberships: [],
-      reservedBy: undefined,
-    };
-    workers.set(id, w);
-    return w;
-  }
 
   // ---- reservations ----
 
@@ -408,7 +266,7 @@ export function createScheduler(opts: SchedulerOptions = {}): Scheduler {
     w.used.millicpu += millicpu;
     w.used.memoryBytes += memoryBytes;
     allocations.set(t.id, { worker: w, resources: t.req });
-    refreshFree(w);
+    reg.refreshFree(w);
   }
 
   function schedule(limit = Infinity): Placement[] {
@@ -477,14 +335,14 @@ export function createScheduler(opts: SchedulerOptions = {}): Scheduler {
     allocations.delete(taskId);
     a.worker.used.millicpu -= a.resources.millicpu;
     a.worker.used.memoryBytes -= a.resources.memoryBytes;
-    refreshFree(a.worker);
+    reg.refreshFree(a.worker);
   };
 
   return {
     upsertWorker(info: WorkerInfo): void {
       const id = checkId('worker', info.id);
       const capacity = checkResources(`worker ${id} capacity`, info.capacity);
-      const w = workers.get(id) ?? newWorker(id);
+      const w = workers.get(id) ?? reg.newWorker(id);
       w.load1 = info.load1;
       w.memoryFreeBytes = info.memoryFreeBytes;
       const labels = info.labels ?? {};
@@ -498,23 +356,23 @@ export function createScheduler(opts: SchedulerOptions = {}): Scheduler {
       ) {
         return; // stats only: they weigh in the score, not in the indexes
       }
-      leave(w);
+      reg.leave(w);
       if (labelsChanged) {
-        indexLabels(w, false);
+        reg.indexLabels(w, false);
         w.labels = { ...labels };
-        indexLabels(w, true);
+        reg.indexLabels(w, true);
       }
       w.capacity = capacity;
       w.connected = true;
       w.draining = info.draining;
-      join(w);
+      reg.join(w);
       checkReservation(w);
     },
 
     removeWorker(id: string): void {
       const w = workers.get(id);
       if (w === undefined || !w.connected) return;
-      leave(w);
+      reg.leave(w);
       w.connected = false;
       checkReservation(w);
     },
@@ -522,9 +380,9 @@ export function createScheduler(opts: SchedulerOptions = {}): Scheduler {
     forgetWorker(id: string): void {
       const w = workers.get(id);
       if (w === undefined) return;
-      leave(w);
+      reg.leave(w);
       if (w.reservedBy !== undefined) unreserve(w.reservedBy);
-      indexLabels(w, false);
+      reg.indexLabels(w, false);
       for (const [taskId, a] of allocations) if (a.worker === w) allocations.delete(taskId);
       workers.delete(id);
     },
@@ -532,9 +390,9 @@ export function createScheduler(opts: SchedulerOptions = {}): Scheduler {
     setDraining(id: string, draining: boolean): void {
       const w = workers.get(id);
       if (w === undefined || w.draining === draining) return;
-      leave(w);
+      reg.leave(w);
       w.draining = draining;
-      join(w);
+      reg.join(w);
       checkReservation(w);
     },
 
@@ -551,7 +409,7 @@ export function createScheduler(opts: SchedulerOptions = {}): Scheduler {
       const old = queuedTasks.get(id);
       if (old !== undefined) dequeue(old);
       const constraints = constraintList(req.constraints ?? {});
-      const pool = constraints.length === 0 ? basePool : getPool(poolSig(constraints), constraints);
+      const pool = constraints.length === 0 ? reg.basePool : reg.getPool(poolSig(constraints), constraints);
       const t: QueuedTask = {
         id,
         priority: req.priority,
@@ -601,11 +459,11 @@ export function createScheduler(opts: SchedulerOptions = {}): Scheduler {
       if (t !== undefined) dequeue(t);
       release(taskId);
       // A recovered task may report in before its worker does.
-      const w = workers.get(workerId) ?? newWorker(workerId);
+      const w = workers.get(workerId) ?? reg.newWorker(workerId);
       w.used.millicpu += resources.millicpu;
       w.used.memoryBytes += resources.memoryBytes;
       allocations.set(taskId, { worker: w, resources });
-      refreshFree(w);
+      reg.refreshFree(w);
     },
 
     release,
