@@ -46,13 +46,15 @@ export function createManagerClient<T extends GenServiceMethods>(
     return c;
   };
   let current = list[0]!;
+  /** The manager after `address` in the list (after the first, for one not in it: a named leader). */
+  const after = (address: string): string => list[(Math.max(0, list.indexOf(address)) + 1) % list.length]!;
   const wrapper: Record<string, unknown> = {
     current: () => current,
     streamFailed: (err: unknown) => {
       const e = err as Partial<grpc.ServiceError>;
       const hint = leaderHint(e);
       if (hint !== undefined) current = hint;
-      else if (isNotLeader(e) || e.code === grpc.status.UNAVAILABLE) current = list[(Math.max(0, list.indexOf(current)) + 1) % list.length]!;
+      else if (isNotLeader(e) || e.code === grpc.status.UNAVAILABLE) current = after(current);
       else return false;
       return true;
     },
@@ -88,7 +90,7 @@ export function createManagerClient<T extends GenServiceMethods>(
           const hint = leaderHint(e);
           if (e.code === grpc.status.DEADLINE_EXCEEDED && list.length > 1) {
             // No time left for another: the next call starts at the next manager (this one may be frozen).
-            current = list[(Math.max(0, list.indexOf(next)) + 1) % list.length]!;
+            current = after(next);
             throw err;
           }
           if (hint === undefined && !isNotLeader(e) && e.code !== grpc.status.UNAVAILABLE) throw err;

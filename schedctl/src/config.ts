@@ -1,7 +1,7 @@
 // schedctl's config: where the management node is and how long to wait for it.
 import { existsSync } from 'node:fs';
 import { z } from 'zod';
-import { ConfigError, durationIn, loadConfig } from '../../common/config.js';
+import { ConfigError, durationIn, hostPort, loadConfig } from '../../common/config.js';
 import { tlsSchema } from '../../common/tls.js';
 
 import { CONFIG_ENV, DEFAULT_CONFIG_PATH, MANAGER_ENV } from './config-paths.js';
@@ -9,11 +9,10 @@ import { CONFIG_ENV, DEFAULT_CONFIG_PATH, MANAGER_ENV } from './config-paths.js'
 export { CONFIG_ENV, DEFAULT_CONFIG_PATH, MANAGER_ENV };
 
 /** One manager (host:port), or several: a YAML list or "a:7070,b:7070"; kept as the comma-joined list. */
-const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/;
 export const managersProblem = (list: string): string | undefined => {
   const parts = list.split(',').map((p) => p.trim());
   if (parts.length > 16) return 'at most 16 managers';
-  const bad = parts.find((p) => !HOST_PORT.test(p));
+  const bad = parts.find((p) => !hostPort().safeParse(p).success);
   return bad === undefined ? undefined : `expected host:port (or a list of them), e.g. 127.0.0.1:7070, got ${JSON.stringify(bad)}`;
 };
 const managers = () =>

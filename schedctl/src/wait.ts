@@ -65,17 +65,17 @@ export class UnplaceableError extends Error {
 }
 
 /**
- * While the tasks run, asks every PENDING_POLL_MS why the first PENDING_REPORTED still
- * pending ones wait, prints each new reason on stderr (as nomad prints placement
+ * While the tasks run, asks every PENDING_POLL_MS why the first PENDING_REPORTED of
+ * those still pending (as far as the watch said) wait, prints each new reason on stderr (as nomad prints placement
  * failures), and calls unplaceable with a task no known worker could ever fit.
  */
-function reportPending(ctx: Ctx, ids: readonly string[], open: (id: string) => boolean, unplaceable: (t: Task) => void): () => void {
+function reportPending(ctx: Ctx, ids: readonly string[], pending: (id: string) => boolean, unplaceable: (t: Task) => void): () => void {
   const said = new Map<string, string>();
   let busy = false;
   const timer = setInterval(() => {
     if (busy) return;
     busy = true;
-    const asked = ids.filter(open).slice(0, PENDING_REPORTED);
+    const asked = ids.filter(pending).slice(0, PENDING_REPORTED);
     void Promise.all(
       asked.map(async (id) => {
         const task = (await ctx.client().getTask({ id }, ctx.unary()).catch(() => undefined))?.task;
@@ -102,7 +102,10 @@ export async function waitForTasks(ctx: Ctx, ids: readonly string[], patienceMs:
   const unique = [...new Set(ids)];
   let never: Task | undefined;
   let giveUp: (() => void) | undefined;
-  const stopReporting = reportPending(ctx, unique, (id) => !finals.has(id), (t) => {
+  /** Each task's state as the watch last said (a task placed needs no more asking why it waits). */
+  const states = new Map<string, TaskState>();
+  const pending = (id: string): boolean => (states.get(id) ?? TaskState.PENDING) === TaskState.PENDING;
+  const stopReporting = reportPending(ctx, unique, pending, (t) => {
     never = t;
     giveUp?.();
   });
@@ -118,6 +121,7 @@ export async function waitForTasks(ctx: Ctx, ids: readonly string[], patienceMs:
     const onTask = (task: Task): void => {
       failingSince = undefined;
       delay = 200;
+      states.set(task.id, task.state);
       if (isFinished(task)) finals.set(task.id, task);
     };
     for (;;) {

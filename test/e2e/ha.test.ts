@@ -265,6 +265,15 @@ describe('e2e: several managers on one etcd cluster', function () {
     return load;
   }
 
+  /** Starts a stopped manager again with its config and port (as a supervisor would), in its place in managers. */
+  async function restartManager(managers: Manager[], m: Manager): Promise<void> {
+    const yamlFile = join(dir, `m${prefix}-${m.n}.yaml`);
+    const config = readFileSync(yamlFile, 'utf8').replace(/^listen: .*\n/m, '');
+    const again = await startManager({ config, yamlFile, logFile: join(dir, `m${prefix}-${m.n}-again.log`), port: Number(m.address.split(':')[1]), until: 'listening' });
+    daemons.push(again.daemon);
+    managers[managers.indexOf(m)] = { ...m, daemon: again.daemon };
+  }
+
   const leaderOf = (managers: Manager[]) => waitFor('a leader', () => managers.find((m) => m.daemon.child.exitCode === null && /"msg":"management node ready"/.test(m.daemon.log())), 30_000);
 
   async function withWorkers(managers: Manager[], tag: string): Promise<void> {
@@ -303,9 +312,7 @@ describe('e2e: several managers on one etcd cluster', function () {
         await l.untilAcked(Math.round((JOBS * (i + 1)) / 5));
         // SIGTERM: a leader hands over at once (it revokes its lease); then it starts again on its port.
         await m.daemon.stop();
-        const again = await startManager({ config: readFileSync(join(dir, `m${prefix}-${m.n}.yaml`), 'utf8').replace(/^listen: .*\n/m, ''), yamlFile: join(dir, `m${prefix}-${m.n}.yaml`), logFile: join(dir, `m${prefix}-${m.n}-again.log`), port: Number(m.address.split(':')[1]), until: 'listening' });
-        daemons.push(again.daemon);
-        managers[managers.indexOf(m)] = { ...m, daemon: again.daemon };
+        await restartManager(managers, m);
       }
     });
   });
@@ -328,9 +335,7 @@ describe('e2e: several managers on one etcd cluster', function () {
       for (const m of managers) {
         if (m.daemon.child.exitCode === null) continue;
         expect(m.daemon.child.exitCode, m.daemon.log().slice(-2000)).to.equal(3);
-        const again = await startManager({ config: readFileSync(join(dir, `m${prefix}-${m.n}.yaml`), 'utf8').replace(/^listen: .*\n/m, ''), yamlFile: join(dir, `m${prefix}-${m.n}.yaml`), logFile: join(dir, `m${prefix}-${m.n}-again.log`), port: Number(m.address.split(':')[1]), until: 'listening' });
-        daemons.push(again.daemon);
-        managers[managers.indexOf(m)] = { ...m, daemon: again.daemon };
+        await restartManager(managers, m);
       }
     });
     // What clients were told meanwhile: the store or the leader is unavailable, or the call ran out of time; never a wrong answer.

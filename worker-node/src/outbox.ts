@@ -121,8 +121,9 @@ export class Outbox {
   private readonly entries = new Map<string, Entry>();
   private readonly path: string;
   private fd = -1;
-  /** Bytes in the journal, and in the records of pending results. */
+  /** Bytes in the journal, and in the records of the pending results. */
   private journalBytes = 0;
+  private liveBytes = 0;
   private queue: Queued[] = [];
   private writing: Promise<void> | undefined;
   /** A write failed: the next batch rewrites the journal whole rather than append after a torn record. */
@@ -192,7 +193,11 @@ export class Outbox {
 
   /** Forgets an acknowledged result. False when it was not pending. */
   ack(taskId: string, attempt: number): boolean {
-    if (!this.entries.delete(key(taskId, attempt))) return false;
+    const k = key(taskId, attempt);
+    const entry = this.entries.get(k);
+    if (!entry) return false;
+    this.entries.delete(k);
+    this.liveBytes -= entry.record.length;
     this.trim();
     return true;
   }
@@ -204,8 +209,10 @@ export class Outbox {
 
   private keep(finished: Finished, record: Buffer): void {
     const k = key(finished.task!.taskId, finished.task!.attempt);
+    this.liveBytes -= this.entries.get(k)?.record.length ?? 0;
     this.entries.delete(k); // a result added again goes to the end, as it does in the journal
     this.entries.set(k, { finished, record });
+    this.liveBytes += record.length;
   }
 
   private kick(): void {
@@ -223,8 +230,7 @@ export class Outbox {
     const batch = this.queue;
     this.queue = [];
     try {
-      const live = this.liveBytes();
-      if (this.damaged || (this.journalBytes >= COMPACT_BYTES && this.journalBytes > 2 * live)) {
+      if (this.damaged || (this.journalBytes >= COMPACT_BYTES && this.journalBytes > 2 * this.liveBytes)) {
         // The pending results include the batch's: rewriting them all saves it too.
         const fd = this.openTemp();
         await syncAndClose(fd);
@@ -261,12 +267,6 @@ export class Outbox {
     }
   }
 
-  private liveBytes(): number {
-    let n = 0;
-    for (const e of this.entries.values()) n += e.record.length;
-    return n;
-  }
-
   /** Writes every pending result to the temp journal; returns its open fd. */
   private openTemp(): number {
     const fd = openSync(`${this.path}.tmp`, 'w', PRIVATE_FILE_MODE);
@@ -288,7 +288,7 @@ export class Outbox {
     const fd = openSync(this.path, 'a', PRIVATE_FILE_MODE);
     if (this.fd >= 0) closeSync(this.fd);
     this.fd = fd;
-    this.journalBytes = this.liveBytes();
+    this.journalBytes = this.liveBytes;
     this.damaged = false;
   }
 
