@@ -74,7 +74,7 @@ class FakeManager extends EventEmitter<{ final: [string] }> {
           this.tasks.set(id, task);
           return task;
         });
-        cb(null, { $typeName: 'sched.v1.CancelTaskResponse', tasks });
+        cb(null, { $typeName: 'sched.v1.CancelTaskResponse', tasks, errors: [] });
       },
       getTask: (call, cb) => {
         const task = this.tasks.get(call.request.id);
@@ -88,7 +88,7 @@ class FakeManager extends EventEmitter<{ final: [string] }> {
           .filter((t) => !call.request.groupId || t.groupId === call.request.groupId);
         const page = all.slice(0, Math.min(call.request.limit || PAGE, PAGE));
         const more = all.length > page.length;
-        cb(null, { $typeName: 'sched.v1.ListTasksResponse', tasks: page, nextPageToken: more ? page.at(-1)!.id : '' });
+        cb(null, { $typeName: 'sched.v1.ListTasksResponse', tasks: page, nextPageToken: more ? page.at(-1)!.id : '', total: all.length, revision: 0n });
       },
       watchTasks: (call) => {
         this.watchOpens++;
@@ -133,6 +133,8 @@ class FakeManager extends EventEmitter<{ final: [string] }> {
         call.request.id === 'w-1'
           ? cb(null, create(DrainWorkerResponseSchema, { worker: { id: 'w-1', state: WorkerState.CONNECTED, draining: call.request.drain } }))
           : cb(toStatus(new NotFoundError('worker', call.request.id))),
+      removeWorker: (call, cb) => cb(toStatus(new NotFoundError('worker', call.request.id))),
+      watchEvents: (call) => call.end(),
       taskLogs: (call) => {
         const { id, tailLines, stderr } = call.request;
         if (!this.tasks.has(id)) {

@@ -181,6 +181,10 @@ export function managementHandlers(cluster: Cluster, storeDescription: string, h
     drainWorker: unary(async (req) =>
       create(DrainWorkerResponseSchema, { worker: cluster.workerView(await cluster.drain(requireId('id', req.id), req.drain)) }),
     ),
+    removeWorker: unary(() => {
+      throw new Error('RemoveWorker: not implemented yet');
+    }),
+    watchEvents: (call) => call.emit('error', toStatus(new Error('WatchEvents: not implemented yet'))),
     listWorkers: unary((req) => {
       const limit = req.limit === 0 ? MAX_PAGE : Math.min(req.limit, MAX_PAGE);
       const ids = [...cluster.workers.keys()].filter((id) => id > req.pageToken).sort();

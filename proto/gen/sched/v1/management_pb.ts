@@ -4,7 +4,7 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Task, TaskSpec, TaskState, Worker } from "./types_pb.js";
+import type { Task, TaskOutcome, TaskSpec, TaskState, Worker } from "./types_pb.js";
 import { file_sched_v1_types } from "./types_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sched/v1/management.proto.
  */
 export const file_sched_v1_management: GenFile = /*@__PURE__*/
-  fileDesc("ChlzY2hlZC92MS9tYW5hZ2VtZW50LnByb3RvEghzY2hlZC52MSJaCg5SdW5UYXNrUmVxdWVzdBIgCgRzcGVjGAEgASgLMhIuc2NoZWQudjEuVGFza1NwZWMSDQoFY291bnQYAiABKA0SFwoPaWRlbXBvdGVuY3lfa2V5GAMgASgJImAKD1J1blRhc2tSZXNwb25zZRIcCgR0YXNrGAEgASgLMg4uc2NoZWQudjEuVGFzaxIdCgV0YXNrcxgCIAMoCzIOLnNjaGVkLnYxLlRhc2sSEAoIZ3JvdXBfaWQYAyABKAkiHAoOR2V0VGFza1JlcXVlc3QSCgoCaWQYASABKAkiLwoPR2V0VGFza1Jlc3BvbnNlEhwKBHRhc2sYASABKAsyDi5zY2hlZC52MS5UYXNrIn4KEExpc3RUYXNrc1JlcXVlc3QSIgoFc3RhdGUYASABKA4yEy5zY2hlZC52MS5UYXNrU3RhdGUSEQoJd29ya2VyX2lkGAIgASgJEg0KBWxpbWl0GAMgASgNEhIKCnBhZ2VfdG9rZW4YBCABKAkSEAoIZ3JvdXBfaWQYBSABKAkiSwoRTGlzdFRhc2tzUmVzcG9uc2USHQoFdGFza3MYASADKAsyDi5zY2hlZC52MS5UYXNrEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIyChFDYW5jZWxUYXNrUmVxdWVzdBILCgNpZHMYASADKAkSEAoIZ3JhY2VfbXMYAiABKA0iMwoSQ2FuY2VsVGFza1Jlc3BvbnNlEh0KBXRhc2tzGAEgAygLMg4uc2NoZWQudjEuVGFzayIgChFXYXRjaFRhc2tzUmVxdWVzdBILCgNpZHMYASADKAkiMgoSV2F0Y2hUYXNrc1Jlc3BvbnNlEhwKBHRhc2sYASABKAsyDi5zY2hlZC52MS5UYXNrIjcKEkxpc3RXb3JrZXJzUmVxdWVzdBINCgVsaW1pdBgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJIlEKE0xpc3RXb3JrZXJzUmVzcG9uc2USIQoHd29ya2VycxgBIAMoCzIQLnNjaGVkLnYxLldvcmtlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiHgoQR2V0V29ya2VyUmVxdWVzdBIKCgJpZBgBIAEoCSI1ChFHZXRXb3JrZXJSZXNwb25zZRIgCgZ3b3JrZXIYASABKAsyEC5zY2hlZC52MS5Xb3JrZXIiZQoPVGFza0xvZ3NSZXF1ZXN0EgoKAmlkGAEgASgJEg4KBnN0ZGVychgCIAEoCBIXCgp0YWlsX2xpbmVzGAMgASgNSACIAQESDgoGZm9sbG93GAQgASgIQg0KC190YWlsX2xpbmVzIiAKEFRhc2tMb2dzUmVzcG9uc2USDAoEZGF0YRgBIAEoDCIvChJEcmFpbldvcmtlclJlcXVlc3QSCgoCaWQYASABKAkSDQoFZHJhaW4YAiABKAgiNwoTRHJhaW5Xb3JrZXJSZXNwb25zZRIgCgZ3b3JrZXIYASABKAsyEC5zY2hlZC52MS5Xb3JrZXIiDwoNU3RhdHVzUmVxdWVzdCKZAgoOU3RhdHVzUmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoCRINCgVzdG9yZRgCIAEoCRIZChF3b3JrZXJzX2Nvbm5lY3RlZBgDIAEoDRIVCg13b3JrZXJzX3RvdGFsGAQgASgNEkIKDnRhc2tzX2J5X3N0YXRlGAUgAygLMiouc2NoZWQudjEuU3RhdHVzUmVzcG9uc2UuVGFza3NCeVN0YXRlRW50cnkSDAoEcm9sZRgGIAEoCRIOCgZsZWFkZXIYByABKAkSDAoEdGVybRgIIAEoBBIQCghtYW5hZ2VycxgJIAMoCRozChFUYXNrc0J5U3RhdGVFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKA06AjgBMs0FChFNYW5hZ2VtZW50U2VydmljZRI+CgdSdW5UYXNrEhguc2NoZWQudjEuUnVuVGFza1JlcXVlc3QaGS5zY2hlZC52MS5SdW5UYXNrUmVzcG9uc2USPgoHR2V0VGFzaxIYLnNjaGVkLnYxLkdldFRhc2tSZXF1ZXN0Ghkuc2NoZWQudjEuR2V0VGFza1Jlc3BvbnNlEkQKCUxpc3RUYXNrcxIaLnNjaGVkLnYxLkxpc3RUYXNrc1JlcXVlc3QaGy5zY2hlZC52MS5MaXN0VGFza3NSZXNwb25zZRJHCgpDYW5jZWxUYXNrEhsuc2NoZWQudjEuQ2FuY2VsVGFza1JlcXVlc3QaHC5zY2hlZC52MS5DYW5jZWxUYXNrUmVzcG9uc2USSQoKV2F0Y2hUYXNrcxIbLnNjaGVkLnYxLldhdGNoVGFza3NSZXF1ZXN0Ghwuc2NoZWQudjEuV2F0Y2hUYXNrc1Jlc3BvbnNlMAESSgoLTGlzdFdvcmtlcnMSHC5zY2hlZC52MS5MaXN0V29ya2Vyc1JlcXVlc3QaHS5zY2hlZC52MS5MaXN0V29ya2Vyc1Jlc3BvbnNlEkQKCUdldFdvcmtlchIaLnNjaGVkLnYxLkdldFdvcmtlclJlcXVlc3QaGy5zY2hlZC52MS5HZXRXb3JrZXJSZXNwb25zZRI7CgZTdGF0dXMSFy5zY2hlZC52MS5TdGF0dXNSZXF1ZXN0Ghguc2NoZWQudjEuU3RhdHVzUmVzcG9uc2USQwoIVGFza0xvZ3MSGS5zY2hlZC52MS5UYXNrTG9nc1JlcXVlc3QaGi5zY2hlZC52MS5UYXNrTG9nc1Jlc3BvbnNlMAESSgoLRHJhaW5Xb3JrZXISHC5zY2hlZC52MS5EcmFpbldvcmtlclJlcXVlc3QaHS5zY2hlZC52MS5EcmFpbldvcmtlclJlc3BvbnNlYgZwcm90bzM", [file_sched_v1_types]);
+  fileDesc("ChlzY2hlZC92MS9tYW5hZ2VtZW50LnByb3RvEghzY2hlZC52MSJaCg5SdW5UYXNrUmVxdWVzdBIgCgRzcGVjGAEgASgLMhIuc2NoZWQudjEuVGFza1NwZWMSDQoFY291bnQYAiABKA0SFwoPaWRlbXBvdGVuY3lfa2V5GAMgASgJImAKD1J1blRhc2tSZXNwb25zZRIcCgR0YXNrGAEgASgLMg4uc2NoZWQudjEuVGFzaxIdCgV0YXNrcxgCIAMoCzIOLnNjaGVkLnYxLlRhc2sSEAoIZ3JvdXBfaWQYAyABKAkiHAoOR2V0VGFza1JlcXVlc3QSCgoCaWQYASABKAkiLwoPR2V0VGFza1Jlc3BvbnNlEhwKBHRhc2sYASABKAsyDi5zY2hlZC52MS5UYXNrIrwBChBMaXN0VGFza3NSZXF1ZXN0EiIKBXN0YXRlGAEgASgOMhMuc2NoZWQudjEuVGFza1N0YXRlEhEKCXdvcmtlcl9pZBgCIAEoCRINCgVsaW1pdBgDIAEoDRISCgpwYWdlX3Rva2VuGAQgASgJEhAKCGdyb3VwX2lkGAUgASgJEhQKDG9sZGVzdF9maXJzdBgGIAEoCBImCgdvdXRjb21lGAcgASgOMhUuc2NoZWQudjEuVGFza091dGNvbWUibAoRTGlzdFRhc2tzUmVzcG9uc2USHQoFdGFza3MYASADKAsyDi5zY2hlZC52MS5UYXNrEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRINCgV0b3RhbBgDIAEoDRIQCghyZXZpc2lvbhgEIAEoBCIyChFDYW5jZWxUYXNrUmVxdWVzdBILCgNpZHMYASADKAkSEAoIZ3JhY2VfbXMYAiABKA0iVgoSQ2FuY2VsVGFza1Jlc3BvbnNlEh0KBXRhc2tzGAEgAygLMg4uc2NoZWQudjEuVGFzaxIhCgZlcnJvcnMYAiADKAsyES5zY2hlZC52MS5JZEVycm9yIiYKB0lkRXJyb3ISCgoCaWQYASABKAkSDwoHbWVzc2FnZRgCIAEoCSIgChFXYXRjaFRhc2tzUmVxdWVzdBILCgNpZHMYASADKAkiMgoSV2F0Y2hUYXNrc1Jlc3BvbnNlEhwKBHRhc2sYASABKAsyDi5zY2hlZC52MS5UYXNrIjcKEkxpc3RXb3JrZXJzUmVxdWVzdBINCgVsaW1pdBgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJIlEKE0xpc3RXb3JrZXJzUmVzcG9uc2USIQoHd29ya2VycxgBIAMoCzIQLnNjaGVkLnYxLldvcmtlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiHgoQR2V0V29ya2VyUmVxdWVzdBIKCgJpZBgBIAEoCSI1ChFHZXRXb3JrZXJSZXNwb25zZRIgCgZ3b3JrZXIYASABKAsyEC5zY2hlZC52MS5Xb3JrZXIiZQoPVGFza0xvZ3NSZXF1ZXN0EgoKAmlkGAEgASgJEg4KBnN0ZGVychgCIAEoCBIXCgp0YWlsX2xpbmVzGAMgASgNSACIAQESDgoGZm9sbG93GAQgASgIQg0KC190YWlsX2xpbmVzIiAKEFRhc2tMb2dzUmVzcG9uc2USDAoEZGF0YRgBIAEoDCJEChJEcmFpbldvcmtlclJlcXVlc3QSCgoCaWQYASABKAkSDQoFZHJhaW4YAiABKAgSEwoLZGVhZGxpbmVfbXMYAyABKA0iNwoTRHJhaW5Xb3JrZXJSZXNwb25zZRIgCgZ3b3JrZXIYASABKAsyEC5zY2hlZC52MS5Xb3JrZXIiIQoTUmVtb3ZlV29ya2VyUmVxdWVzdBIKCgJpZBgBIAEoCSI4ChRSZW1vdmVXb3JrZXJSZXNwb25zZRIgCgZ3b3JrZXIYASABKAsyEC5zY2hlZC52MS5Xb3JrZXIiXgoSV2F0Y2hFdmVudHNSZXF1ZXN0EhYKDmFmdGVyX3JldmlzaW9uGAEgASgEEg0KBXRhc2tzGAIgASgIEg8KB3dvcmtlcnMYAyABKAgSEAoIZ3JvdXBfaWQYBCABKAkihgEKE1dhdGNoRXZlbnRzUmVzcG9uc2USEAoIcmV2aXNpb24YASABKAQSDwoHdW5peF9tcxgCIAEoAxIeCgR0YXNrGAMgASgLMg4uc2NoZWQudjEuVGFza0gAEiIKBndvcmtlchgEIAEoCzIQLnNjaGVkLnYxLldvcmtlckgAQggKBm9iamVjdCIPCg1TdGF0dXNSZXF1ZXN0IpkCCg5TdGF0dXNSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgJEg0KBXN0b3JlGAIgASgJEhkKEXdvcmtlcnNfY29ubmVjdGVkGAMgASgNEhUKDXdvcmtlcnNfdG90YWwYBCABKA0SQgoOdGFza3NfYnlfc3RhdGUYBSADKAsyKi5zY2hlZC52MS5TdGF0dXNSZXNwb25zZS5UYXNrc0J5U3RhdGVFbnRyeRIMCgRyb2xlGAYgASgJEg4KBmxlYWRlchgHIAEoCRIMCgR0ZXJtGAggASgEEhAKCG1hbmFnZXJzGAkgAygJGjMKEVRhc2tzQnlTdGF0ZUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoDToCOAEy6gYKEU1hbmFnZW1lbnRTZXJ2aWNlEj4KB1J1blRhc2sSGC5zY2hlZC52MS5SdW5UYXNrUmVxdWVzdBoZLnNjaGVkLnYxLlJ1blRhc2tSZXNwb25zZRI+CgdHZXRUYXNrEhguc2NoZWQudjEuR2V0VGFza1JlcXVlc3QaGS5zY2hlZC52MS5HZXRUYXNrUmVzcG9uc2USRAoJTGlzdFRhc2tzEhouc2NoZWQudjEuTGlzdFRhc2tzUmVxdWVzdBobLnNjaGVkLnYxLkxpc3RUYXNrc1Jlc3BvbnNlEkcKCkNhbmNlbFRhc2sSGy5zY2hlZC52MS5DYW5jZWxUYXNrUmVxdWVzdBocLnNjaGVkLnYxLkNhbmNlbFRhc2tSZXNwb25zZRJJCgpXYXRjaFRhc2tzEhsuc2NoZWQudjEuV2F0Y2hUYXNrc1JlcXVlc3QaHC5zY2hlZC52MS5XYXRjaFRhc2tzUmVzcG9uc2UwARJKCgtMaXN0V29ya2VycxIcLnNjaGVkLnYxLkxpc3RXb3JrZXJzUmVxdWVzdBodLnNjaGVkLnYxLkxpc3RXb3JrZXJzUmVzcG9uc2USRAoJR2V0V29ya2VyEhouc2NoZWQudjEuR2V0V29ya2VyUmVxdWVzdBobLnNjaGVkLnYxLkdldFdvcmtlclJlc3BvbnNlEjsKBlN0YXR1cxIXLnNjaGVkLnYxLlN0YXR1c1JlcXVlc3QaGC5zY2hlZC52MS5TdGF0dXNSZXNwb25zZRJDCghUYXNrTG9ncxIZLnNjaGVkLnYxLlRhc2tMb2dzUmVxdWVzdBoaLnNjaGVkLnYxLlRhc2tMb2dzUmVzcG9uc2UwARJKCgtEcmFpbldvcmtlchIcLnNjaGVkLnYxLkRyYWluV29ya2VyUmVxdWVzdBodLnNjaGVkLnYxLkRyYWluV29ya2VyUmVzcG9uc2USTQoMUmVtb3ZlV29ya2VyEh0uc2NoZWQudjEuUmVtb3ZlV29ya2VyUmVxdWVzdBoeLnNjaGVkLnYxLlJlbW92ZVdvcmtlclJlc3BvbnNlEkwKC1dhdGNoRXZlbnRzEhwuc2NoZWQudjEuV2F0Y2hFdmVudHNSZXF1ZXN0Gh0uc2NoZWQudjEuV2F0Y2hFdmVudHNSZXNwb25zZTABYgZwcm90bzM", [file_sched_v1_types]);
 
 /**
  * @generated from message sched.v1.RunTaskRequest
@@ -149,6 +149,21 @@ export type ListTasksRequest = Message<"sched.v1.ListTasksRequest"> & {
    * @generated from field: string group_id = 5;
    */
   groupId: string;
+
+  /**
+   * Oldest first (submission order) instead of the default, newest first. A page token
+   * continues in the order it was made for.
+   *
+   * @generated from field: bool oldest_first = 6;
+   */
+  oldestFirst: boolean;
+
+  /**
+   * Only ended tasks with this outcome.
+   *
+   * @generated from field: sched.v1.TaskOutcome outcome = 7;
+   */
+  outcome: TaskOutcome;
 };
 
 /**
@@ -171,6 +186,20 @@ export type ListTasksResponse = Message<"sched.v1.ListTasksResponse"> & {
    * @generated from field: string next_page_token = 2;
    */
   nextPageToken: string;
+
+  /**
+   * How many tasks match the filters in all (over every page).
+   *
+   * @generated from field: uint32 total = 3;
+   */
+  total: number;
+
+  /**
+   * The store revision the listing reflects: WatchEvents from here misses nothing.
+   *
+   * @generated from field: uint64 revision = 4;
+   */
+  revision: bigint;
 };
 
 /**
@@ -214,6 +243,13 @@ export type CancelTaskResponse = Message<"sched.v1.CancelTaskResponse"> & {
    * @generated from field: repeated sched.v1.Task tasks = 1;
    */
   tasks: Task[];
+
+  /**
+   * The ids that named no task (or several), each with why; every other id is cancelled.
+   *
+   * @generated from field: repeated sched.v1.IdError errors = 2;
+   */
+  errors: IdError[];
 };
 
 /**
@@ -222,6 +258,28 @@ export type CancelTaskResponse = Message<"sched.v1.CancelTaskResponse"> & {
  */
 export const CancelTaskResponseSchema: GenMessage<CancelTaskResponse> = /*@__PURE__*/
   messageDesc(file_sched_v1_management, 7);
+
+/**
+ * @generated from message sched.v1.IdError
+ */
+export type IdError = Message<"sched.v1.IdError"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string message = 2;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message sched.v1.IdError.
+ * Use `create(IdErrorSchema)` to create a new message.
+ */
+export const IdErrorSchema: GenMessage<IdError> = /*@__PURE__*/
+  messageDesc(file_sched_v1_management, 8);
 
 /**
  * @generated from message sched.v1.WatchTasksRequest
@@ -238,7 +296,7 @@ export type WatchTasksRequest = Message<"sched.v1.WatchTasksRequest"> & {
  * Use `create(WatchTasksRequestSchema)` to create a new message.
  */
 export const WatchTasksRequestSchema: GenMessage<WatchTasksRequest> = /*@__PURE__*/
-  messageDesc(file_sched_v1_management, 8);
+  messageDesc(file_sched_v1_management, 9);
 
 /**
  * @generated from message sched.v1.WatchTasksResponse
@@ -255,7 +313,7 @@ export type WatchTasksResponse = Message<"sched.v1.WatchTasksResponse"> & {
  * Use `create(WatchTasksResponseSchema)` to create a new message.
  */
 export const WatchTasksResponseSchema: GenMessage<WatchTasksResponse> = /*@__PURE__*/
-  messageDesc(file_sched_v1_management, 9);
+  messageDesc(file_sched_v1_management, 10);
 
 /**
  * @generated from message sched.v1.ListWorkersRequest
@@ -281,7 +339,7 @@ export type ListWorkersRequest = Message<"sched.v1.ListWorkersRequest"> & {
  * Use `create(ListWorkersRequestSchema)` to create a new message.
  */
 export const ListWorkersRequestSchema: GenMessage<ListWorkersRequest> = /*@__PURE__*/
-  messageDesc(file_sched_v1_management, 10);
+  messageDesc(file_sched_v1_management, 11);
 
 /**
  * @generated from message sched.v1.ListWorkersResponse
@@ -305,7 +363,7 @@ export type ListWorkersResponse = Message<"sched.v1.ListWorkersResponse"> & {
  * Use `create(ListWorkersResponseSchema)` to create a new message.
  */
 export const ListWorkersResponseSchema: GenMessage<ListWorkersResponse> = /*@__PURE__*/
-  messageDesc(file_sched_v1_management, 11);
+  messageDesc(file_sched_v1_management, 12);
 
 /**
  * @generated from message sched.v1.GetWorkerRequest
@@ -322,7 +380,7 @@ export type GetWorkerRequest = Message<"sched.v1.GetWorkerRequest"> & {
  * Use `create(GetWorkerRequestSchema)` to create a new message.
  */
 export const GetWorkerRequestSchema: GenMessage<GetWorkerRequest> = /*@__PURE__*/
-  messageDesc(file_sched_v1_management, 12);
+  messageDesc(file_sched_v1_management, 13);
 
 /**
  * @generated from message sched.v1.GetWorkerResponse
@@ -339,7 +397,7 @@ export type GetWorkerResponse = Message<"sched.v1.GetWorkerResponse"> & {
  * Use `create(GetWorkerResponseSchema)` to create a new message.
  */
 export const GetWorkerResponseSchema: GenMessage<GetWorkerResponse> = /*@__PURE__*/
-  messageDesc(file_sched_v1_management, 13);
+  messageDesc(file_sched_v1_management, 14);
 
 /**
  * @generated from message sched.v1.TaskLogsRequest
@@ -375,7 +433,7 @@ export type TaskLogsRequest = Message<"sched.v1.TaskLogsRequest"> & {
  * Use `create(TaskLogsRequestSchema)` to create a new message.
  */
 export const TaskLogsRequestSchema: GenMessage<TaskLogsRequest> = /*@__PURE__*/
-  messageDesc(file_sched_v1_management, 14);
+  messageDesc(file_sched_v1_management, 15);
 
 /**
  * @generated from message sched.v1.TaskLogsResponse
@@ -392,7 +450,7 @@ export type TaskLogsResponse = Message<"sched.v1.TaskLogsResponse"> & {
  * Use `create(TaskLogsResponseSchema)` to create a new message.
  */
 export const TaskLogsResponseSchema: GenMessage<TaskLogsResponse> = /*@__PURE__*/
-  messageDesc(file_sched_v1_management, 15);
+  messageDesc(file_sched_v1_management, 16);
 
 /**
  * @generated from message sched.v1.DrainWorkerRequest
@@ -407,6 +465,14 @@ export type DrainWorkerRequest = Message<"sched.v1.DrainWorkerRequest"> & {
    * @generated from field: bool drain = 2;
    */
   drain: boolean;
+
+  /**
+   * With drain: once this long has passed, the worker's running tasks are cancelled; each is
+   * placed again if it has retries left, else ends dead with reason "drained". 0 = no deadline.
+   *
+   * @generated from field: uint32 deadline_ms = 3;
+   */
+  deadlineMs: number;
 };
 
 /**
@@ -414,7 +480,7 @@ export type DrainWorkerRequest = Message<"sched.v1.DrainWorkerRequest"> & {
  * Use `create(DrainWorkerRequestSchema)` to create a new message.
  */
 export const DrainWorkerRequestSchema: GenMessage<DrainWorkerRequest> = /*@__PURE__*/
-  messageDesc(file_sched_v1_management, 16);
+  messageDesc(file_sched_v1_management, 17);
 
 /**
  * @generated from message sched.v1.DrainWorkerResponse
@@ -431,7 +497,124 @@ export type DrainWorkerResponse = Message<"sched.v1.DrainWorkerResponse"> & {
  * Use `create(DrainWorkerResponseSchema)` to create a new message.
  */
 export const DrainWorkerResponseSchema: GenMessage<DrainWorkerResponse> = /*@__PURE__*/
-  messageDesc(file_sched_v1_management, 17);
+  messageDesc(file_sched_v1_management, 18);
+
+/**
+ * @generated from message sched.v1.RemoveWorkerRequest
+ */
+export type RemoveWorkerRequest = Message<"sched.v1.RemoveWorkerRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message sched.v1.RemoveWorkerRequest.
+ * Use `create(RemoveWorkerRequestSchema)` to create a new message.
+ */
+export const RemoveWorkerRequestSchema: GenMessage<RemoveWorkerRequest> = /*@__PURE__*/
+  messageDesc(file_sched_v1_management, 19);
+
+/**
+ * @generated from message sched.v1.RemoveWorkerResponse
+ */
+export type RemoveWorkerResponse = Message<"sched.v1.RemoveWorkerResponse"> & {
+  /**
+   * The worker as it was when removed.
+   *
+   * @generated from field: sched.v1.Worker worker = 1;
+   */
+  worker?: Worker | undefined;
+};
+
+/**
+ * Describes the message sched.v1.RemoveWorkerResponse.
+ * Use `create(RemoveWorkerResponseSchema)` to create a new message.
+ */
+export const RemoveWorkerResponseSchema: GenMessage<RemoveWorkerResponse> = /*@__PURE__*/
+  messageDesc(file_sched_v1_management, 20);
+
+/**
+ * @generated from message sched.v1.WatchEventsRequest
+ */
+export type WatchEventsRequest = Message<"sched.v1.WatchEventsRequest"> & {
+  /**
+   * Resume after this revision (an event's, or a listing's); 0 = changes from now on. When the
+   * manager no longer holds events that far back (it keeps the latest ones, from when it became
+   * leader), the stream fails with OUT_OF_RANGE naming the oldest revision it holds.
+   *
+   * @generated from field: uint64 after_revision = 1;
+   */
+  afterRevision: bigint;
+
+  /**
+   * Which kinds of object; neither = both.
+   *
+   * @generated from field: bool tasks = 2;
+   */
+  tasks: boolean;
+
+  /**
+   * @generated from field: bool workers = 3;
+   */
+  workers: boolean;
+
+  /**
+   * Only tasks of this group.
+   *
+   * @generated from field: string group_id = 4;
+   */
+  groupId: string;
+};
+
+/**
+ * Describes the message sched.v1.WatchEventsRequest.
+ * Use `create(WatchEventsRequestSchema)` to create a new message.
+ */
+export const WatchEventsRequestSchema: GenMessage<WatchEventsRequest> = /*@__PURE__*/
+  messageDesc(file_sched_v1_management, 21);
+
+/**
+ * @generated from message sched.v1.WatchEventsResponse
+ */
+export type WatchEventsResponse = Message<"sched.v1.WatchEventsResponse"> & {
+  /**
+   * The store revision of the change (increasing along the stream).
+   *
+   * @generated from field: uint64 revision = 1;
+   */
+  revision: bigint;
+
+  /**
+   * @generated from field: int64 unix_ms = 2;
+   */
+  unixMs: bigint;
+
+  /**
+   * @generated from oneof sched.v1.WatchEventsResponse.object
+   */
+  object: {
+    /**
+     * @generated from field: sched.v1.Task task = 3;
+     */
+    value: Task;
+    case: "task";
+  } | {
+    /**
+     * @generated from field: sched.v1.Worker worker = 4;
+     */
+    value: Worker;
+    case: "worker";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message sched.v1.WatchEventsResponse.
+ * Use `create(WatchEventsResponseSchema)` to create a new message.
+ */
+export const WatchEventsResponseSchema: GenMessage<WatchEventsResponse> = /*@__PURE__*/
+  messageDesc(file_sched_v1_management, 22);
 
 /**
  * @generated from message sched.v1.StatusRequest
@@ -444,7 +627,7 @@ export type StatusRequest = Message<"sched.v1.StatusRequest"> & {
  * Use `create(StatusRequestSchema)` to create a new message.
  */
 export const StatusRequestSchema: GenMessage<StatusRequest> = /*@__PURE__*/
-  messageDesc(file_sched_v1_management, 18);
+  messageDesc(file_sched_v1_management, 23);
 
 /**
  * @generated from message sched.v1.StatusResponse
@@ -507,7 +690,7 @@ export type StatusResponse = Message<"sched.v1.StatusResponse"> & {
  * Use `create(StatusResponseSchema)` to create a new message.
  */
 export const StatusResponseSchema: GenMessage<StatusResponse> = /*@__PURE__*/
-  messageDesc(file_sched_v1_management, 19);
+  messageDesc(file_sched_v1_management, 24);
 
 /**
  * ManagementService is what schedctl calls on the management node.
@@ -603,6 +786,26 @@ export const ManagementService: GenService<{
     methodKind: "unary";
     input: typeof DrainWorkerRequestSchema;
     output: typeof DrainWorkerResponseSchema;
+  },
+  /**
+   * RemoveWorker forgets a disconnected worker that left for good (a connected one is refused).
+   *
+   * @generated from rpc sched.v1.ManagementService.RemoveWorker
+   */
+  removeWorker: {
+    methodKind: "unary";
+    input: typeof RemoveWorkerRequestSchema;
+    output: typeof RemoveWorkerResponseSchema;
+  },
+  /**
+   * WatchEvents streams task and worker changes as they are stored, each with its store revision.
+   *
+   * @generated from rpc sched.v1.ManagementService.WatchEvents
+   */
+  watchEvents: {
+    methodKind: "server_streaming";
+    input: typeof WatchEventsRequestSchema;
+    output: typeof WatchEventsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_sched_v1_management, 0);

@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sched/v1/types.proto.
  */
 export const file_sched_v1_types: GenFile = /*@__PURE__*/
-  fileDesc("ChRzY2hlZC92MS90eXBlcy5wcm90bxIIc2NoZWQudjEiMwoJUmVzb3VyY2VzEhAKCG1pbGxpY3B1GAEgASgDEhQKDG1lbW9yeV9ieXRlcxgCIAEoAyL3AgoIVGFza1NwZWMSDAoEYXJndhgBIAMoCRIoCgNlbnYYAiADKAsyGy5zY2hlZC52MS5UYXNrU3BlYy5FbnZFbnRyeRILCgNjd2QYAyABKAkSJgoJcmVzb3VyY2VzGAQgASgLMhMuc2NoZWQudjEuUmVzb3VyY2VzEjgKC2NvbnN0cmFpbnRzGAUgAygLMiMuc2NoZWQudjEuVGFza1NwZWMuQ29uc3RyYWludHNFbnRyeRIQCghwcmlvcml0eRgGIAEoBRIPCgdyZXRyaWVzGAcgASgNEhAKCHN0cmF0ZWd5GAggASgJEhsKE3NjaGVkdWxlX3RpbWVvdXRfbXMYCSABKA0SEgoKdGltZW91dF9tcxgKIAEoDRoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGjIKEENvbnN0cmFpbnRzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASL2AwoEVGFzaxIKCgJpZBgBIAEoCRIgCgRzcGVjGAIgASgLMhIuc2NoZWQudjEuVGFza1NwZWMSIgoFc3RhdGUYAyABKA4yEy5zY2hlZC52MS5UYXNrU3RhdGUSEQoJd29ya2VyX2lkGAQgASgJEg8KB2F0dGVtcHQYBSABKA0SEQoJZXhpdF9jb2RlGAYgASgFEg4KBnNpZ25hbBgHIAEoCRITCgtkZWFkX3JlYXNvbhgIIAEoCRINCgVlcnJvchgJIAEoCRIXCg9jcmVhdGVkX3VuaXhfbXMYCiABKAMSGQoRc2NoZWR1bGVkX3VuaXhfbXMYCyABKAMSFwoPc3RhcnRlZF91bml4X21zGAwgASgDEhgKEGZpbmlzaGVkX3VuaXhfbXMYDSABKAMSEwoLc3Rkb3V0X3RhaWwYDiABKAwSEwoLc3RkZXJyX3RhaWwYDyABKAwSCwoDcGlkGBAgASgNEhAKCGdyb3VwX2lkGBEgASgJEhYKDnBlbmRpbmdfcmVhc29uGBIgASgJEhQKDHJldHJpZXNfdXNlZBgTIAEoDRIRCgl0aW1lZF9vdXQYFCABKAgSFwoPaWRlbXBvdGVuY3lfa2V5GBUgASgJEhMKC2dyb3VwX2luZGV4GBYgASgNEhIKCmdyb3VwX3NpemUYFyABKA0ihgEKDEhhcmR3YXJlSW5mbxIQCghob3N0bmFtZRgBIAEoCRIKCgJvcxgCIAEoCRIMCgRhcmNoGAMgASgJEg4KBmtlcm5lbBgEIAEoCRIRCgljcHVfY291bnQYBSABKA0SEQoJY3B1X21vZGVsGAYgASgJEhQKDG1lbW9yeV9ieXRlcxgHIAEoAyLpAwoGV29ya2VyEgoKAmlkGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSJAoFc3RhdGUYAyABKA4yFS5zY2hlZC52MS5Xb3JrZXJTdGF0ZRIlCghjYXBhY2l0eRgEIAEoCzITLnNjaGVkLnYxLlJlc291cmNlcxIsCgZsYWJlbHMYBSADKAsyHC5zY2hlZC52MS5Xb3JrZXIuTGFiZWxzRW50cnkSKAoIaGFyZHdhcmUYBiABKAsyFi5zY2hlZC52MS5IYXJkd2FyZUluZm8SDwoHdmVyc2lvbhgHIAEoCRIZChFjb25uZWN0ZWRfdW5peF9tcxgIIAEoAxIZChFsYXN0X3NlZW5fdW5peF9tcxgJIAEoAxIQCghkcmFpbmluZxgKIAEoCBIVCg1ydW5uaW5nX3Rhc2tzGAsgASgNEiYKCWFsbG9jYXRlZBgMIAEoCzITLnNjaGVkLnYxLlJlc291cmNlcxIQCghsb2FkX2F2ZxgNIAMoARIZChFtZW1vcnlfZnJlZV9ieXRlcxgOIAEoAxIPCgdsZWF2aW5nGA8gASgIEhgKEGNlcnRpZmljYXRlX25hbWUYECABKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASqDAQoJVGFza1N0YXRlEhoKFlRBU0tfU1RBVEVfVU5TUEVDSUZJRUQQABIWChJUQVNLX1NUQVRFX1BFTkRJTkcQARIYChRUQVNLX1NUQVRFX1NDSEVEVUxFRBACEhMKD1RBU0tfU1RBVEVfRE9ORRADEhMKD1RBU0tfU1RBVEVfREVBRBAEKmYKC1dvcmtlclN0YXRlEhwKGFdPUktFUl9TVEFURV9VTlNQRUNJRklFRBAAEhoKFldPUktFUl9TVEFURV9DT05ORUNURUQQARIdChlXT1JLRVJfU1RBVEVfRElTQ09OTkVDVEVEEAJiBnByb3RvMw");
+  fileDesc("ChRzY2hlZC92MS90eXBlcy5wcm90bxIIc2NoZWQudjEiMwoJUmVzb3VyY2VzEhAKCG1pbGxpY3B1GAEgASgDEhQKDG1lbW9yeV9ieXRlcxgCIAEoAyL3AgoIVGFza1NwZWMSDAoEYXJndhgBIAMoCRIoCgNlbnYYAiADKAsyGy5zY2hlZC52MS5UYXNrU3BlYy5FbnZFbnRyeRILCgNjd2QYAyABKAkSJgoJcmVzb3VyY2VzGAQgASgLMhMuc2NoZWQudjEuUmVzb3VyY2VzEjgKC2NvbnN0cmFpbnRzGAUgAygLMiMuc2NoZWQudjEuVGFza1NwZWMuQ29uc3RyYWludHNFbnRyeRIQCghwcmlvcml0eRgGIAEoBRIPCgdyZXRyaWVzGAcgASgNEhAKCHN0cmF0ZWd5GAggASgJEhsKE3NjaGVkdWxlX3RpbWVvdXRfbXMYCSABKA0SEgoKdGltZW91dF9tcxgKIAEoDRoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGjIKEENvbnN0cmFpbnRzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASL2AwoEVGFzaxIKCgJpZBgBIAEoCRIgCgRzcGVjGAIgASgLMhIuc2NoZWQudjEuVGFza1NwZWMSIgoFc3RhdGUYAyABKA4yEy5zY2hlZC52MS5UYXNrU3RhdGUSEQoJd29ya2VyX2lkGAQgASgJEg8KB2F0dGVtcHQYBSABKA0SEQoJZXhpdF9jb2RlGAYgASgFEg4KBnNpZ25hbBgHIAEoCRITCgtkZWFkX3JlYXNvbhgIIAEoCRINCgVlcnJvchgJIAEoCRIXCg9jcmVhdGVkX3VuaXhfbXMYCiABKAMSGQoRc2NoZWR1bGVkX3VuaXhfbXMYCyABKAMSFwoPc3RhcnRlZF91bml4X21zGAwgASgDEhgKEGZpbmlzaGVkX3VuaXhfbXMYDSABKAMSEwoLc3Rkb3V0X3RhaWwYDiABKAwSEwoLc3RkZXJyX3RhaWwYDyABKAwSCwoDcGlkGBAgASgNEhAKCGdyb3VwX2lkGBEgASgJEhYKDnBlbmRpbmdfcmVhc29uGBIgASgJEhQKDHJldHJpZXNfdXNlZBgTIAEoDRIRCgl0aW1lZF9vdXQYFCABKAgSFwoPaWRlbXBvdGVuY3lfa2V5GBUgASgJEhMKC2dyb3VwX2luZGV4GBYgASgNEhIKCmdyb3VwX3NpemUYFyABKA0ihgEKDEhhcmR3YXJlSW5mbxIQCghob3N0bmFtZRgBIAEoCRIKCgJvcxgCIAEoCRIMCgRhcmNoGAMgASgJEg4KBmtlcm5lbBgEIAEoCRIRCgljcHVfY291bnQYBSABKA0SEQoJY3B1X21vZGVsGAYgASgJEhQKDG1lbW9yeV9ieXRlcxgHIAEoAyKXBAoGV29ya2VyEgoKAmlkGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSJAoFc3RhdGUYAyABKA4yFS5zY2hlZC52MS5Xb3JrZXJTdGF0ZRIlCghjYXBhY2l0eRgEIAEoCzITLnNjaGVkLnYxLlJlc291cmNlcxIsCgZsYWJlbHMYBSADKAsyHC5zY2hlZC52MS5Xb3JrZXIuTGFiZWxzRW50cnkSKAoIaGFyZHdhcmUYBiABKAsyFi5zY2hlZC52MS5IYXJkd2FyZUluZm8SDwoHdmVyc2lvbhgHIAEoCRIZChFjb25uZWN0ZWRfdW5peF9tcxgIIAEoAxIZChFsYXN0X3NlZW5fdW5peF9tcxgJIAEoAxIQCghkcmFpbmluZxgKIAEoCBIVCg1ydW5uaW5nX3Rhc2tzGAsgASgNEiYKCWFsbG9jYXRlZBgMIAEoCzITLnNjaGVkLnYxLlJlc291cmNlcxIQCghsb2FkX2F2ZxgNIAMoARIZChFtZW1vcnlfZnJlZV9ieXRlcxgOIAEoAxIPCgdsZWF2aW5nGA8gASgIEhgKEGNlcnRpZmljYXRlX25hbWUYECABKAkSDAoEbmFtZRgRIAEoCRIeChZkcmFpbl9kZWFkbGluZV91bml4X21zGBIgASgDGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEqgwEKCVRhc2tTdGF0ZRIaChZUQVNLX1NUQVRFX1VOU1BFQ0lGSUVEEAASFgoSVEFTS19TVEFURV9QRU5ESU5HEAESGAoUVEFTS19TVEFURV9TQ0hFRFVMRUQQAhITCg9UQVNLX1NUQVRFX0RPTkUQAxITCg9UQVNLX1NUQVRFX0RFQUQQBCpmCgtXb3JrZXJTdGF0ZRIcChhXT1JLRVJfU1RBVEVfVU5TUEVDSUZJRUQQABIaChZXT1JLRVJfU1RBVEVfQ09OTkVDVEVEEAESHQoZV09SS0VSX1NUQVRFX0RJU0NPTk5FQ1RFRBACKq8BCgtUYXNrT3V0Y29tZRIcChhUQVNLX09VVENPTUVfVU5TUEVDSUZJRUQQABIaChZUQVNLX09VVENPTUVfU1VDQ0VFREVEEAESFwoTVEFTS19PVVRDT01FX0ZBSUxFRBACEhoKFlRBU0tfT1VUQ09NRV9USU1FRF9PVVQQAxIaChZUQVNLX09VVENPTUVfQ0FOQ0VMTEVEEAQSFQoRVEFTS19PVVRDT01FX0xPU1QQBWIGcHJvdG8z");
 
 /**
  * Resources are what a worker offers or a task asks for.
@@ -406,6 +406,21 @@ export type Worker = Message<"sched.v1.Worker"> & {
    * @generated from field: string certificate_name = 16;
    */
   certificateName: string;
+
+  /**
+   * The worker's name (its config's name, by default its hostname), unique among connected
+   * workers: when taken, the manager appends "-2", "-3", … Accepted wherever a worker id is.
+   *
+   * @generated from field: string name = 17;
+   */
+  name: string;
+
+  /**
+   * Set while draining with a deadline: when the running tasks are cancelled.
+   *
+   * @generated from field: int64 drain_deadline_unix_ms = 18;
+   */
+  drainDeadlineUnixMs: bigint;
 };
 
 /**
@@ -479,4 +494,50 @@ export enum WorkerState {
  */
 export const WorkerStateSchema: GenEnum<WorkerState> = /*@__PURE__*/
   enumDesc(file_sched_v1_types, 1);
+
+/**
+ * TaskOutcome is how an ended task ended: succeeded (done, exit 0); failed (done with another
+ * exit code or a signal, or its program could not start); timed-out (killed past its timeout);
+ * cancelled (dead by tasks cancel); lost (dead for any other reason: its worker was lost with no
+ * retries left, it could not be placed in time, it was drained past the deadline).
+ *
+ * @generated from enum sched.v1.TaskOutcome
+ */
+export enum TaskOutcome {
+  /**
+   * @generated from enum value: TASK_OUTCOME_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: TASK_OUTCOME_SUCCEEDED = 1;
+   */
+  SUCCEEDED = 1,
+
+  /**
+   * @generated from enum value: TASK_OUTCOME_FAILED = 2;
+   */
+  FAILED = 2,
+
+  /**
+   * @generated from enum value: TASK_OUTCOME_TIMED_OUT = 3;
+   */
+  TIMED_OUT = 3,
+
+  /**
+   * @generated from enum value: TASK_OUTCOME_CANCELLED = 4;
+   */
+  CANCELLED = 4,
+
+  /**
+   * @generated from enum value: TASK_OUTCOME_LOST = 5;
+   */
+  LOST = 5,
+}
+
+/**
+ * Describes the enum sched.v1.TaskOutcome.
+ */
+export const TaskOutcomeSchema: GenEnum<TaskOutcome> = /*@__PURE__*/
+  enumDesc(file_sched_v1_types, 2);
 
