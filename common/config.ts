@@ -3,8 +3,8 @@
 import { readFileSync } from 'node:fs';
 import { LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
-import { durationRangeError, parseDuration } from './duration.js';
-import { memoryRangeError, parseMemorySize } from './size.js';
+import { durationRangeError, parseDurationValue } from './duration.js';
+import { memoryRangeError, parseMemoryValue } from './size.js';
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -13,12 +13,11 @@ export class ConfigError extends Error {
   }
 }
 
-/** A duration written as a string ("1s", "250ms") or a number of milliseconds. */
+/** A duration with units ("1s", "250ms"); a bare number is refused, as in flags (parseDurationValue). */
 export const duration = () =>
-  z.union([z.string(), z.number().nonnegative()]).transform((value, ctx) => {
-    if (typeof value === 'number') return value;
+  z.union([z.string(), z.number()]).transform((value, ctx) => {
     try {
-      return parseDuration(value);
+      return parseDurationValue(value);
     } catch (err) {
       ctx.addIssue({ code: 'custom', message: (err as Error).message });
       return z.NEVER;
@@ -40,12 +39,11 @@ export const durationIn = (min: number, max: number) =>
 export const hostPort = () =>
   z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:7070');
 
-/** Bytes as a number or a quantity such as "512Mi", "4Gi", "2G" (see size.ts). */
+/** Bytes as a whole number with a unit: "512Mi", "4Gi", "2G", "1000B"; a bare number is refused, as in flags (size.ts). */
 export const memory = () =>
-  z.union([z.number().int().positive(), z.string()]).transform((value, ctx) => {
-    if (typeof value === 'number') return value;
+  z.union([z.number(), z.string()]).transform((value, ctx) => {
     try {
-      return parseMemorySize(value);
+      return parseMemoryValue(value);
     } catch (err) {
       ctx.addIssue({ code: 'custom', message: (err as Error).message });
       return z.NEVER;

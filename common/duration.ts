@@ -2,14 +2,24 @@
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 const PART = /(\d+(?:\.\d+)?)(ms|s|m|h)/g;
 
+/**
+ * Milliseconds from a duration with units. A bare number is refused, in a
+ * flag as in a config: "5" could mean seconds as well as milliseconds.
+ */
 export function parseDuration(text: string): number {
   const trimmed = text.trim();
+  if (/^\d+(?:\.\d+)?$/.test(trimmed)) throw new Error(`invalid duration ${JSON.stringify(text)}: add a unit, e.g. 5s (ms, s, m or h)`);
   if (!/^(\d+(?:\.\d+)?(ms|s|m|h))+$/.test(trimmed)) {
     throw new Error(`invalid duration ${JSON.stringify(text)} (use e.g. 500ms, 10s, 2m, 1h)`);
   }
   let total = 0;
   for (const [, value, unit] of trimmed.matchAll(PART)) total += Number(value) * UNIT_MS[unit!]!;
   return Math.round(total);
+}
+
+/** parseDuration of a config's value: YAML gives `timeout: 5` as a number, refused as "5" is. */
+export function parseDurationValue(value: string | number): number {
+  return parseDuration(String(value));
 }
 
 export function formatDuration(ms: number): string {

@@ -17,6 +17,19 @@ export class NotFoundError extends SchedError {
     super(`${kind} ${JSON.stringify(id.length > 128 ? `${id.slice(0, 128)}…` : id)} not found`, grpc.status.NOT_FOUND);
   }
 }
+/**
+ * A reference (an id prefix, a task's short id, a worker's name) that names several: the first
+ * few are listed. matches is every match found; capped: the search stopped there, so maybe more.
+ */
+export class AmbiguousIdError extends SchedError {
+  constructor(kind: string, ref: string, matches: string[], capped = false) {
+    const shown = matches.slice(0, 5);
+    const more = matches.length - shown.length;
+    const rest = more > 0 || capped ? ` (and ${more}${capped ? '+' : ''} more)` : '';
+    const quoted = JSON.stringify(ref.length > 128 ? `${ref.slice(0, 128)}…` : ref);
+    super(`ambiguous ${kind} id ${quoted}: matches ${shown.join(', ')}${rest}; give more characters`, grpc.status.INVALID_ARGUMENT);
+  }
+}
 export class StoreUnavailableError extends SchedError {
   constructor(detail: string) {
     super(`store unavailable: ${detail}`, grpc.status.UNAVAILABLE);
@@ -122,13 +135,46 @@ export function toStatus(err: unknown): Partial<grpc.StatusObject> {
 const MAX_DETAILS = 1024;
 const cut = (s: string): string => (s.length > MAX_DETAILS ? `${s.slice(0, MAX_DETAILS)}… (cut)` : s);
 
-/** describeRpcError renders a client-side gRPC error as one line for humans. */
-export function describeRpcError(err: unknown, address: string): string {
+/**
+ * The cause of a connection failure in the operator's words, from grpc-js's own ("Failed to
+ * connect", "Protocol error", OpenSSL's "wrong version number", "Name resolution failed for
+ * target dns:…"); undefined when the error is not one. tlsClient: whether the client spoke TLS.
+ */
+export function connectionCause(details: string, tlsClient?: boolean): string | undefined {
+  const host = /Name resolution failed for target (?:dns:)?(.*?)(?::\d+)?\s*$/m.exec(details);
+  if (host) return `unknown host ${JSON.stringify(host[1])} (the name does not resolve)`;
+  if (/wrong version number|packet length too long|http request/i.test(details)) {
+    return "it does not speak TLS, but schedctl's config has a tls: section (remove it, or give the management node one)";
+  }
+  if (/Protocol error/.test(details)) return 'it answered HTTP/1.1, not gRPC (is that the metrics port?)';
+  if (/ECONNREFUSED/.test(details)) return 'connection refused (is the management node running, and listening on that port?)';
+  if (/EHOSTUNREACH|ENETUNREACH/.test(details)) return 'no route to that host';
+  if (/ETIMEDOUT/.test(details)) return 'the connection timed out';
+  if (/certificate|self.signed|Hostname\/IP does not match|CERT_|unable to (get|verify)/i.test(details)) {
+    return `its TLS certificate is not accepted: ${details.replace(/^.*?Last error: (Error: )?/, '').trim()}`;
+  }
+  if (/Failed to connect/.test(details)) {
+    return tlsClient === false
+      ? "the connection failed (if the management node uses TLS, schedctl's config needs a tls: section)"
+      : 'the connection failed';
+  }
+  return undefined;
+}
+
+/**
+ * describeRpcError renders a client-side gRPC error as one line for humans: what could not be
+ * done, then why ("cannot reach the management node at h:p: connection refused (…)").
+ */
+export function describeRpcError(err: unknown, address: string, tlsClient?: boolean): string {
   const e = err as Partial<grpc.ServiceError>;
-  if (e.code === grpc.status.UNAVAILABLE && /ECONNREFUSED|No connection established|connect/i.test(e.details ?? '')) {
-    // grpc-js appends "Resolution note: ..." (often empty); the last connect error is what matters.
-    const details = (e.details ?? '').replace(/\.?\s*Resolution note:.*$/s, '').replace(/^No connection established\. Last error: (Error: )?/, '');
-    return `cannot reach management node at ${address}: ${details}`;
+  if (e.code === grpc.status.UNAVAILABLE && e.details !== undefined) {
+    // grpc-js appends "Resolution note: ..." (often empty) and a timestamp; the connect error is what matters.
+    const details = e.details.replace(/\.?\s*Resolution note:.*$/s, '').replace(/\s*\(\d{4}-\d\d-\d\dT[\d:.]+Z\)\s*$/, '');
+    const cause = connectionCause(details, tlsClient);
+    if (cause) return `cannot reach the management node at ${address}: ${cause}`;
+    if (/No connection established|\bconnect\b/i.test(details)) {
+      return `cannot reach the management node at ${address}: ${details.replace(/^No connection established\. Last error: (Error: )?/, '')}`;
+    }
   }
   if (e.code === grpc.status.DEADLINE_EXCEEDED) return `management node at ${address} did not answer in time`;
   if (e.code !== undefined && e.details !== undefined) return e.details;

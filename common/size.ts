@@ -1,26 +1,43 @@
-// Sizes as operators write them: memory as "512Mi", "4Gi", "2G" or bytes; CPU
+// Sizes as operators write them: memory as "512Mi", "4Gi", "2G" or "1000B"; CPU
 // as cores ("0.5", "2") or millicpu ("500m"). Shared by the worker's config
 // and schedctl's flags so both read the same quantities the same way.
 
 const MEMORY_UNITS: Record<string, number> = {
-  '': 1, k: 1e3, m: 1e6, g: 1e9, t: 1e12, ki: 2 ** 10, mi: 2 ** 20, gi: 2 ** 30, ti: 2 ** 40,
+  b: 1, k: 1e3, m: 1e6, g: 1e9, t: 1e12, ki: 2 ** 10, mi: 2 ** 20, gi: 2 ** 30, ti: 2 ** 40,
 };
-const MEMORY = /^(\d+(?:\.\d+)?|\.\d+)\s*([kKmMgGtT]i?)?[bB]?$/;
+const MEMORY = /^(\d+)\s*(?:([kKmMgGtT]i?)[bB]?|[bB])$/;
+const NUMBER = /^(\d+(?:\.\d*)?|\.\d+)$/;
+const FRACTION = /^(\d*\.\d+)\s*([kKmMgGtT]i?)[bB]?$/;
 
 /**
- * Bytes from a quantity such as "512Mi" (binary), "2G" (decimal), "1.5Gi" or
- * plain "1000". Units are case-insensitive and a trailing B is allowed
- * ("512MB"). Throws unless the result is a positive whole number of bytes
- * that a double holds exactly.
+ * Bytes from a whole number with a unit: "512Mi" (binary), "2G" (decimal),
+ * "1000B". Units are case-insensitive and a trailing B is allowed ("512MB").
+ * A bare number is refused (bytes? megabytes?), in a flag as in a config, and
+ * so is a fraction ("1.5Gi": the error offers 1536Mi). Throws unless the
+ * result is a positive whole number of bytes that a double holds exactly.
  */
 export function parseMemorySize(text: string): number {
-  const m = MEMORY.exec(text.trim());
-  const unit = MEMORY_UNITS[(m?.[2] ?? '').toLowerCase()];
-  const bytes = m && unit ? Math.round(Number(m[1]) * unit) : 0;
+  const s = text.trim();
+  const quoted = JSON.stringify(text);
+  if (NUMBER.test(s)) throw new Error(`invalid memory size ${quoted}: add a unit, e.g. 512Mi, 2Gi or 1000B (sizes are whole numbers with a unit)`);
+  const fraction = FRACTION.exec(s);
+  if (fraction) {
+    const bytes = Number(fraction[1]) * MEMORY_UNITS[fraction[2]!.toLowerCase()]!;
+    const exact = Number.isSafeInteger(bytes) && bytes > 0 ? formatMemorySize(bytes) : '';
+    const example = /[A-Za-z]$/.test(exact) ? exact : '512Mi';
+    throw new Error(`invalid memory size ${quoted}: sizes are whole numbers with a unit, e.g. ${example}`);
+  }
+  const m = MEMORY.exec(s);
+  const bytes = m ? Number(m[1]) * MEMORY_UNITS[(m[2] ?? 'b').toLowerCase()]! : 0;
   if (!(bytes > 0) || !Number.isSafeInteger(bytes)) {
-    throw new Error(`invalid memory size ${JSON.stringify(text)} (use e.g. 512Mi, 4Gi or bytes)`);
+    throw new Error(`invalid memory size ${quoted} (use a whole number with a unit, e.g. 512Mi, 4Gi or 1000B)`);
   }
   return bytes;
+}
+
+/** parseMemorySize of a config's value: YAML gives `memory: 1024` as a number, refused as "1024" is. */
+export function parseMemoryValue(value: string | number): number {
+  return parseMemorySize(String(value));
 }
 
 const CORES = /^(\d+(?:\.\d+)?|\.\d+)$/;

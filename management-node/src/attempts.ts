@@ -24,6 +24,8 @@ const WITHDRAWN = 'offer withdrawn (ack timeout)';
 export class Attempts {
   /** Scheduled tasks being cancelled, with their SIGTERM→SIGKILL grace (0 = worker default). */
   private readonly cancelling = new Map<string, number>();
+  /** Of those, the ones stopped by their worker's drain deadline: placed again (or dead drained), not cancelled. */
+  private readonly drained = new Set<string>();
 
   constructor(
     private readonly tasks: ReadonlyMap<string, Task>,
@@ -50,6 +52,7 @@ export class Attempts {
         if (offer) this.sendCancel(offer.workerId, task.id, offer.attempt, 'cancelled', graceMs);
         writes.push(this.kill(task, 'cancelled'));
       } else if (task.state === TaskState.SCHEDULED) {
+        this.drained.delete(task.id); // an operator's cancel outranks a drain's
         this.cancelling.set(task.id, graceMs);
         this.sendCancel(task.workerId, task.id, task.attempt, 'cancelled', graceMs);
       }
@@ -131,6 +134,18 @@ export class Attempts {
       this.journal.committed(task.id).then(ack, () => undefined);
       return;
     }
+    if (this.drained.delete(task.id)) {
+      this.cancelling.delete(task.id);
+      // Stopped by the drain: placed again while it has retries, else dead. Only a success keeps
+      // its result (it may have ended before the cancel reached it): a process that exits with a
+      // code of its own on SIGTERM cannot be told from one that failed by itself, and the drain
+      // is what ended it.
+      if (f.exitCode !== 0 || f.signal !== '') {
+        this.lose(task, 'drained');
+        this.journal.committed(task.id).then(ack, () => undefined);
+        return;
+      }
+    }
     this.log.debug({ task: task.id, attempt: ta.attempt, worker: workerId, state: TaskState[task.state] }, 'result');
     this.offers.close(task.id);
     this.dispatch.forget(task.id);
@@ -169,7 +184,7 @@ export class Attempts {
         // Running there: its Accepted may have been lost with the old stream.
         if (task.state === TaskState.PENDING) this.acceptImplicitly(task);
         const grace = this.cancelling.get(task.id);
-        if (grace !== undefined) this.sendCancel(workerId, task.id, task.attempt, 'cancelled', grace);
+        if (grace !== undefined) this.sendCancel(workerId, task.id, task.attempt, this.drained.has(task.id) ? 'drained' : 'cancelled', grace);
         continue;
       }
       session.link.send({ case: 'cancelTask', value: { task: ta, reason: 'attempt superseded' } });
@@ -222,11 +237,28 @@ export class Attempts {
     }
   }
 
+  /**
+   * drainDue (on the tick): the worker is past its drain deadline, so each attempt it runs is
+   * cancelled (with the worker's grace). Once the worker reports it ended, and not before, the
+   * task is placed again if it has retries left, else it ends dead drained (finished, lose).
+   */
+  drainDue(workerId: string): void {
+    for (const taskId of this.registry.assignedTo(workerId)) {
+      const task = this.tasks.get(taskId);
+      if (task?.state !== TaskState.SCHEDULED || task.workerId !== workerId || this.cancelling.has(taskId)) continue;
+      this.log.info({ task: taskId, worker: workerId, attempt: task.attempt }, 'drain deadline passed: stopping the task');
+      this.cancelling.set(taskId, 0);
+      this.drained.add(taskId);
+      this.sendCancel(workerId, taskId, task.attempt, 'drained');
+    }
+  }
+
   /** kill ends a task dead; resolves once that is stored. */
   kill(task: Task, reason: string): Promise<void> {
     this.offers.close(task.id);
     this.dispatch.forget(task.id);
     this.cancelling.delete(task.id);
+    this.drained.delete(task.id);
     if (task.workerId) this.registry.unassign(task.workerId, task.id);
     died(task, reason, this.now());
     this.countEnd(task);
@@ -279,8 +311,9 @@ export class Attempts {
    * remain, else dead.
    */
   private lose(task: Task, reason: string): void {
-    // A task being cancelled is not placed again: it ends as cancelled.
-    const cancelled = this.cancelling.delete(task.id);
+    // A task being cancelled is not placed again: it ends as cancelled. One stopped by a drain is.
+    const drained = this.drained.delete(task.id);
+    const cancelled = this.cancelling.delete(task.id) && !drained;
     if (cancelled || !retriesLeft(task)) {
       void this.kill(task, cancelled ? `cancelled (${reason})` : reason);
       return;

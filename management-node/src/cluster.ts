@@ -23,7 +23,9 @@ import { FailedPreconditionError, NotFoundError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import { Attempts } from './attempts.js';
 import { Dispatch } from './dispatch.js';
+import { EventLog, type EventLogOptions } from './events.js';
 import { createFairClock, type FairClock } from './fair-clock.js';
+import { IdResolver } from './id-resolver.js';
 import { Intake } from './intake.js';
 import { Journal, type TaskListener } from './journal.js';
 import { LogRelay, type LogSubscriber } from './log-relay.js';
@@ -32,10 +34,13 @@ import { OfferLedger } from './offer-ledger.js';
 import { Recovery } from './recovery.js';
 import { Retention } from './retention.js';
 import type { GroupCommitter } from './store/group-commit.js';
+import { workerKey } from './store/records.js';
 import { createScheduler, type Resources, type Strategy } from './scheduler/scheduler.js';
 import { Submissions } from './submissions.js';
 import { isTerminal } from './task-lifecycle.js';
 import { DEFAULT_TASK_RESOURCES } from './task-rules.js';
+import { TaskTable } from './task-table.js';
+import { Drains } from './worker-drain.js';
 import { WorkerRegistry, type WorkerLink } from './worker-registry.js';
 
 export type { WorkerLink, WorkerMessage } from './worker-registry.js';
@@ -67,14 +72,18 @@ export interface ClusterOptions {
    * offered and no deadline is judged. Always true when unset (a single manager).
    */
   mayAct?: () => boolean;
+  /** Bounds of the WatchEvents history (events.ts). */
+  events?: EventLogOptions;
 }
 
 const DEFAULT_RECONNECT_GRACE_MS = 10_000;
 
 export class Cluster {
   readonly stats: ClusterStats = { submitted: 0, offers: 0, rejected: 0, ackTimeouts: 0, retried: 0, done: 0, dead: new Map() };
-  readonly tasks = new Map<string, Task>();
+  readonly tasks = new TaskTable();
   readonly workers = new Map<string, Worker>();
+  /** Task, group and worker references in requests: ids, prefixes, short ids, names. */
+  readonly ids = new IdResolver(this.tasks, this.workers);
   /** Idempotency keys of RunTask requests, kept as long as their tasks. */
   private readonly submissions = new Submissions();
   private readonly now: () => number;
@@ -89,8 +98,11 @@ export class Cluster {
   private readonly intake: Intake;
   private readonly attempts: Attempts;
   private readonly retention: Retention;
+  private readonly drains: Drains;
   /** Open `tasks logs` reads, relayed from the workers' streams. */
   private readonly logs: LogRelay;
+  /** Every stored change, for WatchEvents, from when this manager began to lead. */
+  readonly events: EventLog;
 
   constructor(
     committer: GroupCommitter,
@@ -98,6 +110,7 @@ export class Cluster {
     log: Logger,
   ) {
     const now = (this.now = opts.now ?? Date.now);
+    this.events = new EventLog(committer, log, { now, ...opts.events });
     const clock = (this.clock = createFairClock(now, opts.maxClockStepMs));
     this.reconnectGraceMs = opts.reconnectGraceMs ?? DEFAULT_RECONNECT_GRACE_MS;
     const defaults = opts.defaultTaskResources ?? DEFAULT_TASK_RESOURCES;
@@ -119,6 +132,7 @@ export class Cluster {
     this.intake = new Intake(this.tasks, this.submissions, journal, dispatch, this.stats, defaults, now, log);
     this.attempts = new Attempts(this.tasks, offers, registry, dispatch, recovery, journal, this.stats, now, log);
     this.retention = new Retention(this.tasks, this.submissions, registry, journal, opts, log);
+    this.drains = new Drains(this.workers, sched, journal, now, log);
     this.logs = new LogRelay({
       readLogs: (workerId, requestId, r) => {
         const session = registry.session(workerId);
@@ -138,6 +152,7 @@ export class Cluster {
     for (const w of workers) {
       this.recovery.knownWorker(w, this.now() - this.reconnectGraceMs);
       this.registry.load(w);
+      this.drains.track(w);
     }
     for (const t of tasks) {
       this.tasks.set(t.id, t);
@@ -217,10 +232,17 @@ export class Cluster {
     return this.registry.workerView(w);
   }
 
-  /** drain stops (or resumes) placements on a worker; what runs there goes on. Resolves once stored. */
-  async drain(id: string, drain: boolean): Promise<Worker> {
-    const worker = await this.registry.drain(id, drain);
+  /** drain stops (or resumes) placements on a worker; what runs there goes on until deadlineMs, if given. Resolves once stored. */
+  async drain(id: string, drain: boolean, deadlineMs = 0): Promise<Worker> {
+    const worker = await this.drains.drain(this.registry.getWorker(id), drain, deadlineMs);
     if (!drain) this.dispatch.placeQueued();
+    return worker;
+  }
+
+  /** removeWorker forgets a disconnected worker with nothing placed on it, in memory and in the store. */
+  async removeWorker(id: string): Promise<Worker> {
+    const worker = this.registry.remove(id);
+    await this.journal.remove(workerKey(id));
     return worker;
   }
 
@@ -304,6 +326,7 @@ export class Cluster {
     this.attempts.expireOffers(clock);
     for (const task of this.dispatch.overdue(now)) void this.attempts.kill(task, 'schedule-timeout');
     for (const workerId of this.registry.graceEnded(clock)) this.attempts.workerGone(workerId);
+    for (const workerId of this.drains.due(now)) this.attempts.drainDue(workerId);
     this.registry.checkLiveness(clock);
     this.journal.retryTasks();
     this.retention.sweep(now);
@@ -325,6 +348,7 @@ export class Cluster {
   closeAll(reason: string): void {
     this.journal.flushDeferred();
     this.registry.closeAll(reason);
+    this.events.close();
   }
 
   // ---- metrics ----------------------------------------------------------

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { durationIn, hostPort, loadConfig, logLevel, memoryIn, numberIn, parseConfig } from '../../common/config.js';
 import { tlsSchema } from '../../common/tls.js';
+import { LOG_FORMATS } from '../../common/logger.js';
 
 const SECOND = 1000;
 const MINUTE = 60 * SECOND;
@@ -70,6 +71,8 @@ export const managerConfigSchema = z
     /** Where Prometheus scrapes GET /metrics (and GET /healthz); unset = not served. */
     metrics_listen: hostPort().optional(),
     log_level: logLevel().default('info'),
+    /** How logs are written to stderr: text (one line for people) or json; default: text when stderr is a terminal, else json. */
+    log_format: z.enum(LOG_FORMATS).optional(),
   })
   .strict();
 

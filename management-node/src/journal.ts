@@ -110,15 +110,26 @@ export class Journal {
   }
 
   writeWorker(worker: Worker): Promise<void> {
-    return this.committer.write(workerKey(worker.id), encodeWorker(worker)).catch((err: unknown) => {
-      this.dirtyWorkers.add(worker.id);
-      throw err;
-    });
+    return this.committer.write(workerKey(worker.id), encodeWorker(worker)).then(
+      () => undefined,
+      (err: unknown) => {
+        this.dirtyWorkers.add(worker.id);
+        throw err;
+      },
+    );
   }
 
   /** delete removes a record from the store, retried on the tick until it lands. */
   delete(key: string): void {
     this.committer.write(key, null).catch(() => this.dirtyDeletes.add(key));
+  }
+
+  /** remove deletes a record and settles when the store has answered; a failed delete is retried on the tick. */
+  async remove(key: string): Promise<void> {
+    await this.committer.write(key, null).catch((err: unknown) => {
+      this.dirtyDeletes.add(key);
+      throw err;
+    });
   }
 
   /** discard forgets the failed write of a task that is deleted instead. */

@@ -147,7 +147,10 @@ export class Leadership {
       txn,
       async commit(ops) {
         checkOps(ops);
-        if (ops.length > 0) await txn({ compare: [], ops });
+        const result = await txn({ compare: [], ops });
+        // Not applied, yet the term held when read back: nothing was stored, so say so.
+        if (!result.succeeded) throw new StoreUnavailableError('the write was not applied; retrying');
+        return result.revision;
       },
     };
   }

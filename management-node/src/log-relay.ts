@@ -41,7 +41,7 @@ export class LogRelay {
   start(req: LogRequest, sub: LogSubscriber): () => void {
     const id = this.nextId++;
     if (!this.channel.readLogs(req.workerId, id, req)) {
-      sub.end(new WorkerUnavailableError(`worker ${req.workerId} is not connected; task logs are kept on the worker and can be read when it is back`));
+      sub.end(new WorkerUnavailableError(`the task's worker ${req.workerId} is disconnected; task logs are kept on the worker and can be read when it is back`));
       return () => undefined;
     }
     this.open.set(id, { workerId: req.workerId, sub });
@@ -65,7 +65,7 @@ export class LogRelay {
     for (const [id, o] of this.open) {
       if (o.workerId !== workerId) continue;
       this.open.delete(id);
-      o.sub.end(new WorkerUnavailableError(`worker ${workerId} disconnected while sending the log`));
+      o.sub.end(new WorkerUnavailableError(`the task's worker ${workerId} disconnected while sending the log`));
     }
   }
 }

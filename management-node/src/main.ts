@@ -50,7 +50,7 @@ async function main(): Promise<void> {
   const config = loadManagerConfig(opts.config);
   // Read the certificates first: a bad path is a config error, reported before anything starts.
   const credentials = config.tls ? serverCredentials(config.tls) : grpc.ServerCredentials.createInsecure();
-  const log = createLogger('management-node', config.log_level);
+  const log = createLogger('management-node', config.log_level, config.log_format);
   const releaseLock = config.store.type === 'embedded' ? lockStoreDir(prepareDir(config.store.path)) : () => undefined;
   const store = openStore(config.store);
   const abort = new AbortController();

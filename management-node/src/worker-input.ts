@@ -4,6 +4,7 @@
 import type { Finished, Hello, LogChunk } from '../../proto/gen/sched/v1/worker_pb.js';
 import { InvalidArgumentError } from '../../common/errors.js';
 import { checkLabels } from '../../common/labels.js';
+import { isValidName } from './worker-names.js';
 
 /** 1-128 of [A-Za-z0-9._-], not starting with ".": ids become store keys and file names. */
 const ID = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/;
@@ -39,6 +40,7 @@ export function checkHello(h: Hello): void {
   checkId('hello.worker_id', h.workerId);
   checkString('hello.token', h.token, 1024);
   checkString('hello.version', h.version, 64);
+  if (h.name && !isValidName(h.name)) throw new InvalidArgumentError('hello.name', `must be 1-63 of [A-Za-z0-9._-], got ${preview(h.name)}`);
   const c = h.capacity;
   if (!c) throw new InvalidArgumentError('hello.capacity', 'is required');
   checkAmount('hello.capacity.millicpu', c.millicpu, MAX_MILLICPU);

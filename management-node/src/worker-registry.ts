@@ -7,13 +7,14 @@
 import { clone, create, type MessageInitShape } from '@bufbuild/protobuf';
 import { ResourcesSchema, WorkerSchema, WorkerState, type Worker } from '../../proto/gen/sched/v1/types_pb.js';
 import type { ConnectResponseSchema, Hello, Pong } from '../../proto/gen/sched/v1/worker_pb.js';
-import { AlreadyExistsError, NotFoundError, PermissionDeniedError, UnauthenticatedError } from '../../common/errors.js';
+import { AlreadyExistsError, FailedPreconditionError, NotFoundError, PermissionDeniedError, UnauthenticatedError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import type { FairClock } from './fair-clock.js';
 import type { Journal } from './journal.js';
 import type { Scheduler, WorkerInfo } from './scheduler/scheduler.js';
 import { orphanTimeoutMs } from './task-rules.js';
 import { checkHello as checkHelloFields } from './worker-input.js';
+import { nameFromHost, WorkerNames } from './worker-names.js';
 
 /** One manager→worker message: the oneof of ConnectResponse. */
 export type WorkerMessage = NonNullable<MessageInitShape<typeof ConnectResponseSchema>['msg']>;
@@ -61,6 +62,8 @@ export class WorkerRegistry {
   private readonly certificates = new Map<string, string>();
   /** Offered or running task ids per worker: the load the scheduler sees. */
   private readonly assigned = new Map<string, Set<string>>();
+  /** The names of connected workers, unique among them. */
+  private readonly names = new WorkerNames();
 
   /** workers is every worker record by id; gone is told of each worker whose stream ended. */
   constructor(
@@ -113,16 +116,6 @@ export class WorkerRegistry {
     // Known but offline: counted in placement summaries, offered nothing until it dials in.
     this.sched.upsertWorker(workerInfo(w));
     this.sched.removeWorker(w.id);
-  }
-
-  /** drain stops (or resumes) placements on a worker; what runs there goes on. Resolves once stored. */
-  async drain(id: string, drain: boolean): Promise<Worker> {
-    const worker = this.getWorker(id);
-    worker.draining = drain;
-    this.sched.setDraining(id, drain || worker.leaving);
-    this.log.info({ worker: id, draining: drain }, drain ? 'worker drained' : 'worker undrained');
-    await this.journal.writeWorker(worker);
-    return worker;
   }
 
   /** leaving: a worker shutting down gracefully takes nothing new while its tasks finish. */
@@ -181,8 +174,12 @@ export class WorkerRegistry {
     const known = this.workers.get(hello.workerId);
     const certificate = certificateName ?? known?.certificateName ?? '';
     if (certificate) this.certificates.set(certificate, hello.workerId);
+    const wanted = hello.name || nameFromHost(hello.hardware?.hostname ?? '');
+    const name = this.names.claim(hello.workerId, wanted, known?.name ?? '');
+    if (name !== wanted) this.log.info({ worker: hello.workerId, wanted, name }, 'worker name taken by another connected worker: renamed');
     const worker = create(WorkerSchema, {
       id: hello.workerId,
+      name,
       address: link.address,
       state: WorkerState.CONNECTED,
       labels: hello.labels,
@@ -190,6 +187,7 @@ export class WorkerRegistry {
       connectedUnixMs: BigInt(now),
       lastSeenUnixMs: BigInt(now),
       draining: known?.draining ?? false,
+      drainDeadlineUnixMs: known?.drainDeadlineUnixMs ?? 0n,
       certificateName: certificate,
       ...(hello.capacity ? { capacity: hello.capacity } : {}),
       ...(hello.hardware ? { hardware: hello.hardware } : {}),
@@ -223,6 +221,7 @@ export class WorkerRegistry {
     const worker = this.workers.get(workerId);
     if (!worker) return;
     worker.state = WorkerState.DISCONNECTED;
+    this.names.release(workerId, worker.name);
     this.sched.removeWorker(workerId);
     this.gone(workerId);
     this.log.warn({ worker: workerId, reason }, 'worker disconnected');
@@ -325,6 +324,27 @@ export class WorkerRegistry {
   /** inUse: the worker is connected, has tasks, or is within its grace: retention keeps it. */
   inUse(workerId: string): boolean {
     return this.sessions.has(workerId) || (this.assigned.get(workerId)?.size ?? 0) > 0 || this.graceEnds.has(workerId);
+  }
+
+  /**
+   * remove forgets a worker that left for good (RemoveWorker) and returns it as it was. Refused
+   * while it is connected, or while tasks are still placed on it: within its reconnect grace it may
+   * come back to them; after it, they are placed again or ended, and it can go.
+   */
+  remove(workerId: string): Worker {
+    const worker = this.getWorker(workerId);
+    const label = worker.name && worker.name !== workerId ? `worker ${workerId} (${worker.name})` : `worker ${workerId}`;
+    if (this.sessions.has(workerId)) throw new FailedPreconditionError(`${label} is connected: stop it first (drain it to let its tasks finish)`);
+    const tasks = this.assigned.get(workerId)?.size ?? 0;
+    if (tasks > 0 && this.graceEnds.has(workerId)) {
+      throw new FailedPreconditionError(`${label} is within its reconnect grace with ${tasks} task(s) placed on it; once the grace ends they are placed again (or end) and it can be removed`);
+    }
+    if (tasks > 0) throw new FailedPreconditionError(`${label} still has ${tasks} task(s) placed on it`);
+    const view = this.workerView(worker);
+    this.graceEnds.delete(workerId);
+    this.forget(workerId);
+    this.log.info({ worker: workerId, name: worker.name }, 'worker removed');
+    return view;
   }
 
   /** forget removes a worker nothing refers to any more (retention), with its certificate binding. */

@@ -14,22 +14,32 @@ import { Command, CommanderError, Help, Option } from 'commander';
 import { VERSION } from '../../common/version.js';
 import type { ManagementClient } from './client.js';
 import type { CliIo, Ctx, Settings } from './commands/context.js';
-import { CONFIG_ENV, DEFAULT_CONFIG_PATH } from './config-paths.js';
+import { CONFIG_ENV, DEFAULT_CONFIG_PATH, MANAGER_ENV } from './config-paths.js';
 import { OUTPUT_FORMATS, type OutputFormat } from './printers/formats.js';
 import type { Runtime } from './runtime.js';
 
 export type { CliIo } from './commands/context.js';
 
-/** Exit codes: 0 ok, 1 the management node failed or is unreachable, 2 usage or config error. */
+/** Exit codes: 0 ok, 1 the management node failed or is unreachable, 2 usage or config error (the rest: EXIT_STATUS). */
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
+/** What `schedctl --help` says of exit codes; the waits' codes are theirs (flags.ts EXIT_TASK_DEAD, wait.ts). */
+const EXIT_STATUS: Array<[string, string]> = [
+  ['0', 'success'],
+  ['1', 'schedctl or the management node failed (unreachable, refused, an id that names nothing)'],
+  ['2', 'usage or config error'],
+  ['125', 'tasks run --wait, tasks wait: a task is dead (it will never run)'],
+  ['N', "tasks run --wait, tasks wait: the failed task's exit code (127/126: could not start; 128+N: signal N)"],
+  ['130', 'interrupted (Ctrl-C)'],
+];
 
 interface GlobalOptions {
   config?: string;
   verbose?: boolean;
   manager?: string;
   output: OutputFormat;
+  headers: boolean;
 }
 
 /**
@@ -69,9 +79,13 @@ function rootHelp(cmd: Command, helper: Help): string {
       ['schedctl tasks run --count 10 --cpu 0.5 --mem 256Mi -- ./job', 'ten copies, each reserving half a core and 256Mi'],
       ['schedctl tasks ls --state dead', 'lists the tasks that will never run, and why'],
       ['schedctl -o json tasks show ID', 'prints one task as JSON'],
+      ['schedctl -o name tasks ls --state dead | xargs schedctl tasks show', 'full ids, one a line'],
       ['schedctl tasks cancel ID', 'stops a task; it ends dead with reason cancelled'],
+      ['source <(schedctl completion bash)', 'completes commands, flags and their choices'],
     ]),
-    `config: -c FILE, else $${CONFIG_ENV}, else ${DEFAULT_CONFIG_PATH} if it exists, else defaults\n(manager 127.0.0.1:7070, timeout 10s).\n`,
+    `config: -c FILE, else $${CONFIG_ENV}, else ${DEFAULT_CONFIG_PATH} if it exists, else defaults\n(manager 127.0.0.1:7070, timeout 10s). $${MANAGER_ENV} (host:port, or several comma-separated)\noverrides the config's manager; --manager overrides both.\n`,
+    'ids: wherever an id goes, a unique prefix, a task\'s short id (its last 8 characters, as\ntables show them) or a worker\'s name will do.\n',
+    section('exit status', EXIT_STATUS),
   ].join('\n');
 }
 
@@ -97,8 +111,13 @@ function createProgram(io: CliIo): Command {
     })
     .option('-c, --config <file>', `config file (default: $${CONFIG_ENV} or ${DEFAULT_CONFIG_PATH})`)
     .option('-v, --verbose', 'debug output on stderr (config file, manager address, stack traces)')
-    .option('--manager <host:port>', 'management node address (several: a:7070,b:7070), overrides $SCHED_MANAGER and the config')
-    .addOption(new Option('-o, --output <format>', 'output format').choices(OUTPUT_FORMATS).default('table'))
+    .option('--manager <host:port>', `management node address (several: a:7070,b:7070), overrides $${MANAGER_ENV} and the config`)
+    .addOption(
+      new Option('-o, --output <format>', 'output format: table, wide (full ids, every column), json, yaml, name (full ids, one a line)')
+        .choices(OUTPUT_FORMATS)
+        .default('table'),
+    )
+    .option('--no-headers', 'tables without their header line')
     .version(VERSION, '-V, --version', 'print the schedctl version')
     .helpOption('-h, --help', 'print this help');
   return program;
@@ -108,12 +127,35 @@ function isRpcError(err: unknown): err is ServiceError {
   return err instanceof Error && typeof (err as Partial<ServiceError>).code === 'number' && 'details' in err;
 }
 
+/** grpc.status.UNAVAILABLE, without loading grpc-js for it. */
+const UNAVAILABLE = 14;
+
+/**
+ * The one line of an RPC failure. A plain connection that only "Failed to connect" may have
+ * reached a manager that wants TLS: a handshake of our own (diagnose.ts) says whether it does.
+ */
+async function describeFailure(
+  err: ServiceError,
+  settings: Settings | undefined,
+  describe: (err: unknown, address: string, tlsClient?: boolean) => string,
+): Promise<string> {
+  const address = settings?.manager ?? '?';
+  const tlsClient = settings ? settings.tls !== undefined : undefined;
+  if (settings && !settings.tls && err.code === UNAVAILABLE && /Failed to connect/.test(err.details)) {
+    const first = address.split(',')[0]!;
+    if (await (await import('./diagnose.js')).speaksTls(first)) {
+      return `cannot reach the management node at ${address}: it speaks TLS, but schedctl's config has no tls: section (add one: ca, cert and key)`;
+    }
+  }
+  return describe(err, address, tlsClient);
+}
+
 /** Commander codes for help/version: printed on request, so not failures. */
 const COMMANDER_OK = new Set(['commander.help', 'commander.helpDisplayed', 'commander.version']);
 
 /** Program options that take a value (as the next argument). */
 const VALUE_OPTIONS = new Set(['-c', '--config', '--manager', '-o', '--output']);
-const FLAG_OPTIONS = new Set(['-v', '--verbose']);
+const FLAG_OPTIONS = new Set(['-v', '--verbose', '--no-headers']);
 
 /**
  * Whether commander answers `--version` before reaching any target: only
@@ -197,10 +239,11 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   commands?.registerCommands(program, ctx);
   // Before any command's action (hooks of the program run for every subcommand).
   program.hook('preAction', async (_program, command) => {
-    const { config, manager, output } = opts();
+    const { config, manager, output, headers } = opts();
     const lean = commands?.isLean(command) === true;
     if (lean) commands?.preloadLean(command);
-    runtime ??= await (await import('./runtime.js')).loadRuntime({ config, manager }, io.env, output, io.isTTY && !io.env.NO_COLOR, lean);
+    const printing = { output, headers, color: io.isTTY && !io.env.NO_COLOR };
+    runtime ??= await (await import('./runtime.js')).loadRuntime({ config, manager }, io.env, printing, lean);
   });
 
   try {
@@ -220,8 +263,10 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     }
     const verbose = opts().verbose === true;
     if (isRpcError(err)) {
-      io.err(`schedctl: ${describeRpcError(err, settings?.manager ?? '?')}\n`);
-      if (verbose) io.err(`schedctl: debug: gRPC status ${grpc.status[err.code]} (${err.code})\n`);
+      io.err(`schedctl: ${await describeFailure(err, settings, describeRpcError)}\n`);
+      // The bundle hands grpc-js over as a CommonJS module: its exports may sit under default.
+      const names = (grpc.status ?? (grpc as unknown as { default: typeof grpc }).default.status) as Record<number, string>;
+      if (verbose) io.err(`schedctl: debug: gRPC status ${names[err.code]} (${err.code})\n`);
     } else {
       io.err(`schedctl: ${err instanceof Error ? err.message : String(err)}\n`);
     }

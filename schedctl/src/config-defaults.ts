@@ -1,6 +1,6 @@
 // schedctl's config when there is no config file at all: the defaults of
 // config.ts's schema, with --manager over them. That is every command run
-// without /etc/sched/schedctl.yaml, -c or $SCHEDCTL_CONFIG, and for it
+// without /etc/sched/schedctl.yaml, -c or $SCHED_CONFIG, and for it
 // config.ts would load zod and yaml (~0.65 MB of code to read, compile and
 // run at each start) only to hand back two constants.
 //
@@ -10,7 +10,7 @@
 // that both agree.
 import { existsSync } from 'node:fs';
 import type { ConfigFlags, ResolvedConfig } from './config.js';
-import { CONFIG_ENV, DEFAULT_CONFIG_PATH, MANAGER_ENV } from './config-paths.js';
+import { configFromEnv, DEFAULT_CONFIG_PATH, MANAGER_ENV } from './config-paths.js';
 
 /** config.ts's defaults: manager and timeout (ms). */
 export const DEFAULTS = { manager: '127.0.0.1:7070', timeout: 10_000 } as const;
@@ -24,7 +24,7 @@ export function configWithoutFile(
   env: Record<string, string | undefined>,
   defaultPath: string = DEFAULT_CONFIG_PATH,
 ): ResolvedConfig | undefined {
-  if (flags.config !== undefined || env[CONFIG_ENV]) return undefined;
+  if (flags.config !== undefined || configFromEnv(env)) return undefined;
   if (existsSync(defaultPath)) return undefined;
   const manager = flags.manager ?? (env[MANAGER_ENV] || undefined);
   if (manager !== undefined && !manager.split(',').every((m) => HOST_PORT.test(m.trim()))) return undefined;

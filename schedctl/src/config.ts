@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { ConfigError, durationIn, hostPort, loadConfig } from '../../common/config.js';
 import { tlsSchema } from '../../common/tls.js';
 
-import { CONFIG_ENV, DEFAULT_CONFIG_PATH, MANAGER_ENV } from './config-paths.js';
+import { CONFIG_ENV, configFromEnv, DEFAULT_CONFIG_PATH, MANAGER_ENV } from './config-paths.js';
 
 export { CONFIG_ENV, DEFAULT_CONFIG_PATH, MANAGER_ENV };
 
@@ -47,7 +47,7 @@ export interface ConfigFlags {
 }
 
 /**
- * -c wins, then $SCHEDCTL_CONFIG, then /etc/sched/schedctl.yaml if it exists,
+ * -c wins, then $SCHED_CONFIG (or its older name $SCHEDCTL_CONFIG), then /etc/sched/schedctl.yaml if it exists,
  * else the defaults. A file named explicitly (-c or the variable) must exist:
  * a typo there should fail, not silently talk to 127.0.0.1. --manager, else
  * $SCHED_MANAGER, overrides whatever the file says (one host:port, or several
@@ -58,7 +58,7 @@ export function resolveConfig(
   env: Record<string, string | undefined>,
   defaultPath: string = DEFAULT_CONFIG_PATH,
 ): ResolvedConfig {
-  const explicit = flags.config ?? (env[CONFIG_ENV] || undefined);
+  const explicit = flags.config ?? configFromEnv(env);
   const file = explicit ?? (existsSync(defaultPath) ? defaultPath : undefined);
   const config = file ? loadConfig(file, configSchema) : configSchema.parse({});
   const manager = flags.manager ?? (env[MANAGER_ENV] || undefined);

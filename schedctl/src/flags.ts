@@ -9,6 +9,14 @@ import { parseMemorySize, parseMillicpu } from '../../common/size.js';
 export const TASK_STATE_NAMES = ['pending', 'scheduled', 'done', 'dead'] as const;
 export type TaskStateName = (typeof TASK_STATE_NAMES)[number];
 
+/** What tasks ls --state takes: the states, and running for scheduled (a worker accepted it). */
+export const TASK_STATE_CHOICES = ['pending', 'scheduled', 'running', 'done', 'dead'] as const;
+export type TaskStateChoice = (typeof TASK_STATE_CHOICES)[number];
+
+/** How an ended task ended (TaskOutcome), as tasks ls --outcome takes and tables show it. */
+export const OUTCOME_NAMES = ['succeeded', 'failed', 'timed-out', 'cancelled', 'lost'] as const;
+export type OutcomeName = (typeof OUTCOME_NAMES)[number];
+
 /** Exit code of `tasks run --wait` when a task will never run (as docker run uses 125 for its own failures). */
 export const EXIT_TASK_DEAD = 125;
 
@@ -41,7 +49,7 @@ export function parseCpu(value: string): number {
   }
 }
 
-/** --mem: "256Mi", "1Gi", "512M" or bytes, as bytes. */
+/** --mem: a whole number with a unit ("256Mi", "1Gi", "512M", "1000B"), as bytes. */
 export function parseMem(value: string): number {
   try {
     return parseMemorySize(value);
@@ -99,6 +107,9 @@ export function parseIdempotencyKey(value: string): string {
  * 49.7 days. Not 0: grace_ms 0 means "the worker's cancel_grace", not "kill at once".
  */
 export const parseGrace = (value: string): number => parseDurationFlag(value, { min: 1, max: MAX_UINT32_MS });
+
+/** workers drain --deadline: at least 1s (0 would cancel at once), at most what deadline_ms (a uint32) holds. */
+export const parseDrainDeadline = (value: string): number => parseDurationFlag(value, { min: 1000, max: MAX_UINT32_MS });
 
 /** --tail: a number of lines, 0 or more. */
 export const parseTail = (value: string): number => wholeNumber(value, 0, 2 ** 32 - 1, 'a whole number of lines, 0 or more', false);

@@ -1,7 +1,8 @@
 // Display helpers shared by the commands: state names, times, sizes, argv.
-import { TaskState, WorkerState, type Task, type Worker } from '../../proto/gen/sched/v1/types_pb.js';
-import { formatDuration } from '../../common/duration.js';
-import { TASK_STATE_NAMES, type TaskStateName } from './flags.js';
+import { TaskOutcome, TaskState, WorkerState, type Task, type Worker } from '../../proto/gen/sched/v1/types_pb.js';
+import { formatDuration, formatDurationExact } from '../../common/duration.js';
+import { outcomeOf } from '../../common/outcome.js';
+import { OUTCOME_NAMES, TASK_STATE_NAMES, type OutcomeName, type TaskStateChoice, type TaskStateName } from './flags.js';
 
 /** The CLI's names for task states, as the operator types them after --state (in flags.ts, for commander). */
 export { TASK_STATE_NAMES, type TaskStateName };
@@ -13,8 +14,19 @@ const TASK_STATE_BY_NAME: Record<TaskStateName, TaskState> = {
   dead: TaskState.DEAD,
 };
 
-export function taskStateFromName(name: TaskStateName): TaskState {
-  return TASK_STATE_BY_NAME[name];
+export function taskStateFromName(name: TaskStateChoice): TaskState {
+  return TASK_STATE_BY_NAME[name === 'running' ? 'scheduled' : name];
+}
+
+/** TaskOutcome by OUTCOME_NAMES' order (the enum counts from 1). */
+const OUTCOMES: readonly TaskOutcome[] = [TaskOutcome.SUCCEEDED, TaskOutcome.FAILED, TaskOutcome.TIMED_OUT, TaskOutcome.CANCELLED, TaskOutcome.LOST];
+
+export const outcomeFromName = (name: OutcomeName): TaskOutcome => OUTCOMES[OUTCOME_NAMES.indexOf(name)]!;
+
+/** The outcome's name ("timed-out"), or "" while the task has not ended. */
+export function outcomeName(task: Task): string {
+  const i = OUTCOMES.indexOf(outcomeOf(task));
+  return i < 0 ? '' : OUTCOME_NAMES[i]!;
 }
 
 export function taskStateName(state: TaskState): string {
@@ -26,6 +38,11 @@ export function workerStateName(worker: Pick<Worker, 'state' | 'draining' | 'lea
     worker.state === WorkerState.CONNECTED ? 'connected' : worker.state === WorkerState.DISCONNECTED ? 'disconnected' : 'unknown';
   const leaving = worker.leaving && worker.state === WorkerState.CONNECTED ? ',leaving' : '';
   return `${base}${worker.draining ? ',draining' : ''}${leaving}`;
+}
+
+/** What operators call a worker: its name, else its hostname (a manager from before names), else its id. */
+export function workerName(w: Pick<Worker, 'name' | 'id'> & { hardware?: { hostname: string } | undefined }): string {
+  return w.name || w.hardware?.hostname || w.id;
 }
 
 /** "1.5/4" cores or "256Mi/1Gi": what is reserved of what there is. */
@@ -56,6 +73,13 @@ export function ageOfMs(unixMs: number, nowMs: number): string {
   if (s < 3600) return `${Math.floor(s / 60)}m`;
   if (s < 86_400) return `${Math.floor(s / 3600)}h`;
   return `${Math.floor(s / 86_400)}d`;
+}
+
+/** ISO time and how far off it is, past or future: "… (5m ago)", "… (in 5m)". */
+export function timeFromNow(unixMs: bigint, nowMs: number): string {
+  if (unixMs <= 0n) return '-';
+  const ms = Number(unixMs);
+  return ms >= nowMs ? `${isoTime(unixMs)} (in ${ageOfMs(2 * nowMs - ms, nowMs)})` : `${isoTime(unixMs)} (${ageOfMs(ms, nowMs)} ago)`;
 }
 
 /** ISO time plus age, for the show commands. */
@@ -92,6 +116,8 @@ export function taskReason(task: Task): string {
     case TaskState.DEAD:
       return task.deadReason;
     case TaskState.DONE:
+      // A timeout is how it ended, not just an exit code: say so.
+      if (task.timedOut) return `timed out after ${formatDurationExact(task.spec?.timeoutMs ?? 0)}${task.error ? `: ${task.error}` : ''}`;
       return task.error;
     default:
       return '';

@@ -28,6 +28,7 @@ if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V')) {
     write: (data) => process.stdout.write(data),
     err: (text) => process.stderr.write(text),
     isTTY: process.stdout.isTTY === true,
+    errIsTTY: process.stderr.isTTY === true,
     env: process.env,
   });
 }

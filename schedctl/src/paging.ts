@@ -11,7 +11,7 @@
 //   the caller's `BytesCall` (Ctx.unaryBytes, made in runtime.ts).
 import type { DescMessage, MessageInitShape, MessageShape } from '@bufbuild/protobuf';
 import { fastFromBinary, fastFromBinaryAt } from './fast-decode.js';
-import { LENGTH_DELIMITED, Reader } from './wire-reader.js';
+import { LENGTH_DELIMITED, Reader, VARINT } from './wire-reader.js';
 
 /** A unary method's descriptor (ManagementService.method.*), as much as a call needs. */
 export interface UnaryMethod<I extends DescMessage> {
@@ -36,23 +36,27 @@ function decodeAnswer<O extends DescMessage>(schema: O, bytes: Buffer): MessageS
   }
 }
 
-/** What scanPage finds: the number of items, where each is (start, end, start, end, ...), the token. */
+/** What scanPage finds: the number of items, where each is (start, end, start, end, ...), the token, the total. */
 interface Scan {
   count: number;
   ranges: number[];
   token: string;
+  /** Field `totalNo` (a uint32) if the page has one. */
+  total: number | undefined;
 }
 
 /**
  * How many items a page holds (occurrences of field `listNo`), where each
- * one's bytes are, and its next page token (field `tokenNo`), without
- * decoding the items; undefined for anything else in the page (then it is
- * decoded whole, first).
+ * one's bytes are, its next page token (field `tokenNo`) and its total (field
+ * `totalNo`, a varint), without decoding the items. Other varint fields (a
+ * listing's revision) are stepped over; for anything else it is undefined
+ * (then the page is decoded whole, first).
  */
-export function scanPage(bytes: Buffer, listNo: number, tokenNo: number): Scan | undefined {
+export function scanPage(bytes: Buffer, listNo: number, tokenNo: number, totalNo = 0): Scan | undefined {
   const r = new Reader(bytes);
   const ranges: number[] = [];
   let token = '';
+  let total: number | undefined;
   try {
     while (r.pos < bytes.length) {
       const tag = r.tag();
@@ -63,11 +67,14 @@ export function scanPage(bytes: Buffer, listNo: number, tokenNo: number): Scan |
       } else if (tag === ((tokenNo << 3) | LENGTH_DELIMITED)) {
         // The last one wins, as when decoding.
         token = r.string(bytes.length);
+      } else if ((tag & 7) === VARINT && tag >>> 3 !== 0 && tag >>> 3 !== listNo && tag >>> 3 !== tokenNo) {
+        const n = r.uint32();
+        if (tag >>> 3 === totalNo) total = n;
       } else {
         return undefined;
       }
     }
-    return r.pos === bytes.length ? { count: ranges.length / 2, ranges, token } : undefined;
+    return r.pos === bytes.length ? { count: ranges.length / 2, ranges, token, total } : undefined;
   } catch {
     return undefined;
   }
@@ -81,8 +88,18 @@ export interface Listing<O extends DescMessage, I extends DescMessage> {
   tokenNo: number;
   items(page: MessageShape<O>): Array<MessageShape<I>>;
   nextPageToken(page: MessageShape<O>): string;
+  /** The response's total (how many match, over every page) and its field number, when it has one. */
+  total?: { no: number; of(page: MessageShape<O>): number };
   /** Asks for the page after `pageToken`, at most `room` items (Infinity: no limit). */
   fetch(pageToken: string, room: number): Promise<Buffer>;
+}
+
+/** What collect() gathered: the items (unless handed to `each`), whether some were left out, the first page's total. */
+export interface Collected<I extends DescMessage> {
+  items: Array<MessageShape<I>>;
+  more: boolean;
+  /** How many match in all, as the first page said (0 if the listing has no total, or the server did not say). */
+  total: number;
 }
 
 /**
@@ -102,7 +119,7 @@ export async function collect<O extends DescMessage, I extends DescMessage>(
   listing: Listing<O, I>,
   limit: number,
   each?: (item: MessageShape<I>) => void,
-): Promise<{ items: Array<MessageShape<I>>; more: boolean }> {
+): Promise<Collected<I>> {
   try {
     return await collectPages(listing, limit, each);
   } catch (err) {
@@ -115,8 +132,9 @@ async function collectPages<O extends DescMessage, I extends DescMessage>(
   listing: Listing<O, I>,
   limit: number,
   each?: (item: MessageShape<I>) => void,
-): Promise<{ items: Array<MessageShape<I>>; more: boolean }> {
+): Promise<Collected<I>> {
   const items: Array<MessageShape<I>> = [];
+  let total: number | undefined;
   let taken = 0;
   let pageToken = '';
   let pending = listing.fetch(pageToken, limit === 0 ? Infinity : limit);
@@ -124,17 +142,19 @@ async function collectPages<O extends DescMessage, I extends DescMessage>(
     const room = limit === 0 ? Infinity : limit - taken;
     const bytes = await pending;
     // Where the page ends, before decoding it: the next request goes out first.
-    const scan = scanPage(bytes, listing.listNo, listing.tokenNo);
+    const scan = scanPage(bytes, listing.listNo, listing.tokenNo, listing.total?.no);
     let page: Array<MessageShape<I>> | undefined;
     let count: number;
     let next: string;
     if (scan) {
       ({ count, token: next } = scan);
+      total ??= scan.total ?? 0;
     } else {
       const decoded = decodeAnswer(listing.schema, bytes);
       page = listing.items(decoded);
       count = page.length;
       next = listing.nextPageToken(decoded);
+      total ??= listing.total?.of(decoded) ?? 0;
     }
     const end = !next || count === 0 || next === pageToken;
     if (count < room && !end) {
@@ -157,8 +177,8 @@ async function collectPages<O extends DescMessage, I extends DescMessage>(
       }
     }
     taken += n;
-    if (count >= room) return { items, more: count > room || !end };
-    if (end) return { items, more: false };
+    if (count >= room) return { items, more: count > room || !end, total: total ?? 0 };
+    if (end) return { items, more: false, total: total ?? 0 };
     pageToken = next;
   }
 }

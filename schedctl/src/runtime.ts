@@ -46,15 +46,14 @@ export interface Runtime {
 export async function loadRuntime(
   flags: ConfigFlags,
   env: Record<string, string | undefined>,
-  output: OutputFormat,
-  color: boolean,
+  printing: { output: OutputFormat; color: boolean; headers: boolean },
   lean: boolean,
 ): Promise<Runtime> {
   const defaults = configWithoutFile(flags, env);
   const loadClientModule = () => import('./client.js');
   const [clientModule, printer, full] = await Promise.all([
     lean ? undefined : loadClientModule(),
-    loadPrinter(output, color),
+    loadPrinter(printing.output, printing.color, printing.headers),
     defaults ? undefined : Promise.all([import('./config.js'), import('../../common/tls.js')]),
   ]);
   let client = clientModule;

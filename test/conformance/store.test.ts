@@ -354,6 +354,24 @@ function storeContract(factory: Factory): void {
     expect((await store.getWithRevision('r/a'))!.modRevision > b2.modRevision).to.equal(true);
   });
 
+  it('commit resolves with the revision of its txn; one that changes nothing, and a txn without ops, with the current one', async () => {
+    // The manager's event history (events.ts) numbers each change by the revision commit resolves with.
+    const first = await store.commit([put('cr/a', 'a'), put('cr/b', 'b')]);
+    expect((await store.getWithRevision('cr/a'))!.modRevision).to.equal(first);
+    expect((await store.getWithRevision('cr/b'))!.modRevision).to.equal(first);
+    const second = await store.commit([put('cr/a', 'a2')]);
+    expect(second > first).to.equal(true);
+    expect((await store.getWithRevision('cr/a'))!.modRevision).to.equal(second);
+    expect(await store.commit([del('cr/missing')])).to.equal(second);
+    expect((await store.txn({ compare: [], ops: [] })).revision).to.equal(second);
+    const seen: bigint[] = [];
+    const cancel = await store.watch('cr/', (e) => seen.push(e.modRevision));
+    const third = await store.commit([del('cr/b')]);
+    await until(() => seen.length === 1, 'the delete seen');
+    expect(seen).to.deep.equal([third]);
+    await cancel();
+  });
+
   it('txn applies its ops when every compare holds', async () => {
     await store.commit([put('t/a', 'a'), put('t/b', 'b')]);
     const a = (await store.getWithRevision('t/a'))!;

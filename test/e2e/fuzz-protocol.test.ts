@@ -270,7 +270,8 @@ describe('e2e: protocol fuzz of WorkerService and ManagementService', function (
     const all: Task[] = [];
     let pageToken = '';
     do {
-      const res = await client.listTasks({ limit: 1000, pageToken }, { deadlineMs: 30_000 });
+      // Oldest first, so the pages can be checked to come in id order.
+      const res = await client.listTasks({ limit: 1000, pageToken, oldestFirst: true }, { deadlineMs: 30_000 });
       all.push(...res.tasks);
       pageToken = res.nextPageToken;
     } while (pageToken && all.length < 1_000_000);

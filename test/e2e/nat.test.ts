@@ -49,7 +49,7 @@ describe('e2e: a worker behind NAT (network namespaces)', function () {
       return id;
     })());
   const workerRow = async () => {
-    const r = await ctl('workers', 'ls');
+    const r = await ctl('-o', 'wide', 'workers', 'ls');
     if (r.code !== 0) throw new Error(r.stderr);
     return r.stdout.split('\n').find((l) => l.startsWith(workerId) && /\bconnected\b/.test(l));
   };
@@ -109,7 +109,7 @@ describe('e2e: a worker behind NAT (network namespaces)', function () {
   });
 
   it('the worker registers, and the manager sees it at the router\'s address, not its private one', async () => {
-    const r = await ctl('workers', 'ls');
+    const r = await ctl('-o', 'wide', 'workers', 'ls');
     expect(r.code, r.stderr).to.equal(0);
     const row = r.stdout.split('\n').find((l) => l.startsWith(workerId));
     expect(row, r.stdout).to.be.a('string');

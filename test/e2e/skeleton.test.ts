@@ -152,7 +152,7 @@ describe('e2e: walking skeleton (etcd, manager, two workers, schedctl)', functio
 
   it('lists workers with ID, ADDRESS and STATE', async () => {
     const c = await shared();
-    const r = await c.ctl('workers', 'ls');
+    const r = await c.ctl('-o', 'wide', 'workers', 'ls');
     expect(r.code).to.equal(0);
     const [header, ...rows] = r.stdout.trim().split('\n');
     expect(header).to.match(/ID.*ADDRESS.*STATE/);
@@ -213,7 +213,7 @@ describe('e2e: walking skeleton (etcd, manager, two workers, schedctl)', functio
       const states = Object.values(workerKeys).map((b) => fromBinary(WorkerSchema, b).state);
       expect(states).to.deep.equal([WorkerState.CONNECTED, WorkerState.CONNECTED]);
 
-      const ls = await c.ctl('tasks', 'ls');
+      const ls = await c.ctl('-o', 'wide', 'tasks', 'ls');
       expect(ls.stdout).to.include(id);
     } finally {
       client.close();

@@ -74,7 +74,7 @@ describe('e2e: mutual TLS', function () {
     expect([asWorker.code, asWorker.stderr]).to.deep.equal([1, 'schedctl: this call needs an admin certificate; the caller presented a worker certificate\n']);
     const plain = await ctlAs(undefined, 'workers', 'ls');
     expect(plain.code).to.equal(1);
-    expect(plain.stderr).to.match(/^schedctl: cannot reach management node/);
+    expect(plain.stderr).to.match(/^schedctl: cannot reach the management node/);
     expect(plain.stderr).to.not.match(/cannot read/);
   });
 
@@ -111,7 +111,7 @@ describe('e2e: mutual TLS', function () {
     // Exit 1 is also what an unreadable file gives: the message must be the refused handshake.
     expect(r.code, r.stderr).to.equal(1);
     expect(r.stderr).to.not.match(/cannot read/);
-    expect(r.stderr).to.match(/^schedctl: cannot reach management node at 127\.0\.0\.1:\d+/);
+    expect(r.stderr).to.match(/^schedctl: cannot reach the management node at 127\.0\.0\.1:\d+/);
     expect(r.stdout).to.equal('');
     // The same call with the admin certificate of the right CA works: the refusal is the certificate's.
     expect((await ctlAs('admin', 'workers', 'ls')).code).to.equal(0);

@@ -60,7 +60,7 @@ describe('e2e: worker death', function () {
   let victim: string | undefined; // the worker the first test killed
   const ctl = (...args: string[]) => run(BIN.schedctl, ['--manager', `127.0.0.1:${port}`, ...args]);
   const show = async (id: string): Promise<TaskJson> => JSON.parse((await ctl('tasks', 'show', '-o', 'json', id)).stdout) as TaskJson;
-  const workerRow = async (name: string) => (await ctl('workers', 'ls')).stdout.split('\n').find((l) => l.startsWith(ids.get(name)!)) ?? '';
+  const workerRow = async (name: string) => (await ctl('-o', 'wide', 'workers', 'ls')).stdout.split('\n').find((l) => l.startsWith(ids.get(name)!)) ?? '';
   const lines = (file: string): string[] => (existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter(Boolean) : []);
   /** Pids of the task watchdogs a worker's log names. */
   const watchdogPids = (name: string): number[] =>

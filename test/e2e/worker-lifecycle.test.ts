@@ -90,7 +90,7 @@ describe('e2e: worker lifecycle', function () {
     expect(r.code, r.stderr).to.equal(0);
     return r.stdout.trim();
   };
-  const workerRow = async (name: string) => (await ctl('workers', 'ls')).stdout.split('\n').find((l) => l.startsWith(ids.get(name)!)) ?? '';
+  const workerRow = async (name: string) => (await ctl('-o', 'wide', 'workers', 'ls')).stdout.split('\n').find((l) => l.startsWith(ids.get(name)!)) ?? '';
   const startWorker = async (name: string, extra = '') => {
     const yaml = writeYaml(
       join(dir, `${name}.yaml`),
@@ -174,7 +174,7 @@ describe('e2e: worker lifecycle', function () {
     const id = await submit('--cpu', '1.5', '--mem', '512Mi', '--label', 'name=a', '--', 'sleep', '30');
     await waitFor('running', async () => (await show(id)).state === 'TASK_STATE_SCHEDULED');
     const row = (await workerRow('a')).split(/\s{2,}/);
-    expect(row.slice(4, 7)).to.deep.equal(['1.5/2', '512Mi/2.0Gi', '1']);
+    expect(row.slice(5, 8)).to.deep.equal(['1.5/2', '512Mi/2.0Gi', '1']);
     await waitFor('load reported', async () => !/Load average:\s+-/.test((await ctl('workers', 'show', ids.get('a')!)).stdout));
     const detail = (await ctl('workers', 'show', ids.get('a')!)).stdout;
     expect(detail).to.match(/CPU reserved:\s+1\.5\/2/);

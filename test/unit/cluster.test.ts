@@ -429,11 +429,11 @@ describe('cluster', () => {
     let lost: Error | undefined;
     const stop = cluster.readLogs(t!.id, { stderr: false, follow: true }, { data: () => undefined, end: (e) => void (lost = e) });
     cluster.disconnect(link, 'w1', 'stream broke');
-    expect(lost?.message).to.equal('worker w1 disconnected while sending the log');
+    expect(lost?.message).to.equal("the task's worker w1 disconnected while sending the log");
     stop();
     let offline: Error | undefined;
     cluster.readLogs(t!.id, { stderr: false, follow: false }, { data: () => undefined, end: (e) => void (offline = e) });
-    expect(offline?.message).to.match(/^worker w1 is not connected/);
+    expect(offline?.message).to.match(/^the task's worker w1 is disconnected/);
     const [pending] = await cluster.submit(spec('true'));
     expect(() => cluster.readLogs(pending!.id, { stderr: false, follow: false }, sub)).to.throw(/has not run yet \(pending\): it has no logs/);
   });

@@ -66,8 +66,11 @@ describe('common/config', () => {
     }
   });
 
-  it('a duration may be a number of milliseconds', () => {
-    expect(parseConfig('x.yaml', 'ping_interval: 1500', schema).ping_interval).to.equal(1500);
+  it('a duration needs a unit: a bare number is refused, as in flags', () => {
+    expect(parseConfig('x.yaml', 'ping_interval: 1500ms', schema).ping_interval).to.equal(1500);
+    expect(configError(() => parseConfig('x.yaml', 'ping_interval: 1500', schema)).message).to.equal(
+      'x.yaml: ping_interval: invalid duration "1500": add a unit, e.g. 5s (ms, s, m or h)',
+    );
   });
 
   it('missing file: names the file', () => {
@@ -167,9 +170,10 @@ describe('common/config', () => {
 
     it('refuses a value outside, naming the key, the range and the value', () => {
       expect(configError(() => parse('ack_timeout: 0s\n')).message).to.equal('r.yaml: ack_timeout: must be between 100ms and 10m, got 0s');
-      expect(configError(() => parse('ack_timeout: 0\n')).message).to.equal('r.yaml: ack_timeout: must be between 100ms and 10m, got 0s');
+      expect(configError(() => parse('ack_timeout: 0\n')).message).to.match(/^r\.yaml: ack_timeout: invalid duration "0": add a unit/);
       expect(configError(() => parse('ack_timeout: 2h\n')).message).to.equal('r.yaml: ack_timeout: must be between 100ms and 10m, got 2h');
-      expect(configError(() => parse('log_max_size: 12\n')).message).to.equal('r.yaml: log_max_size: must be between 1Ki and 1Ti, got 12');
+      expect(configError(() => parse('log_max_size: 12B\n')).message).to.equal('r.yaml: log_max_size: must be between 1Ki and 1Ti, got 12');
+      expect(configError(() => parse('log_max_size: 12\n')).message).to.match(/^r\.yaml: log_max_size: invalid memory size "12": add a unit/);
       expect(configError(() => parse('log_max_size: 2Ti\n')).message).to.equal('r.yaml: log_max_size: must be between 1Ki and 1Ti, got 2Ti');
       expect(configError(() => parse('missed_pings: 0\n')).message).to.equal('r.yaml: missed_pings: must be a whole number between 1 and 100, got 0');
       expect(configError(() => parse('missed_pings: 1.5\n')).message).to.equal('r.yaml: missed_pings: must be a whole number between 1 and 100, got 1.5');

@@ -27,7 +27,7 @@ describe('group commit', () => {
 
   it('commits concurrent writes in few txns, each key once, the last value winning', async () => {
     const c = createGroupCommitter(store, log);
-    const writes: Array<Promise<void>> = [];
+    const writes: Array<Promise<bigint>> = [];
     for (let i = 0; i < 1000; i++) writes.push(c.write(`k${i % 300}`, new Uint8Array([i % 256])));
     await Promise.all(writes);
     expect(txns.length).to.be.lessThan(10);

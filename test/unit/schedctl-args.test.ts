@@ -87,14 +87,21 @@ describe('schedctl argument parsing', () => {
   });
 
   describe('--mem', () => {
-    it('reads binary and decimal units, with or without B, and plain bytes', () => {
+    it('reads whole numbers with binary and decimal units, with or without B, and bytes as B', () => {
       expect(parseMem('256Mi')).to.equal(256 * 2 ** 20);
       expect(parseMem('1Gi')).to.equal(2 ** 30);
-      expect(parseMem('1.5Gi')).to.equal(1.5 * 2 ** 30);
+      expect(parseMem('1536Mi')).to.equal(1.5 * 2 ** 30);
       expect(parseMem('512M')).to.equal(512e6);
       expect(parseMem('512MB')).to.equal(512e6);
       expect(parseMem('64ki')).to.equal(65_536);
-      expect(parseMem('1000')).to.equal(1000);
+      expect(parseMem('1000B')).to.equal(1000);
+    });
+
+    it('refuses a bare number and a fraction, saying what to write instead', () => {
+      expect(() => parseMem('1.5')).to.throw(InvalidArgumentError, /^invalid memory size "1\.5": add a unit, e\.g\. 512Mi/);
+      expect(() => parseMem('1000')).to.throw(InvalidArgumentError, /add a unit/);
+      expect(() => parseMem('1.5Gi')).to.throw(InvalidArgumentError, /^invalid memory size "1\.5Gi": sizes are whole numbers with a unit, e\.g\. 1536Mi$/);
+      expect(() => parseMem('0.3Ki')).to.throw(InvalidArgumentError, /whole numbers with a unit, e\.g\. 512Mi$/);
     });
 
     it('refuses zero, negatives, unknown units and sizes past 2^53', () => {
@@ -132,7 +139,7 @@ describe('schedctl argument parsing', () => {
     });
 
     it('refuses a bare number and more than a uint32 of milliseconds, naming the range', () => {
-      expect(() => parseTimeLimit('30')).to.throw(InvalidArgumentError, /invalid duration/);
+      expect(() => parseTimeLimit('30')).to.throw(InvalidArgumentError, /^invalid duration "30": add a unit, e\.g\. 5s/);
       expect(() => parseTimeLimit('1200h')).to.throw(
         InvalidArgumentError,
         'must be between 0s and 1193h2m47.295s (about 49.7 days), got 1200h (50 days)',
@@ -174,9 +181,9 @@ describe('schedctl argument parsing', () => {
 
   describe('exit code of tasks run --count --wait', () => {
     const done = (exitCode: number) => create(TaskSchema, { state: TaskState.DONE, exitCode });
-    it('is the highest exit code, or 125 if any task is dead', () => {
+    it('is the first failing exit code in the order given, or 125 if any task is dead', () => {
       expect(groupExitCode([done(0), done(0)])).to.equal(0);
-      expect(groupExitCode([done(1), done(137), done(3)])).to.equal(137);
+      expect(groupExitCode([done(0), done(137), done(3)])).to.equal(137);
       expect(groupExitCode([done(0), done(300)])).to.equal(1);
       expect(groupExitCode([done(255), create(TaskSchema, { state: TaskState.DEAD })])).to.equal(125);
     });

@@ -197,7 +197,7 @@ describe('schedctl CLI', () => {
       for (const args of [['tasks', 'help'], ['tasks', '--help'], ['tasks'], ['help', 'tasks']]) {
         const r = await run(args);
         expect(r.code, args.join(' ')).to.equal(0);
-        expect(r.out).to.match(/run \[options\] <command\.\.\.>/);
+        expect(r.out).to.match(/run\|schedule \[options\] \[command\.\.\.\]/);
         expect(r.out).to.match(/ls \[options\]/);
       }
       expect((await run(['workers', 'help'])).out).to.match(/show <id>/);
@@ -260,7 +260,7 @@ describe('schedctl CLI', () => {
     it('exits 1 with one line when the manager cannot be reached', async () => {
       const r = await run(['--manager', '127.0.0.1:1', 'workers', 'ls']);
       expect(r.code).to.equal(1);
-      expect(r.err).to.match(/^schedctl: cannot reach management node at 127\.0\.0\.1:1/);
+      expect(r.err).to.match(/^schedctl: cannot reach the management node at 127\.0\.0\.1:1: connection refused/);
       expect(r.err.trimEnd().split('\n')).to.have.length(1);
     });
   });
@@ -322,9 +322,9 @@ describe('schedctl CLI', () => {
       expect(JSON.parse(all.out).tasks).to.have.length(fake.tasks.size);
       const some = await run([...m, 'tasks', 'ls', '--limit', String(PAGE + 3)]);
       const lines = some.out.trimEnd().split('\n');
-      expect(lines[0]).to.match(/^ID\s+STATE\s+WORKER\s+EXIT\s+REASON\s+COMMAND\s+AGE\s+DURATION$/);
+      expect(lines[0]).to.match(/^ID\s+STATE\s+WORKER\s+EXIT\s+AGE\s+DURATION\s+COMMAND$/);
       expect(lines).to.have.length(PAGE + 4);
-      expect(some.err).to.include('--limit');
+      expect(some.err).to.equal(`showing ${PAGE + 3} of ${fake.tasks.size} (newest first); --all for all, --limit N for more\n`);
     });
 
     it('sends resources, constraints, priority, retries, strategy and schedule timeout', async () => {
@@ -364,7 +364,7 @@ describe('schedctl CLI', () => {
       expect(res.task.id).to.equal(res.tasks[0]!.id);
     });
 
-    it('--count --wait waits for every task on one stream and exits with the highest exit code', async () => {
+    it('--count --wait waits for every task on one stream and exits with the first failing exit code', async () => {
       const opens = fake.watchOpens;
       const r = await run([...m, 'tasks', 'run', '--count', '3', '--wait', '--', 'exits', '0', '4', '2']);
       expect(r.code).to.equal(4);
@@ -372,7 +372,7 @@ describe('schedctl CLI', () => {
       expect(ids).to.have.length(3);
       expect(fake.watchOpens).to.equal(opens + 1);
       expect(fake.watched.at(-1)).to.deep.equal(ids);
-      expect(r.err).to.equal(`schedctl: task ${ids[1]} exited with 4\nschedctl: task ${ids[2]} exited with 2\n`);
+      expect(r.err).to.equal(`schedctl: task ${ids[0]} succeeded\nschedctl: task ${ids[1]} exited with 4\nschedctl: task ${ids[2]} exited with 2\n`);
 
       expect((await run([...m, 'tasks', 'run', '--count', '2', '--wait', '--', 'exits', '0', '0'])).code).to.equal(0);
     });
@@ -386,7 +386,7 @@ describe('schedctl CLI', () => {
 
     it('--count --wait -o json prints the response with the finished tasks', async () => {
       const r = await run([...m, '-o', 'json', 'tasks', 'run', '--count', '2', '--wait', '--', 'exits', '1', '3']);
-      expect(r.code).to.equal(3);
+      expect(r.code).to.equal(1);
       const res = JSON.parse(r.out) as { groupId: string; tasks: Array<{ state: string; exitCode: number }> };
       expect(res.groupId).to.match(/^g-\d+$/);
       expect(res.tasks.map((t) => [t.state, t.exitCode])).to.deep.equal([
@@ -395,24 +395,25 @@ describe('schedctl CLI', () => {
       ]);
     });
 
-    it('lists one group with --group, pending reasons in REASON, PRI and GROUP only when they say something', async () => {
+    it('lists one group with --group, pending reasons in REASON; -o wide adds OUTCOME, PRI and GROUP', async () => {
       const outside = (await run([...m, 'tasks', 'run', '--', 'true'])).out.trim();
       const ids = (await run([...m, 'tasks', 'run', '--count', '2', '--priority', '7', '--label', 'gpu=true', '--', 'true'])).out.trimEnd().split('\n');
       const group = fake.tasks.get(ids[0]!)!.groupId;
       const ls = await run([...m, 'tasks', 'ls', '--group', group]);
       expect(ls.code, ls.err).to.equal(0);
       const lines = ls.out.trimEnd().split('\n');
-      expect(lines[0]).to.match(/^ID\s+STATE\s+PRI\s+WORKER\s+EXIT\s+REASON\s+COMMAND\s+AGE\s+DURATION$/);
-      expect(lines.slice(1).map((l) => l.split(/\s{2,}/).slice(0, 6))).to.deep.equal(
-        ids.map((id) => [id, 'pending', '7', '-', '-', '0/1 workers fit: 1 missing label gpu=true']),
+      expect(lines[0]).to.match(/^ID\s+STATE\s+WORKER\s+EXIT\s+AGE\s+DURATION\s+COMMAND\s+REASON$/);
+      expect(lines.slice(1).map((l) => l.split(/\s{2,}/))).to.deep.equal(
+        // The line fits 80 columns: REASON is cut (-o wide has it whole).
+        ids.map((id) => [id, 'pending', '-', '-', '0s', '-', 'true', '0/1 workers fit: 1 missing …']),
       );
       expect(fake.tasks.has(outside)).to.equal(true); // the filter is the server's
       expect(ls.out).to.not.include(outside);
 
-      // Across groups, GROUP appears (last) as soon as one listed task has a group.
-      const all = await run([...m, 'tasks', 'ls', '--limit', '0']);
-      expect(all.out.split('\n')[0]).to.match(/^ID\s+STATE\s+PRI\s+WORKER\s+EXIT\s+REASON\s+COMMAND\s+AGE\s+DURATION\s+GROUP$/);
-      expect(all.out).to.match(new RegExp(`^${ids[0]}\\s.*\\s${group}$`, 'm'));
+      // -o wide: every column, GROUP last (unless --group).
+      const all = await run([...m, '-o', 'wide', 'tasks', 'ls', '--limit', '0']);
+      expect(all.out.split('\n')[0]).to.match(/^ID\s+STATE\s+OUTCOME\s+PRI\s+WORKER\s+EXIT\s+AGE\s+DURATION\s+COMMAND\s+REASON\s+GROUP$/);
+      expect(all.out).to.match(new RegExp(`^${ids[0]}\\s+pending\\s+-\\s+7\\s.*\\s0/1 workers fit: 1 missing label gpu=true\\s+${group}$`, 'm'));
     });
 
     it('shows what a task asked for: resources, constraints, priority, retries, strategy, timeout, group, pending reason', async () => {
@@ -443,18 +444,19 @@ describe('schedctl CLI', () => {
     it('lists workers as a table', async () => {
       const r = await run([...m, 'workers', 'ls']);
       const lines = r.out.trimEnd().split('\n');
-      expect(lines[0]).to.match(/^ID\s+ADDRESS\s+STATE\s+HOSTNAME\s+CPU\s+MEM\s+TASKS\s+LAST SEEN$/);
-      expect(lines[1]!.split(/\s+/)).to.deep.equal(['w-1', '10.0.0.1:4000', 'connected,draining', '-', '1.5/4', '512Mi/8.0Gi', '2', '-']);
+      expect(lines[0]).to.match(/^ID\s+NAME\s+STATE\s+CPU\s+MEM\s+TASKS\s+LAST SEEN$/);
+      expect(lines[1]!.split(/\s+/)).to.deep.equal(['w-1', 'w-1', 'connected,draining', '1.5/4', '512Mi/8.0Gi', '2', '-']);
     });
 
     it('drains and undrains a worker, and names an unknown one', async () => {
       const drained = await run([...m, 'workers', 'drain', 'w-1']);
       expect(drained.code, drained.err).to.equal(0);
-      expect(drained.out).to.match(/^w-1\s+connected,draining\s/m);
-      expect((await run([...m, 'workers', 'undrain', 'w-1'])).out).to.match(/^w-1\s+connected\s/m);
-      const missing = await run([...m, 'workers', 'drain', 'nope']);
+      expect(drained.out).to.match(/^w-1\s+w-1\s+connected,draining\s/m);
+      expect((await run([...m, 'workers', 'undrain', 'w-1'])).out).to.match(/^w-1\s+w-1\s+connected\s/m);
+      const missing = await run([...m, 'workers', 'drain', 'nope', 'w-1']);
       expect(missing.code).to.equal(1);
-      expect(missing.err).to.equal('schedctl: worker "nope" not found\n');
+      expect(missing.err).to.equal('schedctl: cannot drain nope: worker "nope" not found\n');
+      expect(missing.out).to.match(/^w-1\s/m);
     });
 
     it('prints a task\'s logs, the last lines with --tail, stderr with --stderr', async () => {

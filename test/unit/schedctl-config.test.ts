@@ -23,14 +23,31 @@ describe('schedctl config resolution', () => {
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('prefers -c over $SCHEDCTL_CONFIG and the default file', () => {
-    const c = resolveConfig({ config: flagFile }, { SCHEDCTL_CONFIG: envFile }, etcFile);
+  it('prefers -c over $SCHED_CONFIG and the default file', () => {
+    const c = resolveConfig({ config: flagFile }, { SCHED_CONFIG: envFile }, etcFile);
     expect(c).to.include({ manager: 'flag.example:1', source: flagFile, timeout: 10_000 });
   });
 
-  it('uses $SCHEDCTL_CONFIG before the default file', () => {
-    const c = resolveConfig({}, { SCHEDCTL_CONFIG: envFile }, etcFile);
+  it('uses $SCHED_CONFIG before the default file', () => {
+    const c = resolveConfig({}, { SCHED_CONFIG: envFile }, etcFile);
     expect(c).to.include({ manager: 'env.example:2', source: envFile, timeout: 3000 });
+  });
+
+  it('reads $SCHEDCTL_CONFIG, the older name, when $SCHED_CONFIG is not set', () => {
+    expect(resolveConfig({}, { SCHEDCTL_CONFIG: envFile }, etcFile)).to.include({ source: envFile });
+    expect(resolveConfig({}, { SCHED_CONFIG: flagFile, SCHEDCTL_CONFIG: envFile }, etcFile)).to.include({ source: flagFile });
+  });
+
+  it('lets $SCHED_MANAGER override the file, and --manager override both', () => {
+    expect(resolveConfig({}, { SCHED_CONFIG: envFile, SCHED_MANAGER: 'm.example:9' }, etcFile)).to.include({ manager: 'm.example:9', timeout: 3000 });
+    expect(resolveConfig({ manager: 'f.example:8' }, { SCHED_MANAGER: 'm.example:9' }, missing())).to.include({ manager: 'f.example:8' });
+    expect(() => resolveConfig({}, { SCHED_MANAGER: 'nonsense' }, missing())).to.throw(ConfigError, /^\$SCHED_MANAGER: expected host:port/);
+  });
+
+  it('refuses a timeout without a unit: 5 could be seconds or milliseconds', () => {
+    const bare = join(dir, 'bare.yaml');
+    writeFileSync(bare, 'timeout: 5\n');
+    expect(() => resolveConfig({ config: bare }, {}, missing())).to.throw(ConfigError, /timeout: invalid duration "5": add a unit, e\.g\. 5s/);
   });
 
   it('uses the default file when it exists', () => {
@@ -38,13 +55,13 @@ describe('schedctl config resolution', () => {
   });
 
   it('falls back to built-in defaults when no file exists', () => {
-    const c = resolveConfig({}, { SCHEDCTL_CONFIG: '' }, missing());
+    const c = resolveConfig({}, { SCHED_CONFIG: '' }, missing());
     expect(c).to.deep.equal({ manager: '127.0.0.1:7070', timeout: 10_000, source: 'defaults' });
   });
 
-  it('fails when a file named with -c or $SCHEDCTL_CONFIG is missing', () => {
+  it('fails when a file named with -c or $SCHED_CONFIG is missing', () => {
     expect(() => resolveConfig({ config: missing() }, {}, etcFile)).to.throw(ConfigError, /no such file/);
-    expect(() => resolveConfig({}, { SCHEDCTL_CONFIG: missing() }, etcFile)).to.throw(ConfigError, /missing\.yaml/);
+    expect(() => resolveConfig({}, { SCHED_CONFIG: missing() }, etcFile)).to.throw(ConfigError, /missing\.yaml/);
   });
 
   it('rejects unknown keys and bad values, naming the file and key', () => {

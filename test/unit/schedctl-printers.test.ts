@@ -3,7 +3,7 @@ import { create } from '@bufbuild/protobuf';
 import { parse as parseYaml } from 'yaml';
 import { ListWorkersResponseSchema } from '../../proto/gen/sched/v1/management_pb.js';
 import { TaskSchema, TaskState } from '../../proto/gen/sched/v1/types_pb.js';
-import { printerFor, view } from '../../schedctl/src/printers/index.js';
+import { idsIn, printerFor, view } from '../../schedctl/src/printers/index.js';
 import { taskFields } from '../../schedctl/src/commands/tasks-show.js';
 
 const ESC = '\u001b';
@@ -162,6 +162,35 @@ describe('schedctl printers', () => {
         throw new Error('table built');
       });
       expect(() => printerFor('json', false)(v)).to.not.throw();
+    });
+  });
+
+  describe('name, wide, --no-headers', () => {
+    it('-o name prints the full ids, one a line: the command\'s, else those in the message', () => {
+      expect(printerFor('name', false)(workersView)).to.equal('w-1\nw-22\n');
+      const task = create(TaskSchema, { id: '0190b6b2-8a0e-7f7e-9c55-3b1e2a7d9b10' });
+      expect(printerFor('name', false)(view(TaskSchema, task, () => ({ kind: 'rows', head: [], rows: [] })))).to.equal(`${task.id}\n`);
+      expect(printerFor('name', false)(view(TaskSchema, task, () => ({ kind: 'rows', head: [], rows: [] }), { names: () => ['a', 'b'] }))).to.equal('a\nb\n');
+      expect(idsIn(create(ListWorkersResponseSchema))).to.deep.equal([]);
+      expect(idsIn({ task: { id: 't' } })).to.deep.equal(['t']);
+      expect(idsIn({ object: { case: 'worker', value: { id: 'w' } } })).to.deep.equal(['w']);
+    });
+
+    it('-o wide asks the view for its wide rendering; --no-headers leaves the header out', () => {
+      const v = view(ListWorkersResponseSchema, workers, (wide) => ({ kind: 'rows', head: ['ID'], rows: [[wide ? 'full-id' : 'short']] }));
+      expect(printerFor('wide', false)(v)).to.equal('ID\nfull-id\n');
+      expect(printerFor('table', false)(v)).to.equal('ID\nshort\n');
+      expect(printerFor('table', false, false)(v)).to.equal('short\n');
+      expect(printerFor('table', true, false)(workersView)).to.not.include(ESC);
+      // A view with no columns (only -o json shows what it holds) prints nothing at all.
+      expect(printerFor('wide', false)(view(TaskSchema, create(TaskSchema), () => ({ kind: 'rows', head: [], rows: [] })))).to.equal('');
+    });
+
+    it('json and yaml leave out the fields a command omits', () => {
+      const v = view(ListWorkersResponseSchema, workers, () => ({ kind: 'rows', head: [], rows: [] }), { omit: ['nextPageToken'] });
+      expect(Object.keys(JSON.parse(printerFor('json', false)(v)))).to.deep.equal(['workers']);
+      expect(Object.keys(parseYaml(printerFor('yaml', false)(v)) as object)).to.deep.equal(['workers']);
+      expect(Object.keys(JSON.parse(printerFor('json', false)(workersView)))).to.include('nextPageToken');
     });
   });
 

@@ -59,6 +59,6 @@ describe('schedctl start', () => {
     const res = await run(['--help']);
     expect(res.code).to.equal(0);
     expect(res.out).to.match(/^ {2}workers\s+remote servers/m);
-    expect(res.out).to.match(/\$SCHEDCTL_CONFIG, else \/etc\/sched\/schedctl\.yaml/);
+    expect(res.out).to.match(/\$SCHED_CONFIG, else \/etc\/sched\/schedctl\.yaml/);
   });
 });

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ConfigError } from '../../common/config.js';
 import { parseWorkerConfig } from '../../worker-node/src/config.js';
@@ -38,10 +38,14 @@ describe('worker config', () => {
     expect(c.capacity).to.deep.equal({ cpu: 1.5, memory: 512 * 2 ** 20 });
     expect(c.labels).to.deep.equal({ rack: '3', gpu: 'true' });
     expect(parse('manager: m:1\ncapacity: {memory: 4Gi}').capacity?.memory).to.equal(4 * 2 ** 30);
-    expect(parse('manager: m:1\ncapacity: {memory: 1048576}').capacity?.memory).to.equal(2 ** 20);
+    expect(parse('manager: m:1\ncapacity: {memory: 1048576B}').capacity?.memory).to.equal(2 ** 20);
     // The same parser as schedctl's --mem (common/size.ts): decimal units and a trailing B too.
     expect(parse('manager: m:1\ncapacity: {memory: 2G}').capacity?.memory).to.equal(2e9);
-    expect(parse('manager: m:1\ncapacity: {memory: 1.5GiB}').capacity?.memory).to.equal(1.5 * 2 ** 30);
+    expect(parse('manager: m:1\ncapacity: {memory: 1536MiB}').capacity?.memory).to.equal(1.5 * 2 ** 30);
+    // Whole numbers with a unit only, as in flags: a bare number or a fraction is refused, saying what to write.
+    expect(fails('manager: m:1\ncapacity: {memory: 1048576}\n')).to.match(/capacity\.memory: invalid memory size "1048576": add a unit, e\.g\. 512Mi/);
+    expect(fails('manager: m:1\ncapacity: {memory: 1.5Gi}\n')).to.match(/capacity\.memory: .*whole numbers with a unit, e\.g\. 1536Mi$/);
+    expect(fails('manager: m:1\ncancel_grace: 5\n')).to.match(/cancel_grace: invalid duration "5": add a unit, e\.g\. 5s/);
   });
 
   it('reads managers, a list of host:port, or manager as a one-entry list', () => {
@@ -109,7 +113,7 @@ describe('worker config', () => {
     ['cancel_grace', '0s', '1h', '2h', 'must be between 0s and 1h, got 2h'],
     ['shutdown_timeout', '0s', '24h', '25h', 'must be between 0s and 24h, got 25h'],
     ['log_retention', '1m', '8760h', '0s', 'must be between 1m and 8760h (365 days), got 0s'],
-    ['log_max_size', '1Ki', '1Ti', '100', 'must be between 1Ki and 1Ti, got 100'],
+    ['log_max_size', '1Ki', '1Ti', '100B', 'must be between 1Ki and 1Ti, got 100'],
   ];
   for (const [key, low, high, bad, message] of ranges) {
     it(`${key}: accepts ${low} to ${high}, refuses ${bad} naming the range`, () => {
@@ -122,7 +126,7 @@ describe('worker config', () => {
   it('capacity has a range too', () => {
     expect(parse('manager: m:1\ncapacity: {cpu: 0.001, memory: 1Mi}').capacity).to.deep.equal({ cpu: 0.001, memory: 2 ** 20 });
     expect(parse('manager: m:1\ncapacity: {cpu: 4096, memory: 1024Ti}').capacity).to.deep.equal({ cpu: 4096, memory: 2 ** 50 });
-    expect(fails('manager: m:1\ncapacity: {memory: 1000}\n')).to.equal('w.yaml: capacity.memory: must be between 1Mi and 1024Ti, got 1000');
+    expect(fails('manager: m:1\ncapacity: {memory: 1000B}\n')).to.equal('w.yaml: capacity.memory: must be between 1Mi and 1024Ti, got 1000');
     expect(fails('manager: m:1\ncapacity: {cpu: 0}\n')).to.equal('w.yaml: capacity.cpu: must be a number between 0.001 and 4096, got 0');
     expect(fails('manager: m:1\ncapacity: {cpu: 10000}\n')).to.match(/capacity\.cpu: must be a number between 0\.001 and 4096, got 10000$/);
   });
@@ -150,6 +154,14 @@ describe('worker identity and node info', () => {
     expect(custom.capacity.millicpu).to.equal(1500n);
     expect(custom.capacity.memoryBytes).to.equal(1024n);
     expect(custom.labels).to.include({ os: 'custom', zone: 'z' });
+  });
+
+  it('takes a name of 1-63 of [A-Za-z0-9._-], and asks for the hostname without one', () => {
+    expect(parse('manager: m:1\nname: build-1.eu_west\n').name).to.equal('build-1.eu_west');
+    expect(fails('manager: m:1\nname: "a b"\n')).to.match(/name.*1-63 of \[A-Za-z0-9._-\]/);
+    expect(fails(`manager: m:1\nname: ${'x'.repeat(64)}\n`)).to.match(/name/);
+    expect(detectNodeInfo({ labels: {}, name: 'build-1' }).name).to.equal('build-1');
+    expect(detectNodeInfo({ labels: {} }).name).to.equal(hostname().replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 63));
   });
 
   it('reads the live load sent in each Pong', () => {

@@ -3,6 +3,7 @@
 import { resolve, join } from 'node:path';
 import { z } from 'zod';
 import { durationIn, hostPort, logLevel, loadConfig, memoryIn, numberIn, parseConfig } from '../../common/config.js';
+import { LOG_FORMATS } from '../../common/logger.js';
 import { tlsSchema } from '../../common/tls.js';
 import { labelKeyProblem, labelValueProblem, MAX_LABELS } from '../../common/labels.js';
 import { ENV_NAME, MAX_ENV_INHERIT } from './task-env.js';
@@ -45,6 +46,8 @@ export const workerConfigSchema = z
       })
       .optional(),
     token: z.string().optional(),
+    /** What operators call this worker (schedctl takes it wherever a worker id goes); default: the hostname. */
+    name: z.string().regex(/^[A-Za-z0-9._-]{1,63}$/, 'must be 1-63 of [A-Za-z0-9._-]').optional(),
     /** Mutual TLS: the CA and this worker's certificate (role worker) and key; without it, plain TCP. */
     tls: tlsSchema().optional(),
     data_dir: z.string().min(1).default('./data/worker'),
@@ -74,6 +77,8 @@ export const workerConfigSchema = z
       .max(MAX_ENV_INHERIT)
       .default([]),
     log_level: logLevel().default('info'),
+    /** How logs are written to stderr: text (one line for people) or json; default: text when stderr is a terminal, else json. */
+    log_format: z.enum(LOG_FORMATS).optional(),
   })
   .strict()
   .superRefine((c, ctx) => {

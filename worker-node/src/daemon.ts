@@ -40,7 +40,7 @@ try {
   fail((err as Error).message, err instanceof ConfigError ? 2 : 1);
 }
 
-const logger = createLogger('worker-node', config.log_level);
+const logger = createLogger('worker-node', config.log_level, config.log_format);
 let workerId: string;
 let executor: Executor;
 let outbox: Outbox;
@@ -83,7 +83,7 @@ for (const result of reaped.results) {
 }
 if (outbox.size > 0) logger.info({ results: outbox.size }, 'results to resend once connected');
 // Started before the first task can be: from here on, tasks die with this process however it ends.
-const watchdog = new Watchdog({ workerId, runId: executor.runId, logger, logLevel: config.log_level });
+const watchdog = new Watchdog({ workerId, runId: executor.runId, logger, logLevel: config.log_level, logFormat: config.log_format });
 
 const node = detectNodeInfo(config);
 let tlsCredentials: ReturnType<typeof clientCredentials> | undefined;

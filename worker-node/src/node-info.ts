@@ -5,16 +5,20 @@ import { HardwareInfoSchema, ResourcesSchema, type HardwareInfo, type Resources 
 import type { WorkerConfig } from './config.js';
 
 export interface NodeInfo {
+  /** The name asked for in Hello: the configured one, else the hostname (the manager makes it unique). */
+  name: string;
   capacity: Resources;
   labels: Record<string, string>;
   hardware: HardwareInfo;
 }
 
-export function detectNodeInfo(config: Pick<WorkerConfig, 'capacity' | 'labels'>): NodeInfo {
+export function detectNodeInfo(config: Pick<WorkerConfig, 'capacity' | 'labels'> & { name?: string | undefined }): NodeInfo {
   const cores = os.availableParallelism();
   const memory = os.totalmem();
   const hostname = os.hostname();
   return {
+    // A hostname with characters a name may not have gets "-" for them, as the manager would.
+    name: config.name ?? hostname.replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 63),
     capacity: create(ResourcesSchema, {
       millicpu: BigInt(Math.round((config.capacity?.cpu ?? cores) * 1000)),
       memoryBytes: BigInt(config.capacity?.memory ?? memory),

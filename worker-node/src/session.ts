@@ -197,6 +197,7 @@ export class Session {
           value: {
             workerId,
             token,
+            name: node.name,
             capacity: node.capacity,
             labels: node.labels,
             hardware: node.hardware,

@@ -11,7 +11,7 @@
 // close-on-exec, so no task holds it open.
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
-import { createLogger, type Logger } from '../../common/logger.js';
+import { createLogger, type LogFormat, type Logger } from '../../common/logger.js';
 import { findMarked, killMarked } from './reaper.js';
 
 /** The hidden subcommand of worker-node that runs the watchdog (main.ts). */
@@ -27,6 +27,8 @@ export interface WatchdogOptions {
   runId: string;
   logger: Logger;
   logLevel: string;
+  /** The worker's log_format, so the watchdog's lines look like the worker's. */
+  logFormat?: LogFormat | undefined;
   /** Program and arguments that run main.ts; by default this process's own (defaultCommand). */
   command?: readonly string[];
   restartDelayMs?: number;
@@ -67,7 +69,7 @@ export class Watchdog {
   private spawn(): void {
     // worker-node's own binary with a hidden subcommand, not `node -e <code>`: the bundle carries the shared reaper code.
     const [program = process.execPath, ...args] = this.o.command ?? defaultCommand();
-    const child = spawn(program, [...args, WATCHDOG_COMMAND, this.o.workerId, this.o.runId, this.o.logLevel], {
+    const child = spawn(program, [...args, WATCHDOG_COMMAND, this.o.workerId, this.o.runId, this.o.logLevel, this.o.logFormat ?? ''], {
       detached: true,
       stdio: ['pipe', 'ignore', 'inherit'],
     });
@@ -89,10 +91,10 @@ export class Watchdog {
   }
 }
 
-/** The watchdog process itself: argv is what follows WATCHDOG_COMMAND (worker id, run id, log level). */
+/** The watchdog process itself: argv is what follows WATCHDOG_COMMAND (worker id, run id, log level, log format). */
 export function runWatchdog(argv: readonly string[]): void {
-  const [workerId = '', runId = '', level = 'info'] = argv;
-  const logger = createLogger('worker-node-watchdog', level);
+  const [workerId = '', runId = '', level = 'info', format = ''] = argv;
+  const logger = createLogger('worker-node-watchdog', level, format === 'text' || format === 'json' ? format : undefined);
   if (!workerId || !runId) {
     logger.fatal('usage: worker-node __task-watchdog <worker id> <run id> [log level]');
     process.exit(2);

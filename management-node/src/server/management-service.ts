@@ -1,6 +1,6 @@
 // ManagementService handlers: thin; validation and state live in the cluster.
 import * as grpc from '@grpc/grpc-js';
-import { create, toBinary } from '@bufbuild/protobuf';
+import { create } from '@bufbuild/protobuf';
 import {
   CancelTaskResponseSchema,
   DrainWorkerResponseSchema,
@@ -8,25 +8,25 @@ import {
   GetWorkerResponseSchema,
   ListTasksResponseSchema,
   ListWorkersResponseSchema,
+  RemoveWorkerResponseSchema,
   RunTaskResponseSchema,
   StatusResponseSchema,
   TaskLogsResponseSchema,
   WatchTasksResponseSchema,
   type ManagementService,
 } from '../../../proto/gen/sched/v1/management_pb.js';
-import { TaskSchema, TaskSpecSchema, TaskState, type Task } from '../../../proto/gen/sched/v1/types_pb.js';
+import { TaskSpecSchema, type Task } from '../../../proto/gen/sched/v1/types_pb.js';
 import type { ServiceHandlers } from '../../../common/grpc-service.js';
 import { InvalidArgumentError, NotFoundError, ResourceExhaustedError, toStatus } from '../../../common/errors.js';
 import { VERSION } from '../../../common/version.js';
 import type { Cluster } from '../cluster.js';
 import { isTerminal } from '../task-lifecycle.js';
-import { isValidId } from '../worker-input.js';
+import { listPage, MAX_PAGE } from '../listing.js';
+import { watchEvents } from './events-service.js';
 
-const DEFAULT_PAGE = 100;
-const MAX_PAGE = 1000;
 const MAX_WATCHED = 1000;
-/** Encoded tasks in one ListTasks page, below gRPC's default 4 MiB receive limit. */
-const MAX_PAGE_BYTES = 3 * 1024 * 1024;
+/** Ids one CancelTask may name (a whole `tasks run --count` group). */
+const MAX_CANCELLED = 10_000;
 /** Log chunks (≤ 64 KiB each, so ≤ 16 MiB) the manager buffers for one slow TaskLogs client before it gives up. */
 const MAX_LOG_CHUNKS_BUFFERED = 256;
 
@@ -41,16 +41,6 @@ function unary<Req, Res>(fn: Unary<Req, Res>): grpc.handleUnaryCall<Req, Res> {
         (err: unknown) => callback(toStatus(err)),
       );
   };
-}
-
-/** Encoded sizes of finished tasks, which never change again: a listing measures each once, not per page. */
-const finishedSizes = new WeakMap<Task, number>();
-function encodedSize(t: Task): number {
-  let size = finishedSizes.get(t);
-  if (size !== undefined) return size;
-  size = toBinary(TaskSchema, t).byteLength;
-  if (isTerminal(t)) finishedSizes.set(t, size);
-  return size;
 }
 
 export type ManagementHandlers = ServiceHandlers<(typeof ManagementService)['method']>;
@@ -79,43 +69,36 @@ export function managementHandlers(cluster: Cluster, storeDescription: string, h
       });
     }),
     cancelTask: unary(async (req) => {
-      const ids = [...new Set(req.ids)];
-      if (ids.length === 0) throw new InvalidArgumentError('ids', 'name at least one task');
-      ids.forEach((id, i) => requireId(`ids[${i}]`, id));
-      return create(CancelTaskResponseSchema, { tasks: await cluster.cancel(ids, req.graceMs) });
+      // Each id on its own: the ones naming a task are cancelled, the others come back in errors.
+      if (req.ids.length === 0) throw new InvalidArgumentError('ids', 'name at least one task');
+      if (req.ids.length > MAX_CANCELLED) throw new InvalidArgumentError('ids', `at most ${MAX_CANCELLED} tasks per request`);
+      const { tasks, errors } = cluster.ids.tasksOf([...new Set(req.ids)]);
+      const cancelled = tasks.length > 0 ? await cluster.cancel(tasks.map((t) => t.id), req.graceMs) : [];
+      return create(CancelTaskResponseSchema, { tasks: cancelled, errors });
     }),
-    getTask: unary(async (req) => create(GetTaskResponseSchema, { task: await cluster.committed(requireId('id', req.id)) })),
+    getTask: unary(async (req) => create(GetTaskResponseSchema, { task: await cluster.committed(cluster.ids.task(req.id).id) })),
     listTasks: unary(async (req) => {
-      const limit = req.limit === 0 ? DEFAULT_PAGE : Math.min(req.limit, MAX_PAGE);
-      const tasks: Task[] = [];
-      let next = '';
-      // Ids are UUIDv7 and the map is filled in id order, so iteration order is submission order.
-      let bytes = 0;
-      for (const t of cluster.tasks.values()) {
-        if (req.pageToken && t.id <= req.pageToken) continue;
-        if (req.state !== TaskState.UNSPECIFIED && t.state !== req.state) continue;
-        if (req.workerId && t.workerId !== req.workerId) continue;
-        if (req.groupId && t.groupId !== req.groupId) continue;
-        // A page also ends before it outgrows what a client accepts in one message (4 MiB by default).
-        const size = tasks.length > 0 ? encodedSize(t) : 0;
-        if (tasks.length === limit || bytes + size > MAX_PAGE_BYTES) {
-          next = tasks[tasks.length - 1]!.id;
-          break;
-        }
-        bytes += size;
-        tasks.push(t);
-      }
+      // Read first: every change the listing may not show is stored after it, so WatchEvents
+      // from here replays it (records are whole, so replaying one the listing shows is harmless).
+      const revision = cluster.events.latestRevision();
+      const filter = {
+        state: req.state,
+        outcome: req.outcome,
+        workerId: req.workerId ? cluster.ids.workerFilter(req.workerId) : '',
+        groupId: req.groupId ? cluster.ids.group(req.groupId) : '',
+      };
+      const page = listPage(cluster.tasks, filter, req);
       // What the store holds: a task whose write is in flight is answered once it lands.
-      const settled = await Promise.all(tasks.map((t) => cluster.committed(t.id).catch(() => cluster.view(t))));
-      return create(ListTasksResponseSchema, { tasks: settled, nextPageToken: next });
+      const settled = await Promise.all(page.tasks.map((t) => cluster.committed(t.id).catch(() => cluster.view(t))));
+      return create(ListTasksResponseSchema, { tasks: settled, nextPageToken: page.nextPageToken, total: page.total, revision });
     }),
     watchTasks: (call) => {
-      const ids = [...new Set(call.request.ids)];
       const unsubscribe: Array<() => void> = [];
       const stop = () => unsubscribe.splice(0).forEach((u) => u());
       try {
-        if (ids.length === 0) throw new InvalidArgumentError('ids', 'name at least one task');
-        if (ids.length > MAX_WATCHED) throw new InvalidArgumentError('ids', `at most ${MAX_WATCHED} tasks per watch`);
+        if (call.request.ids.length === 0) throw new InvalidArgumentError('ids', 'name at least one task');
+        if (call.request.ids.length > MAX_WATCHED) throw new InvalidArgumentError('ids', `at most ${MAX_WATCHED} tasks per watch`);
+        const ids = [...new Set(call.request.ids.map((ref, i) => cluster.ids.task(ref, `ids[${i}]`).id))];
         const open = new Set(ids);
         const send = (task: Task) => {
           if (call.cancelled || call.destroyed || open.size === 0) return;
@@ -157,7 +140,7 @@ export function managementHandlers(cluster: Cluster, storeDescription: string, h
       };
       try {
         const { id, stderr, tailLines, follow } = call.request;
-        stop = cluster.readLogs(requireId('id', id), { stderr, tailLines, follow }, {
+        stop = cluster.readLogs(cluster.ids.task(id).id, { stderr, tailLines, follow }, {
           data: (data) => {
             if (ended || call.cancelled) return;
             // The worker sends as fast as its stream allows; a client that reads slower than that
@@ -179,12 +162,10 @@ export function managementHandlers(cluster: Cluster, storeDescription: string, h
       call.on('close', () => stop());
     },
     drainWorker: unary(async (req) =>
-      create(DrainWorkerResponseSchema, { worker: cluster.workerView(await cluster.drain(requireId('id', req.id), req.drain)) }),
+      create(DrainWorkerResponseSchema, { worker: cluster.workerView(await cluster.drain(cluster.ids.worker(req.id).id, req.drain, req.deadlineMs)) }),
     ),
-    removeWorker: unary(() => {
-      throw new Error('RemoveWorker: not implemented yet');
-    }),
-    watchEvents: (call) => call.emit('error', toStatus(new Error('WatchEvents: not implemented yet'))),
+    removeWorker: unary(async (req) => create(RemoveWorkerResponseSchema, { worker: await cluster.removeWorker(cluster.ids.worker(req.id).id) })),
+    watchEvents: watchEvents(cluster.events, (ref) => cluster.ids.group(ref)),
     listWorkers: unary((req) => {
       const limit = req.limit === 0 ? MAX_PAGE : Math.min(req.limit, MAX_PAGE);
       const ids = [...cluster.workers.keys()].filter((id) => id > req.pageToken).sort();
@@ -194,7 +175,7 @@ export function managementHandlers(cluster: Cluster, storeDescription: string, h
         nextPageToken: ids.length > limit ? page[page.length - 1]! : '',
       });
     }),
-    getWorker: unary((req) => create(GetWorkerResponseSchema, { worker: cluster.workerView(cluster.getWorker(requireId('id', req.id))) })),
+    getWorker: unary((req) => create(GetWorkerResponseSchema, { worker: cluster.workerView(cluster.ids.worker(req.id)) })),
     status: unary(() => {
       const c = cluster.counts();
       return create(StatusResponseSchema, {
@@ -207,10 +188,4 @@ export function managementHandlers(cluster: Cluster, storeDescription: string, h
       });
     }),
   };
-}
-
-function requireId(field: string, id: string): string {
-  if (!id) throw new InvalidArgumentError(field, 'must not be empty');
-  if (!isValidId(id)) throw new InvalidArgumentError(field, 'must be 1-128 of [A-Za-z0-9._-], not starting with "."');
-  return id;
 }

@@ -314,10 +314,9 @@ export function createEmbeddedStore(path: string): Store {
     },
     async commit(ops: StoreOp[]) {
       checkOps(ops);
-      if (ops.length === 0) return;
       const copied = copyOps(ops);
       // One lmdb transaction: atomic, one fsync for the whole batch.
-      await write(() => txnBody({ compare: [], ops: copied }));
+      return (await write(() => txnBody({ compare: [], ops: copied }))).revision;
     },
     txn,
     async watch(prefix, onEvent) {

@@ -225,8 +225,7 @@ export function createEtcdStore(options: EtcdStoreOptions): Store {
     },
     async commit(ops: StoreOp[]) {
       checkOps(ops);
-      if (ops.length === 0) return;
-      await txn({ compare: [], ops });
+      return (await txn({ compare: [], ops })).revision;
     },
     txn,
     async watch(keyPrefix, onEvent, onError) {

@@ -2,20 +2,33 @@
 // While a batch is in flight new writes queue up; the next batch takes them
 // all (coalesced per key, split into MAX_TXN_OPS chunks). Each caller's
 // promise resolves only once its write (or a newer one to the same key) is
-// committed.
+// committed, with the store revision of the txn that stored it. Commit
+// listeners hear of every txn, in revision order, before its writers do.
 import { StoreRefusedError } from '../../../common/errors.js';
 import type { Logger } from '../../../common/logger.js';
 import { MAX_TXN_OPS, type Store, type StoreOp } from './store.js';
 
 interface Pending {
   value: Uint8Array | null;
-  waiters: Array<{ resolve: () => void; reject: (err: unknown) => void }>;
+  waiters: Array<{ resolve: (revision: bigint) => void; reject: (err: unknown) => void }>;
 }
 
+/**
+ * Told of each committed txn: its revision and its ops (the values the store now holds), in
+ * revision order. Also told once, with no ops, of the store's revision when the committer
+ * started (if the store answered), so a listener knows where its history begins.
+ */
+export type CommitListener = (revision: bigint, ops: readonly StoreOp[]) => void;
+
 export interface GroupCommitter {
-  write(key: string, value: Uint8Array | null): Promise<void>;
+  /** Resolves with the revision of the txn that stored the write (or a newer one to the key). */
+  write(key: string, value: Uint8Array | null): Promise<bigint>;
   /** Resolves when everything written so far is committed (or has failed). */
   flush(): Promise<void>;
+  /** Calls listener after every commit from now on; returns the unsubscribe function. */
+  onCommit(listener: CommitListener): () => void;
+  /** The newest revision known: the latest commit's, or the start revision; 0n before either. */
+  revision(): bigint;
   readonly stats: { batches: number; ops: number; failures: number };
 }
 
@@ -48,32 +61,52 @@ export function createGroupCommitter(store: Store, log: Logger, observe?: Commit
   let pending = new Map<string, Pending>();
   let inFlight: Promise<void> | undefined;
   const stats = { batches: 0, ops: 0, failures: 0 };
+  const listeners = new Set<CommitListener>();
+  let latest = 0n;
+
+  const notify = (revision: bigint, ops: readonly StoreOp[]): void => {
+    if (revision > latest) latest = revision;
+    for (const l of listeners) {
+      try {
+        l(revision, ops);
+      } catch (err) {
+        log.error({ err }, 'commit listener failed');
+      }
+    }
+  };
+
+  /** A chunk as committed: its revision and who waits for it, or the error. */
+  type Outcome = { chunk: Array<[string, Pending]>; ops: StoreOp[]; revision: bigint } | { chunk: Array<[string, Pending]>; err: unknown };
+
+  async function commitChunk(chunk: Array<[string, Pending]>): Promise<Outcome[]> {
+    const ops: StoreOp[] = chunk.map(([key, p]) => ({ key, value: p.value }));
+    const t0 = performance.now();
+    try {
+      const revision = await store.commit(ops);
+      stats.batches++;
+      stats.ops += ops.length;
+      observe?.((performance.now() - t0) / 1000, ops.length, true);
+      return [{ chunk, ops, revision }];
+    } catch (err) {
+      stats.failures++;
+      observe?.((performance.now() - t0) / 1000, ops.length, false);
+      log.warn({ err: (err as Error).message, ops: ops.length }, 'store commit failed');
+      // A write refused for good must not take the others of its batch down with it.
+      if (err instanceof StoreRefusedError && chunk.length > 1) return (await Promise.all(chunk.map((one) => commitChunk([one])))).flat();
+      return [{ chunk, err }];
+    }
+  }
 
   async function commitBatch(batch: Map<string, Pending>): Promise<void> {
-    const chunks = chunkBatch([...batch]);
-    await Promise.all(
-      chunks.map(async (chunk) => {
-        const ops: StoreOp[] = chunk.map(([key, p]) => ({ key, value: p.value }));
-        const t0 = performance.now();
-        try {
-          await store.commit(ops);
-          stats.batches++;
-          stats.ops += ops.length;
-          observe?.((performance.now() - t0) / 1000, ops.length, true);
-          for (const [, p] of chunk) for (const w of p.waiters) w.resolve();
-        } catch (err) {
-          stats.failures++;
-          observe?.((performance.now() - t0) / 1000, ops.length, false);
-          log.warn({ err: (err as Error).message, ops: ops.length }, 'store commit failed');
-          // A write refused for good must not take the others of its batch down with it.
-          if (err instanceof StoreRefusedError && chunk.length > 1) {
-            await Promise.all(chunk.map((one) => commitBatch(new Map([one]))));
-            return;
-          }
-          for (const [, p] of chunk) for (const w of p.waiters) w.reject(err);
-        }
-      }),
-    );
+    const outcomes = (await Promise.all(chunkBatch([...batch]).map(commitChunk))).flat();
+    // The chunks of a batch commit side by side and may land in any order: everyone hears of
+    // them in revision order, so that listeners see the store's history as it is.
+    const landed = outcomes.filter((o) => 'revision' in o).sort((a, b) => (a.revision < b.revision ? -1 : a.revision > b.revision ? 1 : 0));
+    for (const o of landed) {
+      notify(o.revision, o.ops);
+      for (const [, p] of o.chunk) for (const w of p.waiters) w.resolve(o.revision);
+    }
+    for (const o of outcomes) if ('err' in o) for (const [, p] of o.chunk) for (const w of p.waiters) w.reject(o.err);
   }
 
   function kick(): void {
@@ -86,10 +119,23 @@ export function createGroupCommitter(store: Store, log: Logger, observe?: Commit
     });
   }
 
+  // Where the history begins: asked before the first batch (which waits for the answer), so no
+  // commit of this committer can come before it. Without an answer the first commit tells.
+  inFlight = store
+    .txn({ compare: [], ops: [] })
+    .then(
+      (r) => notify(r.revision, []),
+      (err: unknown) => log.debug({ err: (err as Error).message }, 'store revision unknown until the first commit'),
+    )
+    .finally(() => {
+      inFlight = undefined;
+      kick();
+    });
+
   return {
     stats,
     write(key, value) {
-      return new Promise<void>((resolve, reject) => {
+      return new Promise<bigint>((resolve, reject) => {
         const existing = pending.get(key);
         if (existing) {
           existing.value = value;
@@ -107,5 +153,10 @@ export function createGroupCommitter(store: Store, log: Logger, observe?: Commit
         await inFlight;
       }
     },
+    onCommit(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    revision: () => latest,
   };
 }

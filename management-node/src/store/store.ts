@@ -104,8 +104,13 @@ export interface Store {
   getWithRevision(key: string): Promise<KeyValue | undefined>;
   /** Keys starting with prefix, in key order. */
   range(prefix: string, options?: RangeOptions): Promise<KeyValue[]>;
-  /** Applies all ops atomically. At most MAX_TXN_OPS ops, each key at most once. */
-  commit(ops: StoreOp[]): Promise<void>;
+  /**
+   * Applies all ops atomically. At most MAX_TXN_OPS ops, each key at most once.
+   * Resolves with the store revision after it, as TxnResult.revision: the ops'
+   * modRevision when they changed something (the revision of every event they
+   * caused), otherwise the current revision.
+   */
+  commit(ops: StoreOp[]): Promise<bigint>;
   /**
    * Applies ops atomically if every compare holds, else applies nothing and
    * resolves with succeeded=false. Compares and ops are checked like commit's.

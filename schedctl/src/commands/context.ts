@@ -15,6 +15,8 @@ export interface CliIo {
   err(text: string): void;
   /** Whether stdout is a terminal (colour, hints). */
   isTTY: boolean;
+  /** Whether stderr is a terminal (progress bars); unset = no. */
+  errIsTTY?: boolean;
   env: Record<string, string | undefined>;
 }
 

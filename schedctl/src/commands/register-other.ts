@@ -1,5 +1,5 @@
-// schedctl status and tls: names, flags and help texts; each action in its own module.
-import { Option, type Command } from 'commander';
+// schedctl status, tls and completion: names, flags and help texts; each action in its own module.
+import { Argument, Option, type Command } from 'commander';
 import { ROLES } from '../../../common/roles.js';
 import {
   collect,
@@ -7,12 +7,32 @@ import {
 } from '../flags.js';
 import type { Ctx } from './context.js';
 import { lazy } from './lazy.js';
+import { registerEvents } from './register-events.js';
 
 export function registerOther(program: Command, ctx: Ctx): void {
   const tls = program.command('tls').description('certificates for mutual TLS between the management node, workers and schedctl');
   registerTlsCaCreate(tls.command('ca').description('the cluster certificate authority'), ctx);
   registerTlsCertCreate(tls.command('cert').description('certificates signed by the cluster CA'), ctx);
   registerStatus(program, ctx);
+  registerEvents(program, ctx);
+  registerCompletion(program, ctx);
+}
+
+function registerCompletion(program: Command, ctx: Ctx): void {
+  program
+    .command('completion')
+    .description('prints a shell completion script (commands, flags and their choices)')
+    .addArgument(new Argument('<shell>', 'bash, zsh or fish').choices(['bash', 'zsh', 'fish']))
+    .addHelpText(
+      'after',
+      `
+Examples:
+  source <(schedctl completion bash)                     # now; add it to ~/.bashrc to keep it
+  schedctl completion bash > /etc/bash_completion.d/schedctl
+  source <(schedctl completion zsh)                      # in ~/.zshrc
+  schedctl completion fish > ~/.config/fish/completions/schedctl.fish`,
+    )
+    .action(lazy(ctx, async () => (await import('./completion.js')).completion));
 }
 
 function registerStatus(program: Command, ctx: Ctx): void {

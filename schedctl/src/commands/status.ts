@@ -41,6 +41,6 @@ export async function status(ctx: Ctx): Promise<void> {
         ['Workers', `${res.workersConnected} connected, ${res.workersTotal} known`],
         ...taskCounts(res.tasksByState).map(([state, n]): [string, string] => [`Tasks ${state}`, String(n)]),
       ],
-    })),
+    }), { names: () => [res.leader || ctx.settings().manager] }),
   );
 }

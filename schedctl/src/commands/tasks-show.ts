@@ -1,6 +1,6 @@
 import { TaskSchema, TaskState, type Task } from '../../../proto/gen/sched/v1/types_pb.js';
 import { formatDuration } from '../../../common/duration.js';
-import { bytes, cores, pairs, shellQuote, taskDuration, taskStateName, timeWithAge } from '../format.js';
+import { bytes, cores, outcomeName, pairs, shellQuote, taskDuration, taskStateName, timeWithAge } from '../format.js';
 import { view, type Fields } from '../printers/view.js';
 import type { Ctx } from './context.js';
 
@@ -24,6 +24,7 @@ export function taskFields(t: Task, now: number): Fields {
     fields: [
       ['ID', t.id],
       ['State', taskStateName(t.state)],
+      ['Outcome', outcomeName(t)],
       ['Pending reason', t.state === TaskState.PENDING ? t.pendingReason : ''],
       ['Group', t.groupId],
       ['Command', shellQuote(spec?.argv ?? [])],
@@ -56,7 +57,7 @@ export function taskFields(t: Task, now: number): Fields {
   };
 }
 
-/** `schedctl tasks show` (registered in registry.ts). */
+/** `schedctl tasks show` (registered in register-tasks.ts); `id` may be a prefix or the short id. */
 export async function tasksShow(ctx: Ctx, id: string): Promise<void> {
   const { task } = await ctx.client().getTask({ id }, ctx.unary());
   if (!task) throw new Error(`management node returned no task for ${JSON.stringify(id)}`);

@@ -1,10 +1,10 @@
 import { WorkerSchema } from '../../../proto/gen/sched/v1/types_pb.js';
 import { TaskState } from '../../../proto/gen/sched/v1/types_pb.js';
-import { bytes, cores, pairs, shellQuote, timeWithAge, usedOfTotal, workerStateName } from '../format.js';
+import { bytes, cores, pairs, shellQuote, timeFromNow, timeWithAge, usedOfTotal, workerStateName } from '../format.js';
 import { view } from '../printers/view.js';
 import type { Ctx } from './context.js';
 
-/** `schedctl workers show` (registered in registry.ts). */
+/** `schedctl workers show` (registered in register-workers.ts); `id` may be a prefix or a name. */
 export async function workersShow(ctx: Ctx, id: string): Promise<void> {
   const client = ctx.client();
   const [{ worker: w }, { tasks: running }] = await Promise.all([
@@ -20,8 +20,10 @@ export async function workersShow(ctx: Ctx, id: string): Promise<void> {
       kind: 'fields',
       fields: [
         ['ID', w.id],
+        ['Name', w.name],
         ['Address', w.address],
         ['State', workerStateName(w)],
+        ['Drain deadline', w.draining ? timeFromNow(w.drainDeadlineUnixMs, now) : ''],
         ['Version', w.version],
         ['Connected', timeWithAge(w.connectedUnixMs, now)],
         ['Last seen', timeWithAge(w.lastSeenUnixMs, now)],

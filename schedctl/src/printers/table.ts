@@ -80,11 +80,14 @@ function endsInSpace(text: string): boolean {
  * kept aside, escaped, with their widths; padding comes from a table of
  * strings; a line is trimmed only when its last cell ends in a space.
  */
-function rows(data: Rows, color: boolean): string {
+function rows(data: Rows, color: boolean, headers: boolean): string {
   const columns = data.head.length;
+  // A view with no columns (a command whose answer only -o json shows) prints nothing.
+  if (columns === 0) return '';
   const count = data.rows.length;
   const head = data.head.map(cell);
-  const headWidths = head.map(displayWidth);
+  // --no-headers: the header neither prints nor widens its column.
+  const headWidths = headers ? head.map(displayWidth) : head.map(() => 0);
   const widths = [...headWidths];
   // By cell index (row * columns + column): the escaped text and its width.
   const escaped = new Map<number, [string, number]>();
@@ -110,14 +113,15 @@ function rows(data: Rows, color: boolean): string {
   for (let n = 0, most = Math.max(0, ...widths); n <= most; n++) padGap.push(' '.repeat(n) + GAP);
   const last = columns - 1;
   // One more, empty, so that join() ends the text with a newline without a copy of it all.
-  const lines = new Array<string>(count + 2);
+  const off = headers ? 1 : 0;
+  const lines = new Array<string>(count + off + 1);
   let line = '';
-  for (let i = 0; i < columns; i++) {
+  for (let i = 0; headers && i < columns; i++) {
     // Colour only on a terminal: piped output must stay free of escape codes.
     line += color ? `${BOLD}${head[i]}${BOLD_OFF}` : head[i];
     if (i < last) line += padGap[widths[i]! - headWidths[i]!];
   }
-  lines[0] = line.trimEnd();
+  if (headers) lines[0] = line.trimEnd();
   const anyEscaped = escaped.size > 0;
   // A line's pieces (cell, padding, cell, ...) joined at once: cheaper than a string grown piece by piece.
   const pieces = new Array<string>(Math.max(0, 2 * columns - 1));
@@ -135,9 +139,9 @@ function rows(data: Rows, color: boolean): string {
     }
     line = pieces.join('');
     // A value may end in spaces; the old layout trimmed them too.
-    lines[r + 1] = endsInSpace(text) ? line.trimEnd() : line;
+    lines[r + off] = endsInSpace(text) ? line.trimEnd() : line;
   }
-  lines[count + 1] = '';
+  lines[lines.length - 1] = '';
   return lines.join('\n');
 }
 
@@ -151,7 +155,16 @@ function fields(data: Fields): string {
   return out;
 }
 
-export function printTable(view: View, color: boolean): string {
-  const data = view.human();
-  return data.kind === 'rows' ? rows(data, color) : fields(data);
+export interface TableOptions {
+  /** Bold headers (a terminal only: piped output must stay free of escape codes). */
+  color: boolean;
+  /** -o wide: full ids and every column. */
+  wide?: boolean;
+  /** false for --no-headers. */
+  headers?: boolean;
+}
+
+export function printTable(view: View, { color, wide = false, headers = true }: TableOptions): string {
+  const data = view.human(wide);
+  return data.kind === 'rows' ? rows(data, color, headers) : fields(data);
 }

@@ -549,7 +549,7 @@ export type WatchEventsRequest = Message<"sched.v1.WatchEventsRequest"> & {
   afterRevision: bigint;
 
   /**
-   * Which kinds of object; neither = both.
+   * Which kinds of object; neither = both (tasks only when group_id is given).
    *
    * @generated from field: bool tasks = 2;
    */
