@@ -10,6 +10,7 @@ import { z } from 'zod';
 import { MAX_UINT32_MS } from '../../common/duration.js';
 import { ConfigError, durationIn, memory } from '../../common/config.js';
 import { parseMillicpu } from '../../common/size.js';
+import type { RunOptions } from './commands/tasks-run.js';
 import { MAX_COUNT } from './flags.js';
 
 /** Most entries in one file (each is a RunTask; --count inside an entry makes more). */
@@ -63,22 +64,7 @@ const entrySchema = z
 type Entry = z.output<typeof entrySchema>;
 
 /** One entry, as tasks run's flags would say it (commands/tasks-run.ts specFromOptions). */
-export interface BatchEntry {
-  argv: string[];
-  env?: Record<string, string>;
-  cwd?: string;
-  cpu?: number;
-  mem?: number;
-  label?: Record<string, string>;
-  priority?: number;
-  retries?: number;
-  spread?: boolean;
-  binpack?: boolean;
-  scheduleTimeout?: number;
-  timeout?: number;
-  shell?: boolean;
-  count?: number;
-}
+export type BatchEntry = Omit<RunOptions, 'count' | 'wait' | 'idempotencyKey' | 'file'> & { argv: string[]; count?: number };
 
 function toBatchEntry(e: Entry): BatchEntry {
   const out: BatchEntry = { argv: e.argv ?? [e.cmd!, ...(e.params ?? [])] };

@@ -135,3 +135,14 @@ export function writePemFiles(certPath: string, keyPath: string, pem: Pem, force
   writeFileWithMode(keyPath, pem.key, 0o600);
   return [certPath, keyPath];
 }
+
+/**
+ * Prints the files a tls command wrote: their paths one a line (table, wide, name), or as
+ * data under json and yaml ({files: [...]}), as every command prints data there.
+ */
+export function printWritten(ctx: { settings(): { output: string }; io: { out(text: string): void } }, written: readonly string[]): void {
+  const output = ctx.settings().output;
+  if (output === 'json') ctx.io.out(`${JSON.stringify({ files: written }, null, 2)}\n`);
+  else if (output === 'yaml') ctx.io.out(`files:\n${written.map((f) => `  - ${JSON.stringify(f)}\n`).join('')}`);
+  else ctx.io.out(`${written.join('\n')}\n`);
+}

@@ -5,7 +5,7 @@ import { expect } from 'chai';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BIN, run, startDaemon, startManager, waitFor, writeYaml, type Daemon } from '../support/processes.js';
+import { BIN, run, startLocalManager, startWorker, waitFor, type Daemon } from '../support/processes.js';
 
 const alive = (pid: number) => {
   try {
@@ -27,18 +27,12 @@ describe('e2e: schedctl tasks cancel', function () {
   /** Starts the one worker of this suite (once) and waits until it is connected. */
   const withWorker = () =>
     (worker ??= (async () => {
-      const wy = writeYaml(join(dir, 'worker.yaml'), `manager: ${address}\ndata_dir: ${join(dir, 'worker')}\n`);
-      daemons.push(startDaemon(BIN.worker, ['-f', wy], join(dir, 'worker.log')));
-      await waitFor('worker connected', async () => /\bconnected\b/.test((await ctl('workers', 'ls')).stdout));
+      daemons.push(await startWorker(address, dir));
     })());
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'sched-cancel-'));
-    const manager = await startManager({
-      config: `store: {type: embedded, path: ${join(dir, 'store')}}\nping_interval: 300ms\n`,
-      yamlFile: join(dir, 'manager.yaml'),
-      logFile: join(dir, 'manager.log'),
-    });
+    const manager = await startLocalManager(dir);
     daemons.push(manager.daemon);
     address = manager.address;
   });

@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { BIN, run, startDaemon, startManager, waitFor, writeYaml, type Daemon } from '../support/processes.js';
+import { BIN, run, startLocalManager, startWorker, waitFor, writeYaml, type Daemon } from '../support/processes.js';
 
 /** The environment of every schedctl here: no config file or manager from the machine running the tests. */
 const CLEAN_ENV = { ...process.env, SCHED_CONFIG: '', SCHEDCTL_CONFIG: '', SCHED_MANAGER: '' };
@@ -35,16 +35,10 @@ describe('e2e: schedctl output', function () {
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'sched-cli-output-'));
-    const manager = await startManager({
-      config: `store: {type: embedded, path: ${join(dir, 'store')}}\nping_interval: 300ms\n`,
-      yamlFile: join(dir, 'manager.yaml'),
-      logFile: join(dir, 'manager.log'),
-    });
+    const manager = await startLocalManager(dir);
     daemons.push(manager.daemon);
     address = manager.address;
-    const yaml = writeYaml(join(dir, 'w.yaml'), `manager: ${address}\nname: builder\ndata_dir: ${join(dir, 'w')}\nreconnect_interval: 200ms\ncapacity: {cpu: 4, memory: 1Gi}\n`);
-    daemons.push(startDaemon(BIN.worker, ['-f', yaml], join(dir, 'w.log')));
-    await waitFor('the worker connected', async () => /\bconnected\b/.test((await ctl('workers', 'ls')).stdout));
+    daemons.push(await startWorker(address, dir, 'name: builder\nreconnect_interval: 200ms\ncapacity: {cpu: 4, memory: 1Gi}\n', 'w'));
     workerId = readFileSync(join(dir, 'w', 'worker-id'), 'utf8').trim();
 
     await submit('--count', '3', '--', 'true');

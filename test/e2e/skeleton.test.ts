@@ -101,7 +101,7 @@ describe('e2e: walking skeleton (etcd, manager, two workers, schedctl)', functio
     const schedctlYaml = writeYaml(join(home, 'schedctl.yaml'), `manager: ${first.address}\ntimeout: 5s\n`);
     const ctl = (...args: string[]) => run(BIN.schedctl, ['-c', schedctlYaml, ...args]);
     const workerRows = async () => {
-      const r = await ctl('workers', 'ls');
+      const r = await ctl('-o', 'wide', 'workers', 'ls');
       if (r.code !== 0) throw new Error(r.stderr);
       return r.stdout.trim().split('\n').slice(1);
     };

@@ -75,7 +75,7 @@ export class FakeManagement {
   }
 
   async start(): Promise<void> {
-    const handlers: Handlers = {
+    const handlers: Partial<Handlers> = {
       runTask: (call, cb) => {
         this.runs.push(call.request);
         const count = call.request.count || 1;

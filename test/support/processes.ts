@@ -204,3 +204,24 @@ export async function startManager(o: StartManagerOptions): Promise<ManagerHandl
     throw new Error(`management node exited (code ${exitCode}) before it was ready; log:\n${log.slice(-3000)}`);
   }
 }
+
+/** A manager on the embedded store in dir/store (the CLI tests' cluster), logging to dir/manager.log. */
+export function startLocalManager(dir: string, extraConfig = ''): Promise<ManagerHandle> {
+  return startManager({
+    config: `store: {type: embedded, path: ${join(dir, 'store')}}\nping_interval: 300ms\n${extraConfig}`,
+    yamlFile: join(dir, 'manager.yaml'),
+    logFile: join(dir, 'manager.log'),
+  });
+}
+
+/**
+ * A worker of the manager at address with its data in dir/<file> and its log in
+ * dir/<file>.log (extraConfig: more YAML lines); resolves once schedctl lists a
+ * connected worker.
+ */
+export async function startWorker(address: string, dir: string, extraConfig = '', file = 'worker'): Promise<Daemon> {
+  const yaml = writeYaml(join(dir, `${file}.yaml`), `manager: ${address}\ndata_dir: ${join(dir, file)}\n${extraConfig}`);
+  const daemon = startDaemon(BIN.worker, ['-f', yaml], join(dir, `${file}.log`));
+  await waitFor('the worker connected', async () => /\bconnected\b/.test((await run(BIN.schedctl, ['--manager', address, 'workers', 'ls'])).stdout));
+  return daemon;
+}

@@ -23,7 +23,7 @@ export interface Terminal {
   run(line: string): void;
   /** Sends tmux key names, e.g. 'C-c', 'Enter'. */
   keys(...names: string[]): void;
-  /** The visible screen, one string per row, trailing spaces trimmed. */
+  /** The visible screen, one string per line (a line the terminal wrapped is joined again), trailing spaces trimmed. */
   screen(): string[];
   /** Waits until the screen (joined by newlines) matches. */
   waitFor(what: string, test: RegExp | ((screen: string) => boolean), timeoutMs?: number): Promise<string>;
@@ -40,10 +40,11 @@ export function openTerminal(opts: { width?: number; height?: number; cwd: strin
   const dir = mkdtempSync(join(tmpdir(), 'sched-tmux-'));
   const socket = join(dir, 'socket');
   const tmux = (...args: string[]): string => execFileSync('tmux', ['-S', socket, ...args], { encoding: 'utf8' });
-  const env = Object.entries(opts.env ?? {}).flatMap(([k, v]) => ['-e', `${k}=${v}`]);
+  // Through env(1) rather than tmux's -e, which older tmux lacks.
+  const env = Object.entries(opts.env ?? {}).map(([k, v]) => `${k}=${v}`);
   tmux(
     'new-session', '-d', '-x', String(opts.width ?? 80), '-y', String(opts.height ?? 24), '-c', opts.cwd,
-    ...env, 'env', 'PS1=$ ', 'TERM=xterm-256color', 'bash', '--norc', '--noprofile',
+    'env', ...env, 'PS1=$ ', 'TERM=xterm-256color', 'bash', '--norc', '--noprofile',
   );
   // The window keeps its size whatever clients attach (none do).
   tmux('set-option', '-g', 'window-size', 'manual');
@@ -56,7 +57,7 @@ export function openTerminal(opts: { width?: number; height?: number; cwd: strin
       tmux('send-keys', 'Enter');
     },
     keys: (...names) => void tmux('send-keys', ...names),
-    screen: () => tmux('capture-pane', '-p').replace(/\n$/, '').split('\n').map((l) => l.trimEnd()),
+    screen: () => tmux('capture-pane', '-p', '-J').replace(/\n$/, '').split('\n').map((l) => l.trimEnd()),
     async waitFor(what, test, timeoutMs = 20_000) {
       const matches = typeof test === 'function' ? test : (s: string) => test.test(s);
       return waitFor(what, () => {

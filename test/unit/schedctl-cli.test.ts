@@ -42,7 +42,7 @@ class FakeManager extends EventEmitter<{ final: [string] }> {
   watched: string[][] = [];
 
   async start(): Promise<void> {
-    const handlers: ServiceHandlers<MethodsOf<typeof ManagementService>> = {
+    const handlers: Partial<ServiceHandlers<MethodsOf<typeof ManagementService>>> = {
       runTask: (call, cb) => {
         this.runs.push(call.request);
         const spec = call.request.spec;

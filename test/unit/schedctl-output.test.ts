@@ -2,6 +2,9 @@
 // server playing the management node: each id's refusal is one line naming
 // what could not be done and the server's reason; the others go on.
 import { expect } from 'chai';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { serviceDefinition } from '../../common/grpc-service.js';
@@ -107,5 +110,21 @@ describe('schedctl help and worker commands', function () {
     expect(r.out).to.match(/^ID\s+NAME\s+STATE\s+TASKS\nw-0000-c\s+w-0000-cccc\s+disconnected\s+0\n$/);
     const names = await run(['--manager', address, '-o', 'name', 'workers', 'rm', 'w-0000-cccc']);
     expect([names.code, names.out]).to.deep.equal([0, 'w-0000-cccc\n']);
+  });
+
+  it('tls ca create prints the files it wrote as data under -o json and yaml, as paths otherwise', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sched-tls-out-'));
+    try {
+      const json = await run(['-o', 'json', 'tls', 'ca', 'create', '--dir', dir]);
+      expect(json.code, json.err).to.equal(0);
+      expect(JSON.parse(json.out)).to.deep.equal({ files: [join(dir, 'ca.pem'), join(dir, 'ca-key.pem')] });
+      expect(existsSync(join(dir, 'ca-key.pem'))).to.equal(true);
+      const yaml = await run(['-o', 'yaml', 'tls', 'cert', 'create', '--role', 'admin', '--ca-dir', dir, '--dir', dir]);
+      expect(yaml.out).to.equal(`files:\n  - ${JSON.stringify(join(dir, 'admin.pem'))}\n  - ${JSON.stringify(join(dir, 'admin-key.pem'))}\n`);
+      const plain = await run(['tls', 'cert', 'create', '--role', 'worker', '--ca-dir', dir, '--dir', dir]);
+      expect(plain.out).to.equal(`${join(dir, 'worker.pem')}\n${join(dir, 'worker-key.pem')}\n`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -8,9 +8,10 @@
 import { create } from '@bufbuild/protobuf';
 import { WatchEventsResponseSchema, type WatchEventsRequest } from '../../../proto/gen/sched/v1/management_pb.js';
 import type { Task, Worker } from '../../../proto/gen/sched/v1/types_pb.js';
-import { ResourceExhaustedError, ShuttingDownError, toStatus } from '../../../common/errors.js';
+import { ResourceExhaustedError, ShuttingDownError } from '../../../common/errors.js';
 import type { EventLog, StoredEvent } from '../events.js';
 import type { ManagementHandlers } from './management-service.js';
+import { streamEnd } from './stream-end.js';
 
 /**
  * The filter of one stream: which kinds, and for tasks, which group. A group is a set of
@@ -29,15 +30,8 @@ export function eventFilter(req: Pick<WatchEventsRequest, 'tasks' | 'workers'>, 
 /** watchEvents serves WatchEvents from events; group resolves a group reference (a prefix, a short id). */
 export function watchEvents(events: EventLog, group: (ref: string) => string): ManagementHandlers['watchEvents'] {
   return (call) => {
-    let stop: () => void = () => undefined;
-    let ended = false;
-    const end = (err?: Error): void => {
-      if (ended) return;
-      ended = true;
-      stop();
-      if (err) call.emit('error', toStatus(err));
-      else call.end();
-    };
+    const stream = streamEnd(call);
+    const end = stream.end;
     try {
       const req = call.request;
       const matches = eventFilter(req, req.groupId ? group(req.groupId) : '');
@@ -47,7 +41,7 @@ export function watchEvents(events: EventLog, group: (ref: string) => string): M
       /** The revision of the last event the cursor passed. */
       let last: bigint | undefined;
       const pump = (): void => {
-        if (ended || call.cancelled) return;
+        if (stream.ended || call.cancelled) return;
         for (;;) {
           const e = events.at(cursor);
           if (e === 'gone') {
@@ -79,13 +73,13 @@ export function watchEvents(events: EventLog, group: (ref: string) => string): M
           );
         }
       };
-      stop = events.listen({ wake: pump, close: () => end(new ShuttingDownError()) });
+      stream.stop = events.listen({ wake: pump, close: () => end(new ShuttingDownError()) });
       pump();
     } catch (err) {
       end(err as Error);
       return;
     }
     call.on('cancelled', () => end());
-    call.on('close', () => stop());
+    call.on('close', () => stream.stop());
   };
 }

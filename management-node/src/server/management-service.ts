@@ -21,6 +21,7 @@ import { InvalidArgumentError, NotFoundError, ResourceExhaustedError, toStatus }
 import { VERSION } from '../../../common/version.js';
 import type { Cluster } from '../cluster.js';
 import { isTerminal } from '../task-lifecycle.js';
+import { streamEnd } from './stream-end.js';
 import { listPage, MAX_PAGE } from '../listing.js';
 import { watchEvents } from './events-service.js';
 
@@ -129,20 +130,13 @@ export function managementHandlers(cluster: Cluster, storeDescription: string, h
       call.on('close', stop);
     },
     taskLogs: (call) => {
-      let stop: () => void = () => undefined;
-      let ended = false;
-      const end = (err?: Error) => {
-        if (ended) return;
-        ended = true;
-        stop();
-        if (err) call.emit('error', toStatus(err));
-        else call.end();
-      };
+      const stream = streamEnd(call);
+      const end = stream.end;
       try {
         const { id, stderr, tailLines, follow } = call.request;
-        stop = cluster.readLogs(cluster.ids.task(id).id, { stderr, tailLines, follow }, {
+        stream.stop = cluster.readLogs(cluster.ids.task(id).id, { stderr, tailLines, follow }, {
           data: (data) => {
-            if (ended || call.cancelled) return;
+            if (stream.ended || call.cancelled) return;
             // The worker sends as fast as its stream allows; a client that reads slower than that
             // must not make the manager hold a whole log in memory.
             // The stream is in object mode: writableLength counts messages.
@@ -159,13 +153,22 @@ export function managementHandlers(cluster: Cluster, storeDescription: string, h
         return;
       }
       call.on('cancelled', () => end());
-      call.on('close', () => stop());
+      call.on('close', () => stream.stop());
     },
     drainWorker: unary(async (req) =>
       create(DrainWorkerResponseSchema, { worker: cluster.workerView(await cluster.drain(cluster.ids.worker(req.id).id, req.drain, req.deadlineMs)) }),
     ),
     removeWorker: unary(async (req) => create(RemoveWorkerResponseSchema, { worker: await cluster.removeWorker(cluster.ids.worker(req.id).id) })),
     watchEvents: watchEvents(cluster.events, (ref) => cluster.ids.group(ref)),
+    // Workflows (being built): refused until then.
+    updateTask: unimplemented('UpdateTask'),
+    holdTask: unimplemented('HoldTask'),
+    createSchedule: unimplemented('CreateSchedule'),
+    getSchedule: unimplemented('GetSchedule'),
+    listSchedules: unimplemented('ListSchedules'),
+    deleteSchedule: unimplemented('DeleteSchedule'),
+    pauseSchedule: unimplemented('PauseSchedule'),
+    triggerSchedule: unimplemented('TriggerSchedule'),
     listWorkers: unary((req) => {
       const limit = req.limit === 0 ? MAX_PAGE : Math.min(req.limit, MAX_PAGE);
       const ids = [...cluster.workers.keys()].filter((id) => id > req.pageToken).sort();
@@ -188,4 +191,10 @@ export function managementHandlers(cluster: Cluster, storeDescription: string, h
       });
     }),
   };
+}
+
+function unimplemented(name: string) {
+  return unary((): never => {
+    throw new Error(`${name}: not implemented yet`);
+  });
 }

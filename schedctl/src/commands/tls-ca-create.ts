@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { createCa, writePemFiles } from '../pki.js';
+import { createCa, printWritten, writePemFiles } from '../pki.js';
 import type { Ctx } from './context.js';
 
 export { parseDays } from '../flags.js';
@@ -8,5 +8,5 @@ export { parseDays } from '../flags.js';
 export async function tlsCaCreate(ctx: Ctx, opts: { dir: string; name: string; days: number; force?: boolean }): Promise<void> {
   const pem = await createCa(opts.name, opts.days);
   const written = writePemFiles(join(opts.dir, 'ca.pem'), join(opts.dir, 'ca-key.pem'), pem, opts.force ?? false);
-  ctx.io.out(`${written.join('\n')}\n`);
+  printWritten(ctx, written);
 }

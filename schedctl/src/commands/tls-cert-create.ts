@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Role } from '../../../common/roles.js';
-import { createCert, writePemFiles } from '../pki.js';
+import { createCert, printWritten, writePemFiles } from '../pki.js';
 import type { Ctx } from './context.js';
 
 function readCaFile(path: string): string {
@@ -29,5 +29,5 @@ export async function tlsCertCreate(ctx: Ctx, opts: CertOptions): Promise<void> 
   const hosts = opts.host ?? (opts.role === 'manager' ? ['localhost', '127.0.0.1'] : []);
   const pem = await createCert(ca, { role: opts.role, name, hosts, days: opts.days });
   const written = writePemFiles(join(opts.dir, `${name}.pem`), join(opts.dir, `${name}-key.pem`), pem, opts.force ?? false);
-  ctx.io.out(`${written.join('\n')}\n`);
+  printWritten(ctx, written);
 }

@@ -4,7 +4,7 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Task, TaskOutcome, TaskSpec, TaskState, Worker } from "./types_pb.js";
+import type { Resources, Schedule, Task, TaskOutcome, TaskSpec, TaskState, Worker } from "./types_pb.js";
 import { file_sched_v1_types } from "./types_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sched/v1/management.proto.
  */
 export const file_sched_v1_management: GenFile = /*@__PURE__*/
-  fileDesc("ChlzY2hlZC92MS9tYW5hZ2VtZW50LnByb3RvEghzY2hlZC52MSJaCg5SdW5UYXNrUmVxdWVzdBIgCgRzcGVjGAEgASgLMhIuc2NoZWQudjEuVGFza1NwZWMSDQoFY291bnQYAiABKA0SFwoPaWRlbXBvdGVuY3lfa2V5GAMgASgJImAKD1J1blRhc2tSZXNwb25zZRIcCgR0YXNrGAEgASgLMg4uc2NoZWQudjEuVGFzaxIdCgV0YXNrcxgCIAMoCzIOLnNjaGVkLnYxLlRhc2sSEAoIZ3JvdXBfaWQYAyABKAkiHAoOR2V0VGFza1JlcXVlc3QSCgoCaWQYASABKAkiLwoPR2V0VGFza1Jlc3BvbnNlEhwKBHRhc2sYASABKAsyDi5zY2hlZC52MS5UYXNrIrwBChBMaXN0VGFza3NSZXF1ZXN0EiIKBXN0YXRlGAEgASgOMhMuc2NoZWQudjEuVGFza1N0YXRlEhEKCXdvcmtlcl9pZBgCIAEoCRINCgVsaW1pdBgDIAEoDRISCgpwYWdlX3Rva2VuGAQgASgJEhAKCGdyb3VwX2lkGAUgASgJEhQKDG9sZGVzdF9maXJzdBgGIAEoCBImCgdvdXRjb21lGAcgASgOMhUuc2NoZWQudjEuVGFza091dGNvbWUibAoRTGlzdFRhc2tzUmVzcG9uc2USHQoFdGFza3MYASADKAsyDi5zY2hlZC52MS5UYXNrEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRINCgV0b3RhbBgDIAEoDRIQCghyZXZpc2lvbhgEIAEoBCIyChFDYW5jZWxUYXNrUmVxdWVzdBILCgNpZHMYASADKAkSEAoIZ3JhY2VfbXMYAiABKA0iVgoSQ2FuY2VsVGFza1Jlc3BvbnNlEh0KBXRhc2tzGAEgAygLMg4uc2NoZWQudjEuVGFzaxIhCgZlcnJvcnMYAiADKAsyES5zY2hlZC52MS5JZEVycm9yIiYKB0lkRXJyb3ISCgoCaWQYASABKAkSDwoHbWVzc2FnZRgCIAEoCSIgChFXYXRjaFRhc2tzUmVxdWVzdBILCgNpZHMYASADKAkiMgoSV2F0Y2hUYXNrc1Jlc3BvbnNlEhwKBHRhc2sYASABKAsyDi5zY2hlZC52MS5UYXNrIjcKEkxpc3RXb3JrZXJzUmVxdWVzdBINCgVsaW1pdBgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJIlEKE0xpc3RXb3JrZXJzUmVzcG9uc2USIQoHd29ya2VycxgBIAMoCzIQLnNjaGVkLnYxLldvcmtlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiHgoQR2V0V29ya2VyUmVxdWVzdBIKCgJpZBgBIAEoCSI1ChFHZXRXb3JrZXJSZXNwb25zZRIgCgZ3b3JrZXIYASABKAsyEC5zY2hlZC52MS5Xb3JrZXIiZQoPVGFza0xvZ3NSZXF1ZXN0EgoKAmlkGAEgASgJEg4KBnN0ZGVychgCIAEoCBIXCgp0YWlsX2xpbmVzGAMgASgNSACIAQESDgoGZm9sbG93GAQgASgIQg0KC190YWlsX2xpbmVzIiAKEFRhc2tMb2dzUmVzcG9uc2USDAoEZGF0YRgBIAEoDCJEChJEcmFpbldvcmtlclJlcXVlc3QSCgoCaWQYASABKAkSDQoFZHJhaW4YAiABKAgSEwoLZGVhZGxpbmVfbXMYAyABKA0iNwoTRHJhaW5Xb3JrZXJSZXNwb25zZRIgCgZ3b3JrZXIYASABKAsyEC5zY2hlZC52MS5Xb3JrZXIiIQoTUmVtb3ZlV29ya2VyUmVxdWVzdBIKCgJpZBgBIAEoCSI4ChRSZW1vdmVXb3JrZXJSZXNwb25zZRIgCgZ3b3JrZXIYASABKAsyEC5zY2hlZC52MS5Xb3JrZXIiXgoSV2F0Y2hFdmVudHNSZXF1ZXN0EhYKDmFmdGVyX3JldmlzaW9uGAEgASgEEg0KBXRhc2tzGAIgASgIEg8KB3dvcmtlcnMYAyABKAgSEAoIZ3JvdXBfaWQYBCABKAkihgEKE1dhdGNoRXZlbnRzUmVzcG9uc2USEAoIcmV2aXNpb24YASABKAQSDwoHdW5peF9tcxgCIAEoAxIeCgR0YXNrGAMgASgLMg4uc2NoZWQudjEuVGFza0gAEiIKBndvcmtlchgEIAEoCzIQLnNjaGVkLnYxLldvcmtlckgAQggKBm9iamVjdCIPCg1TdGF0dXNSZXF1ZXN0IpkCCg5TdGF0dXNSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgJEg0KBXN0b3JlGAIgASgJEhkKEXdvcmtlcnNfY29ubmVjdGVkGAMgASgNEhUKDXdvcmtlcnNfdG90YWwYBCABKA0SQgoOdGFza3NfYnlfc3RhdGUYBSADKAsyKi5zY2hlZC52MS5TdGF0dXNSZXNwb25zZS5UYXNrc0J5U3RhdGVFbnRyeRIMCgRyb2xlGAYgASgJEg4KBmxlYWRlchgHIAEoCRIMCgR0ZXJtGAggASgEEhAKCG1hbmFnZXJzGAkgAygJGjMKEVRhc2tzQnlTdGF0ZUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoDToCOAEy6gYKEU1hbmFnZW1lbnRTZXJ2aWNlEj4KB1J1blRhc2sSGC5zY2hlZC52MS5SdW5UYXNrUmVxdWVzdBoZLnNjaGVkLnYxLlJ1blRhc2tSZXNwb25zZRI+CgdHZXRUYXNrEhguc2NoZWQudjEuR2V0VGFza1JlcXVlc3QaGS5zY2hlZC52MS5HZXRUYXNrUmVzcG9uc2USRAoJTGlzdFRhc2tzEhouc2NoZWQudjEuTGlzdFRhc2tzUmVxdWVzdBobLnNjaGVkLnYxLkxpc3RUYXNrc1Jlc3BvbnNlEkcKCkNhbmNlbFRhc2sSGy5zY2hlZC52MS5DYW5jZWxUYXNrUmVxdWVzdBocLnNjaGVkLnYxLkNhbmNlbFRhc2tSZXNwb25zZRJJCgpXYXRjaFRhc2tzEhsuc2NoZWQudjEuV2F0Y2hUYXNrc1JlcXVlc3QaHC5zY2hlZC52MS5XYXRjaFRhc2tzUmVzcG9uc2UwARJKCgtMaXN0V29ya2VycxIcLnNjaGVkLnYxLkxpc3RXb3JrZXJzUmVxdWVzdBodLnNjaGVkLnYxLkxpc3RXb3JrZXJzUmVzcG9uc2USRAoJR2V0V29ya2VyEhouc2NoZWQudjEuR2V0V29ya2VyUmVxdWVzdBobLnNjaGVkLnYxLkdldFdvcmtlclJlc3BvbnNlEjsKBlN0YXR1cxIXLnNjaGVkLnYxLlN0YXR1c1JlcXVlc3QaGC5zY2hlZC52MS5TdGF0dXNSZXNwb25zZRJDCghUYXNrTG9ncxIZLnNjaGVkLnYxLlRhc2tMb2dzUmVxdWVzdBoaLnNjaGVkLnYxLlRhc2tMb2dzUmVzcG9uc2UwARJKCgtEcmFpbldvcmtlchIcLnNjaGVkLnYxLkRyYWluV29ya2VyUmVxdWVzdBodLnNjaGVkLnYxLkRyYWluV29ya2VyUmVzcG9uc2USTQoMUmVtb3ZlV29ya2VyEh0uc2NoZWQudjEuUmVtb3ZlV29ya2VyUmVxdWVzdBoeLnNjaGVkLnYxLlJlbW92ZVdvcmtlclJlc3BvbnNlEkwKC1dhdGNoRXZlbnRzEhwuc2NoZWQudjEuV2F0Y2hFdmVudHNSZXF1ZXN0Gh0uc2NoZWQudjEuV2F0Y2hFdmVudHNSZXNwb25zZTABYgZwcm90bzM", [file_sched_v1_types]);
+  fileDesc("ChlzY2hlZC92MS9tYW5hZ2VtZW50LnByb3RvEghzY2hlZC52MSJaCg5SdW5UYXNrUmVxdWVzdBIgCgRzcGVjGAEgASgLMhIuc2NoZWQudjEuVGFza1NwZWMSDQoFY291bnQYAiABKA0SFwoPaWRlbXBvdGVuY3lfa2V5GAMgASgJImAKD1J1blRhc2tSZXNwb25zZRIcCgR0YXNrGAEgASgLMg4uc2NoZWQudjEuVGFzaxIdCgV0YXNrcxgCIAMoCzIOLnNjaGVkLnYxLlRhc2sSEAoIZ3JvdXBfaWQYAyABKAkiHAoOR2V0VGFza1JlcXVlc3QSCgoCaWQYASABKAkiLwoPR2V0VGFza1Jlc3BvbnNlEhwKBHRhc2sYASABKAsyDi5zY2hlZC52MS5UYXNrIrwBChBMaXN0VGFza3NSZXF1ZXN0EiIKBXN0YXRlGAEgASgOMhMuc2NoZWQudjEuVGFza1N0YXRlEhEKCXdvcmtlcl9pZBgCIAEoCRINCgVsaW1pdBgDIAEoDRISCgpwYWdlX3Rva2VuGAQgASgJEhAKCGdyb3VwX2lkGAUgASgJEhQKDG9sZGVzdF9maXJzdBgGIAEoCBImCgdvdXRjb21lGAcgASgOMhUuc2NoZWQudjEuVGFza091dGNvbWUibAoRTGlzdFRhc2tzUmVzcG9uc2USHQoFdGFza3MYASADKAsyDi5zY2hlZC52MS5UYXNrEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRINCgV0b3RhbBgDIAEoDRIQCghyZXZpc2lvbhgEIAEoBCIyChFDYW5jZWxUYXNrUmVxdWVzdBILCgNpZHMYASADKAkSEAoIZ3JhY2VfbXMYAiABKA0iVgoSQ2FuY2VsVGFza1Jlc3BvbnNlEh0KBXRhc2tzGAEgAygLMg4uc2NoZWQudjEuVGFzaxIhCgZlcnJvcnMYAiADKAsyES5zY2hlZC52MS5JZEVycm9yIiYKB0lkRXJyb3ISCgoCaWQYASABKAkSDwoHbWVzc2FnZRgCIAEoCSIgChFXYXRjaFRhc2tzUmVxdWVzdBILCgNpZHMYASADKAkiMgoSV2F0Y2hUYXNrc1Jlc3BvbnNlEhwKBHRhc2sYASABKAsyDi5zY2hlZC52MS5UYXNrIjcKEkxpc3RXb3JrZXJzUmVxdWVzdBINCgVsaW1pdBgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJIlEKE0xpc3RXb3JrZXJzUmVzcG9uc2USIQoHd29ya2VycxgBIAMoCzIQLnNjaGVkLnYxLldvcmtlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiHgoQR2V0V29ya2VyUmVxdWVzdBIKCgJpZBgBIAEoCSI1ChFHZXRXb3JrZXJSZXNwb25zZRIgCgZ3b3JrZXIYASABKAsyEC5zY2hlZC52MS5Xb3JrZXIiZQoPVGFza0xvZ3NSZXF1ZXN0EgoKAmlkGAEgASgJEg4KBnN0ZGVychgCIAEoCBIXCgp0YWlsX2xpbmVzGAMgASgNSACIAQESDgoGZm9sbG93GAQgASgIQg0KC190YWlsX2xpbmVzIiAKEFRhc2tMb2dzUmVzcG9uc2USDAoEZGF0YRgBIAEoDCJEChJEcmFpbldvcmtlclJlcXVlc3QSCgoCaWQYASABKAkSDQoFZHJhaW4YAiABKAgSEwoLZGVhZGxpbmVfbXMYAyABKA0iNwoTRHJhaW5Xb3JrZXJSZXNwb25zZRIgCgZ3b3JrZXIYASABKAsyEC5zY2hlZC52MS5Xb3JrZXIiIQoTUmVtb3ZlV29ya2VyUmVxdWVzdBIKCgJpZBgBIAEoCSI4ChRSZW1vdmVXb3JrZXJSZXNwb25zZRIgCgZ3b3JrZXIYASABKAsyEC5zY2hlZC52MS5Xb3JrZXIiXgoSV2F0Y2hFdmVudHNSZXF1ZXN0EhYKDmFmdGVyX3JldmlzaW9uGAEgASgEEg0KBXRhc2tzGAIgASgIEg8KB3dvcmtlcnMYAyABKAgSEAoIZ3JvdXBfaWQYBCABKAkihgEKE1dhdGNoRXZlbnRzUmVzcG9uc2USEAoIcmV2aXNpb24YASABKAQSDwoHdW5peF9tcxgCIAEoAxIeCgR0YXNrGAMgASgLMg4uc2NoZWQudjEuVGFza0gAEiIKBndvcmtlchgEIAEoCzIQLnNjaGVkLnYxLldvcmtlckgAQggKBm9iamVjdCKnAgoRVXBkYXRlVGFza1JlcXVlc3QSCgoCaWQYASABKAkSFQoIcHJpb3JpdHkYAiABKAVIAIgBARImCglyZXNvdXJjZXMYAyABKAsyEy5zY2hlZC52MS5SZXNvdXJjZXMSFwoPc2V0X2NvbnN0cmFpbnRzGAQgASgIEkEKC2NvbnN0cmFpbnRzGAUgAygLMiwuc2NoZWQudjEuVXBkYXRlVGFza1JlcXVlc3QuQ29uc3RyYWludHNFbnRyeRIZCgxtYXhfcGFyYWxsZWwYBiABKA1IAYgBARoyChBDb25zdHJhaW50c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCwoJX3ByaW9yaXR5Qg8KDV9tYXhfcGFyYWxsZWwiMgoSVXBkYXRlVGFza1Jlc3BvbnNlEhwKBHRhc2sYASABKAsyDi5zY2hlZC52MS5UYXNrIiwKD0hvbGRUYXNrUmVxdWVzdBILCgNpZHMYASADKAkSDAoEaG9sZBgCIAEoCCJUChBIb2xkVGFza1Jlc3BvbnNlEh0KBXRhc2tzGAEgAygLMg4uc2NoZWQudjEuVGFzaxIhCgZlcnJvcnMYAiADKAsyES5zY2hlZC52MS5JZEVycm9yIj0KFUNyZWF0ZVNjaGVkdWxlUmVxdWVzdBIkCghzY2hlZHVsZRgBIAEoCzISLnNjaGVkLnYxLlNjaGVkdWxlIj4KFkNyZWF0ZVNjaGVkdWxlUmVzcG9uc2USJAoIc2NoZWR1bGUYASABKAsyEi5zY2hlZC52MS5TY2hlZHVsZSIiChJHZXRTY2hlZHVsZVJlcXVlc3QSDAoEbmFtZRgBIAEoCSI7ChNHZXRTY2hlZHVsZVJlc3BvbnNlEiQKCHNjaGVkdWxlGAEgASgLMhIuc2NoZWQudjEuU2NoZWR1bGUiFgoUTGlzdFNjaGVkdWxlc1JlcXVlc3QiPgoVTGlzdFNjaGVkdWxlc1Jlc3BvbnNlEiUKCXNjaGVkdWxlcxgBIAMoCzISLnNjaGVkLnYxLlNjaGVkdWxlIiUKFURlbGV0ZVNjaGVkdWxlUmVxdWVzdBIMCgRuYW1lGAEgASgJIj4KFkRlbGV0ZVNjaGVkdWxlUmVzcG9uc2USJAoIc2NoZWR1bGUYASABKAsyEi5zY2hlZC52MS5TY2hlZHVsZSIzChRQYXVzZVNjaGVkdWxlUmVxdWVzdBIMCgRuYW1lGAEgASgJEg0KBXBhdXNlGAIgASgIIj0KFVBhdXNlU2NoZWR1bGVSZXNwb25zZRIkCghzY2hlZHVsZRgBIAEoCzISLnNjaGVkLnYxLlNjaGVkdWxlIiYKFlRyaWdnZXJTY2hlZHVsZVJlcXVlc3QSDAoEbmFtZRgBIAEoCSJdChdUcmlnZ2VyU2NoZWR1bGVSZXNwb25zZRIkCghzY2hlZHVsZRgBIAEoCzISLnNjaGVkLnYxLlNjaGVkdWxlEhwKBHRhc2sYAiABKAsyDi5zY2hlZC52MS5UYXNrIg8KDVN0YXR1c1JlcXVlc3QimQIKDlN0YXR1c1Jlc3BvbnNlEg8KB3ZlcnNpb24YASABKAkSDQoFc3RvcmUYAiABKAkSGQoRd29ya2Vyc19jb25uZWN0ZWQYAyABKA0SFQoNd29ya2Vyc190b3RhbBgEIAEoDRJCCg50YXNrc19ieV9zdGF0ZRgFIAMoCzIqLnNjaGVkLnYxLlN0YXR1c1Jlc3BvbnNlLlRhc2tzQnlTdGF0ZUVudHJ5EgwKBHJvbGUYBiABKAkSDgoGbGVhZGVyGAcgASgJEgwKBHRlcm0YCCABKAQSEAoIbWFuYWdlcnMYCSADKAkaMwoRVGFza3NCeVN0YXRlRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgNOgI4ATLoCwoRTWFuYWdlbWVudFNlcnZpY2USPgoHUnVuVGFzaxIYLnNjaGVkLnYxLlJ1blRhc2tSZXF1ZXN0Ghkuc2NoZWQudjEuUnVuVGFza1Jlc3BvbnNlEj4KB0dldFRhc2sSGC5zY2hlZC52MS5HZXRUYXNrUmVxdWVzdBoZLnNjaGVkLnYxLkdldFRhc2tSZXNwb25zZRJECglMaXN0VGFza3MSGi5zY2hlZC52MS5MaXN0VGFza3NSZXF1ZXN0Ghsuc2NoZWQudjEuTGlzdFRhc2tzUmVzcG9uc2USRwoKQ2FuY2VsVGFzaxIbLnNjaGVkLnYxLkNhbmNlbFRhc2tSZXF1ZXN0Ghwuc2NoZWQudjEuQ2FuY2VsVGFza1Jlc3BvbnNlEkkKCldhdGNoVGFza3MSGy5zY2hlZC52MS5XYXRjaFRhc2tzUmVxdWVzdBocLnNjaGVkLnYxLldhdGNoVGFza3NSZXNwb25zZTABEkoKC0xpc3RXb3JrZXJzEhwuc2NoZWQudjEuTGlzdFdvcmtlcnNSZXF1ZXN0Gh0uc2NoZWQudjEuTGlzdFdvcmtlcnNSZXNwb25zZRJECglHZXRXb3JrZXISGi5zY2hlZC52MS5HZXRXb3JrZXJSZXF1ZXN0Ghsuc2NoZWQudjEuR2V0V29ya2VyUmVzcG9uc2USOwoGU3RhdHVzEhcuc2NoZWQudjEuU3RhdHVzUmVxdWVzdBoYLnNjaGVkLnYxLlN0YXR1c1Jlc3BvbnNlEkMKCFRhc2tMb2dzEhkuc2NoZWQudjEuVGFza0xvZ3NSZXF1ZXN0Ghouc2NoZWQudjEuVGFza0xvZ3NSZXNwb25zZTABEkoKC0RyYWluV29ya2VyEhwuc2NoZWQudjEuRHJhaW5Xb3JrZXJSZXF1ZXN0Gh0uc2NoZWQudjEuRHJhaW5Xb3JrZXJSZXNwb25zZRJNCgxSZW1vdmVXb3JrZXISHS5zY2hlZC52MS5SZW1vdmVXb3JrZXJSZXF1ZXN0Gh4uc2NoZWQudjEuUmVtb3ZlV29ya2VyUmVzcG9uc2USTAoLV2F0Y2hFdmVudHMSHC5zY2hlZC52MS5XYXRjaEV2ZW50c1JlcXVlc3QaHS5zY2hlZC52MS5XYXRjaEV2ZW50c1Jlc3BvbnNlMAESRwoKVXBkYXRlVGFzaxIbLnNjaGVkLnYxLlVwZGF0ZVRhc2tSZXF1ZXN0Ghwuc2NoZWQudjEuVXBkYXRlVGFza1Jlc3BvbnNlEkEKCEhvbGRUYXNrEhkuc2NoZWQudjEuSG9sZFRhc2tSZXF1ZXN0Ghouc2NoZWQudjEuSG9sZFRhc2tSZXNwb25zZRJTCg5DcmVhdGVTY2hlZHVsZRIfLnNjaGVkLnYxLkNyZWF0ZVNjaGVkdWxlUmVxdWVzdBogLnNjaGVkLnYxLkNyZWF0ZVNjaGVkdWxlUmVzcG9uc2USSgoLR2V0U2NoZWR1bGUSHC5zY2hlZC52MS5HZXRTY2hlZHVsZVJlcXVlc3QaHS5zY2hlZC52MS5HZXRTY2hlZHVsZVJlc3BvbnNlElAKDUxpc3RTY2hlZHVsZXMSHi5zY2hlZC52MS5MaXN0U2NoZWR1bGVzUmVxdWVzdBofLnNjaGVkLnYxLkxpc3RTY2hlZHVsZXNSZXNwb25zZRJTCg5EZWxldGVTY2hlZHVsZRIfLnNjaGVkLnYxLkRlbGV0ZVNjaGVkdWxlUmVxdWVzdBogLnNjaGVkLnYxLkRlbGV0ZVNjaGVkdWxlUmVzcG9uc2USUAoNUGF1c2VTY2hlZHVsZRIeLnNjaGVkLnYxLlBhdXNlU2NoZWR1bGVSZXF1ZXN0Gh8uc2NoZWQudjEuUGF1c2VTY2hlZHVsZVJlc3BvbnNlElYKD1RyaWdnZXJTY2hlZHVsZRIgLnNjaGVkLnYxLlRyaWdnZXJTY2hlZHVsZVJlcXVlc3QaIS5zY2hlZC52MS5UcmlnZ2VyU2NoZWR1bGVSZXNwb25zZWIGcHJvdG8z", [file_sched_v1_types]);
 
 /**
  * @generated from message sched.v1.RunTaskRequest
@@ -617,6 +617,331 @@ export const WatchEventsResponseSchema: GenMessage<WatchEventsResponse> = /*@__P
   messageDesc(file_sched_v1_management, 22);
 
 /**
+ * @generated from message sched.v1.UpdateTaskRequest
+ */
+export type UpdateTaskRequest = Message<"sched.v1.UpdateTaskRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: optional int32 priority = 2;
+   */
+  priority?: number | undefined;
+
+  /**
+   * Only while pending.
+   *
+   * @generated from field: sched.v1.Resources resources = 3;
+   */
+  resources?: Resources | undefined;
+
+  /**
+   * Replaces the constraints when set (only while pending).
+   *
+   * @generated from field: bool set_constraints = 4;
+   */
+  setConstraints: boolean;
+
+  /**
+   * @generated from field: map<string, string> constraints = 5;
+   */
+  constraints: { [key: string]: string };
+
+  /**
+   * The task's whole group.
+   *
+   * @generated from field: optional uint32 max_parallel = 6;
+   */
+  maxParallel?: number | undefined;
+};
+
+/**
+ * Describes the message sched.v1.UpdateTaskRequest.
+ * Use `create(UpdateTaskRequestSchema)` to create a new message.
+ */
+export const UpdateTaskRequestSchema: GenMessage<UpdateTaskRequest> = /*@__PURE__*/
+  messageDesc(file_sched_v1_management, 23);
+
+/**
+ * @generated from message sched.v1.UpdateTaskResponse
+ */
+export type UpdateTaskResponse = Message<"sched.v1.UpdateTaskResponse"> & {
+  /**
+   * @generated from field: sched.v1.Task task = 1;
+   */
+  task?: Task | undefined;
+};
+
+/**
+ * Describes the message sched.v1.UpdateTaskResponse.
+ * Use `create(UpdateTaskResponseSchema)` to create a new message.
+ */
+export const UpdateTaskResponseSchema: GenMessage<UpdateTaskResponse> = /*@__PURE__*/
+  messageDesc(file_sched_v1_management, 24);
+
+/**
+ * @generated from message sched.v1.HoldTaskRequest
+ */
+export type HoldTaskRequest = Message<"sched.v1.HoldTaskRequest"> & {
+  /**
+   * @generated from field: repeated string ids = 1;
+   */
+  ids: string[];
+
+  /**
+   * @generated from field: bool hold = 2;
+   */
+  hold: boolean;
+};
+
+/**
+ * Describes the message sched.v1.HoldTaskRequest.
+ * Use `create(HoldTaskRequestSchema)` to create a new message.
+ */
+export const HoldTaskRequestSchema: GenMessage<HoldTaskRequest> = /*@__PURE__*/
+  messageDesc(file_sched_v1_management, 25);
+
+/**
+ * @generated from message sched.v1.HoldTaskResponse
+ */
+export type HoldTaskResponse = Message<"sched.v1.HoldTaskResponse"> & {
+  /**
+   * @generated from field: repeated sched.v1.Task tasks = 1;
+   */
+  tasks: Task[];
+
+  /**
+   * The ids that named no task, several, or one that is no longer pending.
+   *
+   * @generated from field: repeated sched.v1.IdError errors = 2;
+   */
+  errors: IdError[];
+};
+
+/**
+ * Describes the message sched.v1.HoldTaskResponse.
+ * Use `create(HoldTaskResponseSchema)` to create a new message.
+ */
+export const HoldTaskResponseSchema: GenMessage<HoldTaskResponse> = /*@__PURE__*/
+  messageDesc(file_sched_v1_management, 26);
+
+/**
+ * @generated from message sched.v1.CreateScheduleRequest
+ */
+export type CreateScheduleRequest = Message<"sched.v1.CreateScheduleRequest"> & {
+  /**
+   * name, cron, time_zone, overlap, starting_deadline_ms, history, spec, paused.
+   *
+   * @generated from field: sched.v1.Schedule schedule = 1;
+   */
+  schedule?: Schedule | undefined;
+};
+
+/**
+ * Describes the message sched.v1.CreateScheduleRequest.
+ * Use `create(CreateScheduleRequestSchema)` to create a new message.
+ */
+export const CreateScheduleRequestSchema: GenMessage<CreateScheduleRequest> = /*@__PURE__*/
+  messageDesc(file_sched_v1_management, 27);
+
+/**
+ * @generated from message sched.v1.CreateScheduleResponse
+ */
+export type CreateScheduleResponse = Message<"sched.v1.CreateScheduleResponse"> & {
+  /**
+   * @generated from field: sched.v1.Schedule schedule = 1;
+   */
+  schedule?: Schedule | undefined;
+};
+
+/**
+ * Describes the message sched.v1.CreateScheduleResponse.
+ * Use `create(CreateScheduleResponseSchema)` to create a new message.
+ */
+export const CreateScheduleResponseSchema: GenMessage<CreateScheduleResponse> = /*@__PURE__*/
+  messageDesc(file_sched_v1_management, 28);
+
+/**
+ * @generated from message sched.v1.GetScheduleRequest
+ */
+export type GetScheduleRequest = Message<"sched.v1.GetScheduleRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message sched.v1.GetScheduleRequest.
+ * Use `create(GetScheduleRequestSchema)` to create a new message.
+ */
+export const GetScheduleRequestSchema: GenMessage<GetScheduleRequest> = /*@__PURE__*/
+  messageDesc(file_sched_v1_management, 29);
+
+/**
+ * @generated from message sched.v1.GetScheduleResponse
+ */
+export type GetScheduleResponse = Message<"sched.v1.GetScheduleResponse"> & {
+  /**
+   * @generated from field: sched.v1.Schedule schedule = 1;
+   */
+  schedule?: Schedule | undefined;
+};
+
+/**
+ * Describes the message sched.v1.GetScheduleResponse.
+ * Use `create(GetScheduleResponseSchema)` to create a new message.
+ */
+export const GetScheduleResponseSchema: GenMessage<GetScheduleResponse> = /*@__PURE__*/
+  messageDesc(file_sched_v1_management, 30);
+
+/**
+ * @generated from message sched.v1.ListSchedulesRequest
+ */
+export type ListSchedulesRequest = Message<"sched.v1.ListSchedulesRequest"> & {
+};
+
+/**
+ * Describes the message sched.v1.ListSchedulesRequest.
+ * Use `create(ListSchedulesRequestSchema)` to create a new message.
+ */
+export const ListSchedulesRequestSchema: GenMessage<ListSchedulesRequest> = /*@__PURE__*/
+  messageDesc(file_sched_v1_management, 31);
+
+/**
+ * @generated from message sched.v1.ListSchedulesResponse
+ */
+export type ListSchedulesResponse = Message<"sched.v1.ListSchedulesResponse"> & {
+  /**
+   * @generated from field: repeated sched.v1.Schedule schedules = 1;
+   */
+  schedules: Schedule[];
+};
+
+/**
+ * Describes the message sched.v1.ListSchedulesResponse.
+ * Use `create(ListSchedulesResponseSchema)` to create a new message.
+ */
+export const ListSchedulesResponseSchema: GenMessage<ListSchedulesResponse> = /*@__PURE__*/
+  messageDesc(file_sched_v1_management, 32);
+
+/**
+ * @generated from message sched.v1.DeleteScheduleRequest
+ */
+export type DeleteScheduleRequest = Message<"sched.v1.DeleteScheduleRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message sched.v1.DeleteScheduleRequest.
+ * Use `create(DeleteScheduleRequestSchema)` to create a new message.
+ */
+export const DeleteScheduleRequestSchema: GenMessage<DeleteScheduleRequest> = /*@__PURE__*/
+  messageDesc(file_sched_v1_management, 33);
+
+/**
+ * @generated from message sched.v1.DeleteScheduleResponse
+ */
+export type DeleteScheduleResponse = Message<"sched.v1.DeleteScheduleResponse"> & {
+  /**
+   * @generated from field: sched.v1.Schedule schedule = 1;
+   */
+  schedule?: Schedule | undefined;
+};
+
+/**
+ * Describes the message sched.v1.DeleteScheduleResponse.
+ * Use `create(DeleteScheduleResponseSchema)` to create a new message.
+ */
+export const DeleteScheduleResponseSchema: GenMessage<DeleteScheduleResponse> = /*@__PURE__*/
+  messageDesc(file_sched_v1_management, 34);
+
+/**
+ * @generated from message sched.v1.PauseScheduleRequest
+ */
+export type PauseScheduleRequest = Message<"sched.v1.PauseScheduleRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: bool pause = 2;
+   */
+  pause: boolean;
+};
+
+/**
+ * Describes the message sched.v1.PauseScheduleRequest.
+ * Use `create(PauseScheduleRequestSchema)` to create a new message.
+ */
+export const PauseScheduleRequestSchema: GenMessage<PauseScheduleRequest> = /*@__PURE__*/
+  messageDesc(file_sched_v1_management, 35);
+
+/**
+ * @generated from message sched.v1.PauseScheduleResponse
+ */
+export type PauseScheduleResponse = Message<"sched.v1.PauseScheduleResponse"> & {
+  /**
+   * @generated from field: sched.v1.Schedule schedule = 1;
+   */
+  schedule?: Schedule | undefined;
+};
+
+/**
+ * Describes the message sched.v1.PauseScheduleResponse.
+ * Use `create(PauseScheduleResponseSchema)` to create a new message.
+ */
+export const PauseScheduleResponseSchema: GenMessage<PauseScheduleResponse> = /*@__PURE__*/
+  messageDesc(file_sched_v1_management, 36);
+
+/**
+ * @generated from message sched.v1.TriggerScheduleRequest
+ */
+export type TriggerScheduleRequest = Message<"sched.v1.TriggerScheduleRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message sched.v1.TriggerScheduleRequest.
+ * Use `create(TriggerScheduleRequestSchema)` to create a new message.
+ */
+export const TriggerScheduleRequestSchema: GenMessage<TriggerScheduleRequest> = /*@__PURE__*/
+  messageDesc(file_sched_v1_management, 37);
+
+/**
+ * @generated from message sched.v1.TriggerScheduleResponse
+ */
+export type TriggerScheduleResponse = Message<"sched.v1.TriggerScheduleResponse"> & {
+  /**
+   * @generated from field: sched.v1.Schedule schedule = 1;
+   */
+  schedule?: Schedule | undefined;
+
+  /**
+   * The task created (empty if the overlap policy skipped it).
+   *
+   * @generated from field: sched.v1.Task task = 2;
+   */
+  task?: Task | undefined;
+};
+
+/**
+ * Describes the message sched.v1.TriggerScheduleResponse.
+ * Use `create(TriggerScheduleResponseSchema)` to create a new message.
+ */
+export const TriggerScheduleResponseSchema: GenMessage<TriggerScheduleResponse> = /*@__PURE__*/
+  messageDesc(file_sched_v1_management, 38);
+
+/**
  * @generated from message sched.v1.StatusRequest
  */
 export type StatusRequest = Message<"sched.v1.StatusRequest"> & {
@@ -627,7 +952,7 @@ export type StatusRequest = Message<"sched.v1.StatusRequest"> & {
  * Use `create(StatusRequestSchema)` to create a new message.
  */
 export const StatusRequestSchema: GenMessage<StatusRequest> = /*@__PURE__*/
-  messageDesc(file_sched_v1_management, 23);
+  messageDesc(file_sched_v1_management, 39);
 
 /**
  * @generated from message sched.v1.StatusResponse
@@ -690,7 +1015,7 @@ export type StatusResponse = Message<"sched.v1.StatusResponse"> & {
  * Use `create(StatusResponseSchema)` to create a new message.
  */
 export const StatusResponseSchema: GenMessage<StatusResponse> = /*@__PURE__*/
-  messageDesc(file_sched_v1_management, 24);
+  messageDesc(file_sched_v1_management, 40);
 
 /**
  * ManagementService is what schedctl calls on the management node.
@@ -806,6 +1131,79 @@ export const ManagementService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchEventsRequestSchema;
     output: typeof WatchEventsResponseSchema;
+  },
+  /**
+   * UpdateTask changes a task that is still pending (priority, resources, constraints) or a
+   * group's max_parallel (any member names the group). Stored before it answers.
+   *
+   * @generated from rpc sched.v1.ManagementService.UpdateTask
+   */
+  updateTask: {
+    methodKind: "unary";
+    input: typeof UpdateTaskRequestSchema;
+    output: typeof UpdateTaskResponseSchema;
+  },
+  /**
+   * HoldTask holds (hold = true) or releases pending tasks; a held task is never placed.
+   *
+   * @generated from rpc sched.v1.ManagementService.HoldTask
+   */
+  holdTask: {
+    methodKind: "unary";
+    input: typeof HoldTaskRequestSchema;
+    output: typeof HoldTaskResponseSchema;
+  },
+  /**
+   * @generated from rpc sched.v1.ManagementService.CreateSchedule
+   */
+  createSchedule: {
+    methodKind: "unary";
+    input: typeof CreateScheduleRequestSchema;
+    output: typeof CreateScheduleResponseSchema;
+  },
+  /**
+   * @generated from rpc sched.v1.ManagementService.GetSchedule
+   */
+  getSchedule: {
+    methodKind: "unary";
+    input: typeof GetScheduleRequestSchema;
+    output: typeof GetScheduleResponseSchema;
+  },
+  /**
+   * @generated from rpc sched.v1.ManagementService.ListSchedules
+   */
+  listSchedules: {
+    methodKind: "unary";
+    input: typeof ListSchedulesRequestSchema;
+    output: typeof ListSchedulesResponseSchema;
+  },
+  /**
+   * @generated from rpc sched.v1.ManagementService.DeleteSchedule
+   */
+  deleteSchedule: {
+    methodKind: "unary";
+    input: typeof DeleteScheduleRequestSchema;
+    output: typeof DeleteScheduleResponseSchema;
+  },
+  /**
+   * PauseSchedule pauses (pause = true) or resumes a schedule; slots passed while paused are skipped.
+   *
+   * @generated from rpc sched.v1.ManagementService.PauseSchedule
+   */
+  pauseSchedule: {
+    methodKind: "unary";
+    input: typeof PauseScheduleRequestSchema;
+    output: typeof PauseScheduleResponseSchema;
+  },
+  /**
+   * TriggerSchedule runs a schedule once now (its overlap policy applies).
+   *
+   * @generated from rpc sched.v1.ManagementService.TriggerSchedule
+   */
+  triggerSchedule: {
+    methodKind: "unary";
+    input: typeof TriggerScheduleRequestSchema;
+    output: typeof TriggerScheduleResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_sched_v1_management, 0);

@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sched/v1/types.proto.
  */
 export const file_sched_v1_types: GenFile = /*@__PURE__*/
-  fileDesc("ChRzY2hlZC92MS90eXBlcy5wcm90bxIIc2NoZWQudjEiMwoJUmVzb3VyY2VzEhAKCG1pbGxpY3B1GAEgASgDEhQKDG1lbW9yeV9ieXRlcxgCIAEoAyL3AgoIVGFza1NwZWMSDAoEYXJndhgBIAMoCRIoCgNlbnYYAiADKAsyGy5zY2hlZC52MS5UYXNrU3BlYy5FbnZFbnRyeRILCgNjd2QYAyABKAkSJgoJcmVzb3VyY2VzGAQgASgLMhMuc2NoZWQudjEuUmVzb3VyY2VzEjgKC2NvbnN0cmFpbnRzGAUgAygLMiMuc2NoZWQudjEuVGFza1NwZWMuQ29uc3RyYWludHNFbnRyeRIQCghwcmlvcml0eRgGIAEoBRIPCgdyZXRyaWVzGAcgASgNEhAKCHN0cmF0ZWd5GAggASgJEhsKE3NjaGVkdWxlX3RpbWVvdXRfbXMYCSABKA0SEgoKdGltZW91dF9tcxgKIAEoDRoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGjIKEENvbnN0cmFpbnRzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASL2AwoEVGFzaxIKCgJpZBgBIAEoCRIgCgRzcGVjGAIgASgLMhIuc2NoZWQudjEuVGFza1NwZWMSIgoFc3RhdGUYAyABKA4yEy5zY2hlZC52MS5UYXNrU3RhdGUSEQoJd29ya2VyX2lkGAQgASgJEg8KB2F0dGVtcHQYBSABKA0SEQoJZXhpdF9jb2RlGAYgASgFEg4KBnNpZ25hbBgHIAEoCRITCgtkZWFkX3JlYXNvbhgIIAEoCRINCgVlcnJvchgJIAEoCRIXCg9jcmVhdGVkX3VuaXhfbXMYCiABKAMSGQoRc2NoZWR1bGVkX3VuaXhfbXMYCyABKAMSFwoPc3RhcnRlZF91bml4X21zGAwgASgDEhgKEGZpbmlzaGVkX3VuaXhfbXMYDSABKAMSEwoLc3Rkb3V0X3RhaWwYDiABKAwSEwoLc3RkZXJyX3RhaWwYDyABKAwSCwoDcGlkGBAgASgNEhAKCGdyb3VwX2lkGBEgASgJEhYKDnBlbmRpbmdfcmVhc29uGBIgASgJEhQKDHJldHJpZXNfdXNlZBgTIAEoDRIRCgl0aW1lZF9vdXQYFCABKAgSFwoPaWRlbXBvdGVuY3lfa2V5GBUgASgJEhMKC2dyb3VwX2luZGV4GBYgASgNEhIKCmdyb3VwX3NpemUYFyABKA0ihgEKDEhhcmR3YXJlSW5mbxIQCghob3N0bmFtZRgBIAEoCRIKCgJvcxgCIAEoCRIMCgRhcmNoGAMgASgJEg4KBmtlcm5lbBgEIAEoCRIRCgljcHVfY291bnQYBSABKA0SEQoJY3B1X21vZGVsGAYgASgJEhQKDG1lbW9yeV9ieXRlcxgHIAEoAyKXBAoGV29ya2VyEgoKAmlkGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSJAoFc3RhdGUYAyABKA4yFS5zY2hlZC52MS5Xb3JrZXJTdGF0ZRIlCghjYXBhY2l0eRgEIAEoCzITLnNjaGVkLnYxLlJlc291cmNlcxIsCgZsYWJlbHMYBSADKAsyHC5zY2hlZC52MS5Xb3JrZXIuTGFiZWxzRW50cnkSKAoIaGFyZHdhcmUYBiABKAsyFi5zY2hlZC52MS5IYXJkd2FyZUluZm8SDwoHdmVyc2lvbhgHIAEoCRIZChFjb25uZWN0ZWRfdW5peF9tcxgIIAEoAxIZChFsYXN0X3NlZW5fdW5peF9tcxgJIAEoAxIQCghkcmFpbmluZxgKIAEoCBIVCg1ydW5uaW5nX3Rhc2tzGAsgASgNEiYKCWFsbG9jYXRlZBgMIAEoCzITLnNjaGVkLnYxLlJlc291cmNlcxIQCghsb2FkX2F2ZxgNIAMoARIZChFtZW1vcnlfZnJlZV9ieXRlcxgOIAEoAxIPCgdsZWF2aW5nGA8gASgIEhgKEGNlcnRpZmljYXRlX25hbWUYECABKAkSDAoEbmFtZRgRIAEoCRIeChZkcmFpbl9kZWFkbGluZV91bml4X21zGBIgASgDGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEqgwEKCVRhc2tTdGF0ZRIaChZUQVNLX1NUQVRFX1VOU1BFQ0lGSUVEEAASFgoSVEFTS19TVEFURV9QRU5ESU5HEAESGAoUVEFTS19TVEFURV9TQ0hFRFVMRUQQAhITCg9UQVNLX1NUQVRFX0RPTkUQAxITCg9UQVNLX1NUQVRFX0RFQUQQBCpmCgtXb3JrZXJTdGF0ZRIcChhXT1JLRVJfU1RBVEVfVU5TUEVDSUZJRUQQABIaChZXT1JLRVJfU1RBVEVfQ09OTkVDVEVEEAESHQoZV09SS0VSX1NUQVRFX0RJU0NPTk5FQ1RFRBACKq8BCgtUYXNrT3V0Y29tZRIcChhUQVNLX09VVENPTUVfVU5TUEVDSUZJRUQQABIaChZUQVNLX09VVENPTUVfU1VDQ0VFREVEEAESFwoTVEFTS19PVVRDT01FX0ZBSUxFRBACEhoKFlRBU0tfT1VUQ09NRV9USU1FRF9PVVQQAxIaChZUQVNLX09VVENPTUVfQ0FOQ0VMTEVEEAQSFQoRVEFTS19PVVRDT01FX0xPU1QQBWIGcHJvdG8z");
+  fileDesc("ChRzY2hlZC92MS90eXBlcy5wcm90bxIIc2NoZWQudjEiMwoJUmVzb3VyY2VzEhAKCG1pbGxpY3B1GAEgASgDEhQKDG1lbW9yeV9ieXRlcxgCIAEoAyLkAwoIVGFza1NwZWMSDAoEYXJndhgBIAMoCRIoCgNlbnYYAiADKAsyGy5zY2hlZC52MS5UYXNrU3BlYy5FbnZFbnRyeRILCgNjd2QYAyABKAkSJgoJcmVzb3VyY2VzGAQgASgLMhMuc2NoZWQudjEuUmVzb3VyY2VzEjgKC2NvbnN0cmFpbnRzGAUgAygLMiMuc2NoZWQudjEuVGFza1NwZWMuQ29uc3RyYWludHNFbnRyeRIQCghwcmlvcml0eRgGIAEoBRIPCgdyZXRyaWVzGAcgASgNEhAKCHN0cmF0ZWd5GAggASgJEhsKE3NjaGVkdWxlX3RpbWVvdXRfbXMYCSABKA0SEgoKdGltZW91dF9tcxgKIAEoDRIQCghhZnRlcl9vaxgLIAMoCRIRCglhZnRlcl9hbnkYDCADKAkSFAoMYWZ0ZXJfZmFpbGVkGA0gAygJEhoKEm5vdF9iZWZvcmVfdW5peF9tcxgOIAEoAxIUCgxtYXhfcGFyYWxsZWwYDyABKA0aKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ARoyChBDb25zdHJhaW50c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEitQQKBFRhc2sSCgoCaWQYASABKAkSIAoEc3BlYxgCIAEoCzISLnNjaGVkLnYxLlRhc2tTcGVjEiIKBXN0YXRlGAMgASgOMhMuc2NoZWQudjEuVGFza1N0YXRlEhEKCXdvcmtlcl9pZBgEIAEoCRIPCgdhdHRlbXB0GAUgASgNEhEKCWV4aXRfY29kZRgGIAEoBRIOCgZzaWduYWwYByABKAkSEwoLZGVhZF9yZWFzb24YCCABKAkSDQoFZXJyb3IYCSABKAkSFwoPY3JlYXRlZF91bml4X21zGAogASgDEhkKEXNjaGVkdWxlZF91bml4X21zGAsgASgDEhcKD3N0YXJ0ZWRfdW5peF9tcxgMIAEoAxIYChBmaW5pc2hlZF91bml4X21zGA0gASgDEhMKC3N0ZG91dF90YWlsGA4gASgMEhMKC3N0ZGVycl90YWlsGA8gASgMEgsKA3BpZBgQIAEoDRIQCghncm91cF9pZBgRIAEoCRIWCg5wZW5kaW5nX3JlYXNvbhgSIAEoCRIUCgxyZXRyaWVzX3VzZWQYEyABKA0SEQoJdGltZWRfb3V0GBQgASgIEhcKD2lkZW1wb3RlbmN5X2tleRgVIAEoCRITCgtncm91cF9pbmRleBgWIAEoDRISCgpncm91cF9zaXplGBcgASgNEgwKBGhlbGQYGCABKAgSEAoIc2NoZWR1bGUYGSABKAkSHQoVc2NoZWR1bGVkX2Zvcl91bml4X21zGBogASgDIp8CCghTY2hlZHVsZRIMCgRuYW1lGAEgASgJEgwKBGNyb24YAiABKAkSEQoJdGltZV96b25lGAMgASgJEg8KB292ZXJsYXAYBCABKAkSHAoUc3RhcnRpbmdfZGVhZGxpbmVfbXMYBSABKA0SDwoHaGlzdG9yeRgGIAEoDRIgCgRzcGVjGAcgASgLMhIuc2NoZWQudjEuVGFza1NwZWMSDgoGcGF1c2VkGAggASgIEhcKD2NyZWF0ZWRfdW5peF9tcxgJIAEoAxIZChFsYXN0X3Nsb3RfdW5peF9tcxgKIAEoAxIZChFuZXh0X3Nsb3RfdW5peF9tcxgLIAEoAxIjCgRydW5zGAwgAygLMhUuc2NoZWQudjEuU2NoZWR1bGVSdW4iRQoLU2NoZWR1bGVSdW4SFAoMc2xvdF91bml4X21zGAEgASgDEg8KB3Rhc2tfaWQYAiABKAkSDwoHb3V0Y29tZRgDIAEoCSKGAQoMSGFyZHdhcmVJbmZvEhAKCGhvc3RuYW1lGAEgASgJEgoKAm9zGAIgASgJEgwKBGFyY2gYAyABKAkSDgoGa2VybmVsGAQgASgJEhEKCWNwdV9jb3VudBgFIAEoDRIRCgljcHVfbW9kZWwYBiABKAkSFAoMbWVtb3J5X2J5dGVzGAcgASgDIpcECgZXb3JrZXISCgoCaWQYASABKAkSDwoHYWRkcmVzcxgCIAEoCRIkCgVzdGF0ZRgDIAEoDjIVLnNjaGVkLnYxLldvcmtlclN0YXRlEiUKCGNhcGFjaXR5GAQgASgLMhMuc2NoZWQudjEuUmVzb3VyY2VzEiwKBmxhYmVscxgFIAMoCzIcLnNjaGVkLnYxLldvcmtlci5MYWJlbHNFbnRyeRIoCghoYXJkd2FyZRgGIAEoCzIWLnNjaGVkLnYxLkhhcmR3YXJlSW5mbxIPCgd2ZXJzaW9uGAcgASgJEhkKEWNvbm5lY3RlZF91bml4X21zGAggASgDEhkKEWxhc3Rfc2Vlbl91bml4X21zGAkgASgDEhAKCGRyYWluaW5nGAogASgIEhUKDXJ1bm5pbmdfdGFza3MYCyABKA0SJgoJYWxsb2NhdGVkGAwgASgLMhMuc2NoZWQudjEuUmVzb3VyY2VzEhAKCGxvYWRfYXZnGA0gAygBEhkKEW1lbW9yeV9mcmVlX2J5dGVzGA4gASgDEg8KB2xlYXZpbmcYDyABKAgSGAoQY2VydGlmaWNhdGVfbmFtZRgQIAEoCRIMCgRuYW1lGBEgASgJEh4KFmRyYWluX2RlYWRsaW5lX3VuaXhfbXMYEiABKAMaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASqDAQoJVGFza1N0YXRlEhoKFlRBU0tfU1RBVEVfVU5TUEVDSUZJRUQQABIWChJUQVNLX1NUQVRFX1BFTkRJTkcQARIYChRUQVNLX1NUQVRFX1NDSEVEVUxFRBACEhMKD1RBU0tfU1RBVEVfRE9ORRADEhMKD1RBU0tfU1RBVEVfREVBRBAEKmYKC1dvcmtlclN0YXRlEhwKGFdPUktFUl9TVEFURV9VTlNQRUNJRklFRBAAEhoKFldPUktFUl9TVEFURV9DT05ORUNURUQQARIdChlXT1JLRVJfU1RBVEVfRElTQ09OTkVDVEVEEAIqrwEKC1Rhc2tPdXRjb21lEhwKGFRBU0tfT1VUQ09NRV9VTlNQRUNJRklFRBAAEhoKFlRBU0tfT1VUQ09NRV9TVUNDRUVERUQQARIXChNUQVNLX09VVENPTUVfRkFJTEVEEAISGgoWVEFTS19PVVRDT01FX1RJTUVEX09VVBADEhoKFlRBU0tfT1VUQ09NRV9DQU5DRUxMRUQQBBIVChFUQVNLX09VVENPTUVfTE9TVBAFYgZwcm90bzM");
 
 /**
  * Resources are what a worker offers or a task asks for.
@@ -105,6 +105,43 @@ export type TaskSpec = Message<"sched.v1.TaskSpec"> & {
    * @generated from field: uint32 timeout_ms = 10;
    */
   timeoutMs: number;
+
+  /**
+   * Dependencies (Slurm's afterok / afterany / afternotok), as full task ids (the manager
+   * resolves references and group ids to their members at submission; each must exist then,
+   * so no cycle can be built). The task is not placed until every one is satisfied:
+   * after_ok: it ended done with exit 0; after_any: it ended, any outcome; after_failed: it
+   * ended any other way than done with exit 0. One that can no longer be satisfied ends the
+   * task dead "dependency-failed", and so on down the chain.
+   *
+   * @generated from field: repeated string after_ok = 11;
+   */
+  afterOk: string[];
+
+  /**
+   * @generated from field: repeated string after_any = 12;
+   */
+  afterAny: string[];
+
+  /**
+   * @generated from field: repeated string after_failed = 13;
+   */
+  afterFailed: string[];
+
+  /**
+   * Not placed before this time (tasks run --at / --in); 0 = at once.
+   *
+   * @generated from field: int64 not_before_unix_ms = 14;
+   */
+  notBeforeUnixMs: bigint;
+
+  /**
+   * At most this many tasks of the task's group are offered or running at once (Slurm's %K);
+   * 0 = no limit. The same in every member of a group (tasks update changes them all).
+   *
+   * @generated from field: uint32 max_parallel = 15;
+   */
+  maxParallel: number;
 };
 
 /**
@@ -256,6 +293,25 @@ export type Task = Message<"sched.v1.Task"> & {
    * @generated from field: uint32 group_size = 23;
    */
   groupSize: number;
+
+  /**
+   * Held by tasks hold: never placed until released (pending_reason "held").
+   *
+   * @generated from field: bool held = 24;
+   */
+  held: boolean;
+
+  /**
+   * The schedule that created the task (schedules), and the time slot it was created for.
+   *
+   * @generated from field: string schedule = 25;
+   */
+  schedule: string;
+
+  /**
+   * @generated from field: int64 scheduled_for_unix_ms = 26;
+   */
+  scheduledForUnixMs: bigint;
 };
 
 /**
@@ -264,6 +320,130 @@ export type Task = Message<"sched.v1.Task"> & {
  */
 export const TaskSchema: GenMessage<Task> = /*@__PURE__*/
   messageDesc(file_sched_v1_types, 2);
+
+/**
+ * A schedule creates an ordinary task (in a group named after it) at each time its cron
+ * expression gives, in its time zone.
+ *
+ * @generated from message sched.v1.Schedule
+ */
+export type Schedule = Message<"sched.v1.Schedule"> & {
+  /**
+   * 1-63 of [a-z0-9-], starting with a letter; unique.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Five fields (minute hour day-of-month month day-of-week), or six with seconds first.
+   *
+   * @generated from field: string cron = 2;
+   */
+  cron: string;
+
+  /**
+   * An IANA time zone, e.g. "Europe/Berlin"; empty = UTC. Daylight-saving changes follow its rules.
+   *
+   * @generated from field: string time_zone = 3;
+   */
+  timeZone: string;
+
+  /**
+   * When a run is due while the previous one has not ended: "skip" (the default: record it
+   * skipped), "allow" (run both), "replace" (cancel the previous one, then run).
+   *
+   * @generated from field: string overlap = 4;
+   */
+  overlap: string;
+
+  /**
+   * A run missed (no manager was leading at its time) is made up at most once, if no more than
+   * this late; otherwise it is recorded missed. 0 = never made up.
+   *
+   * @generated from field: uint32 starting_deadline_ms = 5;
+   */
+  startingDeadlineMs: number;
+
+  /**
+   * How many of its latest runs' task ids to keep (and show); 0 = 10.
+   *
+   * @generated from field: uint32 history = 6;
+   */
+  history: number;
+
+  /**
+   * @generated from field: sched.v1.TaskSpec spec = 7;
+   */
+  spec?: TaskSpec | undefined;
+
+  /**
+   * @generated from field: bool paused = 8;
+   */
+  paused: boolean;
+
+  /**
+   * @generated from field: int64 created_unix_ms = 9;
+   */
+  createdUnixMs: bigint;
+
+  /**
+   * The latest time slot handled (run, skipped or missed), and the next one due.
+   *
+   * @generated from field: int64 last_slot_unix_ms = 10;
+   */
+  lastSlotUnixMs: bigint;
+
+  /**
+   * @generated from field: int64 next_slot_unix_ms = 11;
+   */
+  nextSlotUnixMs: bigint;
+
+  /**
+   * The latest runs, newest first (at most history).
+   *
+   * @generated from field: repeated sched.v1.ScheduleRun runs = 12;
+   */
+  runs: ScheduleRun[];
+};
+
+/**
+ * Describes the message sched.v1.Schedule.
+ * Use `create(ScheduleSchema)` to create a new message.
+ */
+export const ScheduleSchema: GenMessage<Schedule> = /*@__PURE__*/
+  messageDesc(file_sched_v1_types, 3);
+
+/**
+ * @generated from message sched.v1.ScheduleRun
+ */
+export type ScheduleRun = Message<"sched.v1.ScheduleRun"> & {
+  /**
+   * @generated from field: int64 slot_unix_ms = 1;
+   */
+  slotUnixMs: bigint;
+
+  /**
+   * The task created, or empty when the run was skipped or missed.
+   *
+   * @generated from field: string task_id = 2;
+   */
+  taskId: string;
+
+  /**
+   * "ran", "caught-up" (made up after a miss), "skipped" (overlap), "missed", "triggered" (by hand).
+   *
+   * @generated from field: string outcome = 3;
+   */
+  outcome: string;
+};
+
+/**
+ * Describes the message sched.v1.ScheduleRun.
+ * Use `create(ScheduleRunSchema)` to create a new message.
+ */
+export const ScheduleRunSchema: GenMessage<ScheduleRun> = /*@__PURE__*/
+  messageDesc(file_sched_v1_types, 4);
 
 /**
  * @generated from message sched.v1.HardwareInfo
@@ -310,7 +490,7 @@ export type HardwareInfo = Message<"sched.v1.HardwareInfo"> & {
  * Use `create(HardwareInfoSchema)` to create a new message.
  */
 export const HardwareInfoSchema: GenMessage<HardwareInfo> = /*@__PURE__*/
-  messageDesc(file_sched_v1_types, 3);
+  messageDesc(file_sched_v1_types, 5);
 
 /**
  * @generated from message sched.v1.Worker
@@ -428,7 +608,7 @@ export type Worker = Message<"sched.v1.Worker"> & {
  * Use `create(WorkerSchema)` to create a new message.
  */
 export const WorkerSchema: GenMessage<Worker> = /*@__PURE__*/
-  messageDesc(file_sched_v1_types, 4);
+  messageDesc(file_sched_v1_types, 6);
 
 /**
  * TaskState follows go-schedule: pending until a worker confirms, scheduled
