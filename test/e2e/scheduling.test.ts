@@ -3,7 +3,7 @@
 // when it starts and ends on which worker (SCHED_WORKER_ID), which is the
 // ground truth for "never over capacity" and "constraints respected".
 import { expect } from 'chai';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BIN, run, startDaemon, startManager, waitFor, writeYaml, type Daemon } from '../support/processes.js';
@@ -67,15 +67,26 @@ describe('e2e: resource-aware scheduling', function () {
       { cpu: 1, memMi: 512, labels: ['gpu=true'] },
       { cpu: 0.25, memMi: 64, labels: ['zone=a'] },
     ];
-    const submitted: Array<{ id: string; cpu: number; memMi: number; labels: string[] }> = [];
-    for (let i = 0; i < 50; i++) {
-      const k = kinds[i % kinds.length]!;
-      const script = `echo "$(date +%s%N) start $SCHED_WORKER_ID $SCHED_TASK_ID" >> ${log}; sleep 0.2; echo "$(date +%s%N) end $SCHED_WORKER_ID $SCHED_TASK_ID" >> ${log}`;
-      const args = ['tasks', 'run', '--cpu', String(k.cpu), '--mem', `${k.memMi}Mi`, ...k.labels.flatMap((l) => ['--label', l]), '--', 'sh', '-c', script];
-      const r = await ctl(...args);
-      expect(r.code, r.stderr).to.equal(0);
-      submitted.push({ id: r.stdout.trim(), ...k });
-    }
+    // One task file of 50 entries (as an operator would submit a batch): one schedctl, ids in entry order.
+    const script = `echo "$(date +%s%N) start $SCHED_WORKER_ID $SCHED_TASK_ID" >> ${log}; sleep 0.2; echo "$(date +%s%N) end $SCHED_WORKER_ID $SCHED_TASK_ID" >> ${log}`;
+    const entries = Array.from({ length: 50 }, (_, i) => kinds[i % kinds.length]!);
+    const file = join(dir, 'mixed.json');
+    writeFileSync(
+      file,
+      JSON.stringify(
+        entries.map((k) => ({
+          argv: ['sh', '-c', script],
+          cpu: k.cpu,
+          mem: `${k.memMi}Mi`,
+          labels: Object.fromEntries(k.labels.map((l) => l.split('='))),
+        })),
+      ),
+    );
+    const r = await ctl('tasks', 'run', '-f', file);
+    expect(r.code, r.stderr).to.equal(0);
+    const taskIds = r.stdout.trim().split('\n');
+    expect(taskIds).to.have.length(50);
+    const submitted = entries.map((k, i) => ({ id: taskIds[i]!, ...k }));
     const ours = new Set(submitted.map((t) => t.id));
     await waitFor('all 50 done', async () => {
       const out = JSON.parse((await ctl('tasks', 'ls', '--state', 'done', '--limit', '0', '-o', 'json')).stdout) as { tasks?: Array<{ id: string }> };
