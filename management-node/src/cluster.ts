@@ -13,6 +13,7 @@
 //   journal.ts         every write to the store, write-behind, the read barrier, watchers
 //   retention.ts       deleting old finished tasks and long-gone workers
 //   log-relay.ts       `tasks logs`, relayed from the workers' streams
+//   schedules/         cron schedules: their records, and the tasks they submit from the tick
 //
 // The read side (getTask, committed, watch, views, counts) only reads; state
 // changes come from schedctl (submit, cancel, drain), the workers' streams and
@@ -22,23 +23,27 @@ import type { Finished, Hello, LogChunk, Pong, TaskAttempt } from '../../proto/g
 import { FailedPreconditionError, NotFoundError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import { Attempts } from './attempts.js';
+import { resolveDependencies } from './dependencies.js';
 import { Dispatch } from './dispatch.js';
 import { EventLog, type EventLogOptions } from './events.js';
 import { createFairClock, type FairClock } from './fair-clock.js';
+import { checkNotBefore, Gates } from './gates.js';
 import { IdResolver } from './id-resolver.js';
-import { Intake } from './intake.js';
+import { Intake, type TaskOrigin } from './intake.js';
 import { Journal, type TaskListener } from './journal.js';
 import { LogRelay, type LogSubscriber } from './log-relay.js';
 import type { ClusterStats } from './metrics.js';
 import { OfferLedger } from './offer-ledger.js';
 import { Recovery } from './recovery.js';
 import { Retention } from './retention.js';
+import { Schedules } from './schedules/schedules.js';
 import type { GroupCommitter } from './store/group-commit.js';
 import { workerKey } from './store/records.js';
 import { createScheduler, type Resources, type Strategy } from './scheduler/scheduler.js';
 import { Submissions } from './submissions.js';
 import { isTerminal } from './task-lifecycle.js';
 import { DEFAULT_TASK_RESOURCES } from './task-rules.js';
+import { TaskEdits } from './task-edits.js';
 import { TaskTable } from './task-table.js';
 import { Drains } from './worker-drain.js';
 import { WorkerRegistry, type WorkerLink } from './worker-registry.js';
@@ -103,6 +108,12 @@ export class Cluster {
   private readonly logs: LogRelay;
   /** Every stored change, for WatchEvents, from when this manager began to lead. */
   readonly events: EventLog;
+  /** What keeps pending tasks from placement: held, --at, dependencies (gates.ts). */
+  readonly gates: Gates;
+  /** Operators' changes to pending tasks: hold, release, update (task-edits.ts). */
+  readonly edits: TaskEdits;
+  /** Cron schedules; they fire from tick(). */
+  readonly schedules: Schedules;
 
   constructor(
     committer: GroupCommitter,
@@ -115,7 +126,7 @@ export class Cluster {
     this.reconnectGraceMs = opts.reconnectGraceMs ?? DEFAULT_RECONNECT_GRACE_MS;
     const defaults = opts.defaultTaskResources ?? DEFAULT_TASK_RESOURCES;
     const sched = createScheduler({ defaultStrategy: opts.defaultStrategy ?? 'binpack' });
-    const journal = (this.journal = new Journal(committer, this.tasks, this.workers, (t) => this.intake.stored(t), log));
+    const journal = (this.journal = new Journal(committer, this.tasks, this.workers, (t) => this.stored(t), log));
     const registry = (this.registry = new WorkerRegistry(
       { ...opts, reconnectGraceMs: this.reconnectGraceMs },
       this.workers,
@@ -131,8 +142,28 @@ export class Cluster {
     const dispatch = (this.dispatch = new Dispatch(this.tasks, sched, offers, registry, recovery, journal, this.stats, defaults, clock, now, log, opts.mayAct));
     this.intake = new Intake(this.tasks, this.submissions, journal, dispatch, this.stats, defaults, now, log);
     this.attempts = new Attempts(this.tasks, offers, registry, dispatch, recovery, journal, this.stats, now, log);
-    this.retention = new Retention(this.tasks, this.submissions, registry, journal, opts, log);
+    this.gates = dispatch.gate = new Gates(this.tasks, journal, dispatch, (t, reason) => this.attempts.kill(t, reason), now, log);
+    this.edits = new TaskEdits(this.gates, offers, recovery);
+    this.intake.resolve = (spec) => {
+      checkNotBefore(spec, now());
+      resolveDependencies(spec, this.ids, this.tasks.values());
+    };
+    this.retention = new Retention(this.tasks, this.submissions, registry, journal, opts, log, (t) => this.gates.removed(t));
     this.drains = new Drains(this.workers, sched, journal, now, log);
+    this.schedules = new Schedules(
+      {
+        now,
+        submit: async (spec, key, origin) => (await this.submit(spec, 1, key, origin))[0]!,
+        task: (id) => this.tasks.get(id),
+        taskOfKey: (key) => {
+          const id = this.submissions.get(key)?.ids[0];
+          return id === undefined ? undefined : this.tasks.get(id);
+        },
+        cancel: async (id) => void (await this.cancel([id], 0)),
+        write: (key, value) => committer.write(key, value),
+      },
+      log,
+    );
     this.logs = new LogRelay({
       readLogs: (workerId, requestId, r) => {
         const session = registry.session(workerId);
@@ -157,9 +188,10 @@ export class Cluster {
     for (const t of tasks) {
       this.tasks.set(t.id, t);
       this.submissions.load(t);
+      this.gates.load(t);
       if (isTerminal(t)) continue;
       this.dispatch.sequence(t.id);
-      if (t.state === TaskState.PENDING) this.recovery.hold(t.id);
+      if (t.state === TaskState.PENDING) this.dispatch.hold(t);
       else if (t.state === TaskState.SCHEDULED) {
         this.registry.assign(t.workerId, t.id);
         this.dispatch.allocate(t);
@@ -177,8 +209,14 @@ export class Cluster {
   // ---- tasks (schedctl) -------------------------------------------------
 
   /** submit stores count copies of spec as pending tasks and answers once they are committed (intake.ts). */
-  submit(spec: TaskSpec, count = 1, key = ''): Promise<Task[]> {
-    return this.intake.submit(spec, count, key);
+  submit(spec: TaskSpec, count = 1, key = '', origin?: TaskOrigin): Promise<Task[]> {
+    return this.intake.submit(spec, count, key, origin);
+  }
+
+  /** stored: a task write landed (journal.ts): a new task is queued, an ended one lets its dependents go (gates.ts). */
+  private stored(task: Task): void {
+    this.intake.stored(task);
+    this.gates.stored(task);
   }
 
   getTask(id: string): Task {
@@ -208,6 +246,25 @@ export class Cluster {
     const tasks = ids.map((id) => this.getTask(id));
     await this.attempts.cancel(tasks, graceMs);
     return tasks;
+  }
+
+  /**
+   * setMaxParallel changes the max_parallel of a task's whole group (tasks update); resolves once
+   * every member is stored with it. Live members run on when it is lowered; a raised one lets
+   * waiting members go at once.
+   */
+  async setMaxParallel(id: string, maxParallel: number): Promise<Task> {
+    const task = this.getTask(id);
+    if (!task.groupId) throw new FailedPreconditionError(`task ${id} is not in a group (tasks run --count): max_parallel applies to groups`);
+    const members = [...this.tasks.values()].filter((t) => t.groupId === task.groupId);
+    for (const t of members) if (t.spec) t.spec.maxParallel = maxParallel;
+    try {
+      await Promise.all(members.map((t) => this.journal.writeTask(t)));
+    } finally {
+      // The records in memory carry it either way (a failed write is retried on the tick).
+      this.dispatch.setGroupLimit(task.groupId, maxParallel);
+    }
+    return task;
   }
 
   /**
@@ -331,6 +388,7 @@ export class Cluster {
     this.journal.retryTasks();
     this.retention.sweep(now);
     this.journal.retryWorkers();
+    this.schedules.tick();
     this.dispatch.placeQueued();
   }
 

@@ -7,15 +7,20 @@ import { clone } from '@bufbuild/protobuf';
 import { TaskSchema, TaskState, type Task } from '../../proto/gen/sched/v1/types_pb.js';
 import type { Logger } from '../../common/logger.js';
 import type { FairClock } from './fair-clock.js';
+import { OPEN_GATE, type PlacementGate } from './gates.js';
 import type { Journal } from './journal.js';
 import type { ClusterStats } from './metrics.js';
 import type { OfferLedger } from './offer-ledger.js';
 import type { Recovery } from './recovery.js';
 import { constraintList, holds, missingLabel } from './scheduler/feasibility.js';
-import type { Resources, Scheduler } from './scheduler/scheduler.js';
+import type { GroupRef, Resources, Scheduler } from './scheduler/scheduler.js';
 import { offered, takenBack } from './task-lifecycle.js';
 import { resourcesOf } from './task-rules.js';
 import type { WorkerRegistry } from './worker-registry.js';
+
+/** groupOf names a task's group and its max_parallel for the placement core; undefined outside a group. */
+export const groupOf = (task: Task): GroupRef | undefined =>
+  task.groupId ? { id: task.groupId, maxParallel: task.spec?.maxParallel ?? 0 } : undefined;
 
 export class Dispatch {
   /** Submission order of live tasks, kept across re-queues so a retried task keeps its place. */
@@ -24,7 +29,11 @@ export class Dispatch {
   /** Pending tasks with a schedule timeout, soonest first once sorted. */
   private readonly scheduleDeadlines: Array<{ taskId: string; at: number }> = [];
   private scheduleDeadlinesSorted = true;
+  /** When each admitted task could first be placed: its schedule timeout counts from then. */
+  private readonly placeableSince = new Map<string, number>();
   private placeScheduled = false;
+  /** What keeps a pending task from the queue before placement: held, --at, dependencies (gates.ts). */
+  gate: PlacementGate = OPEN_GATE;
 
   constructor(
     private readonly tasks: ReadonlyMap<string, Task>,
@@ -47,13 +56,20 @@ export class Dispatch {
     this.seqs.set(taskId, this.nextSeq++);
   }
 
-  /** admit queues a task for placement once its first write has landed. */
+  /**
+   * admit queues a task for placement once its first write has landed, and again when a gate
+   * that kept it opens (gates.ts). Its schedule timeout counts from the first time it could be placed.
+   */
   admit(task: Task): void {
     if (task.state !== TaskState.PENDING || this.tasks.get(task.id) !== task) return;
+    // Held since a restart: the end of that hold queues it (placeQueued), past the gates again.
+    if (this.gate.closed(task) || this.recovery.isHeld(task.id)) return;
     this.enqueue(task);
     const timeout = task.spec?.scheduleTimeoutMs ?? 0;
-    if (timeout > 0) {
-      this.scheduleDeadlines.push({ taskId: task.id, at: Number(task.createdUnixMs) + timeout });
+    if (timeout > 0 && !this.placeableSince.has(task.id)) {
+      const since = Math.max(Number(task.createdUnixMs), this.now());
+      this.placeableSince.set(task.id, since);
+      this.scheduleDeadlines.push({ taskId: task.id, at: since + timeout });
       this.scheduleDeadlinesSorted = false;
     }
     this.placeSoon();
@@ -68,13 +84,31 @@ export class Dispatch {
       priority: spec?.priority ?? 0,
       seq: this.seqs.get(task.id) ?? this.nextSeq++,
       strategy: spec?.strategy === 'spread' || spec?.strategy === 'binpack' ? spec.strategy : undefined,
+      group: groupOf(task),
     });
+  }
+
+  /**
+   * hold keeps a pending task recovered after a restart from placement until the workers have
+   * reported (recovery.ts). It may be running unseen, so it counts against its group's max_parallel.
+   */
+  hold(task: Task): void {
+    this.recovery.hold(task.id);
+    const group = groupOf(task);
+    if (group) this.sched.hold(task.id, group);
+  }
+
+  /** setGroupLimit applies a group's new max_parallel (tasks update) to placement. */
+  setGroupLimit(groupId: string, maxParallel: number): void {
+    this.sched.setGroupLimit(groupId, maxParallel);
+    this.placeSoon();
   }
 
   /** forget drops a task from placement: queue, exclusions, allocation, recovery hold. */
   forget(taskId: string): void {
     this.sched.remove(taskId);
     this.seqs.delete(taskId);
+    this.placeableSince.delete(taskId);
     this.recovery.release(taskId);
   }
 
@@ -86,7 +120,7 @@ export class Dispatch {
 
   /** allocate records what a task scheduled on its worker reserves there. */
   allocate(task: Task): void {
-    if (this.sched.allocation(task.id)?.workerId !== task.workerId) this.sched.allocate(task.id, task.workerId, resourcesOf(task, this.defaults));
+    if (this.sched.allocation(task.id)?.workerId !== task.workerId) this.sched.allocate(task.id, task.workerId, resourcesOf(task, this.defaults), groupOf(task));
   }
 
   /** release frees a task's allocation (exclusions stay for a retry). */
@@ -109,7 +143,10 @@ export class Dispatch {
     if (!this.mayAct()) return;
     for (const id of this.recovery.over(this.clock.value)) {
       const task = this.tasks.get(id);
-      if (task?.state === TaskState.PENDING && !this.offers.has(id)) this.enqueue(task);
+      if (task?.state !== TaskState.PENDING || this.offers.has(id)) continue;
+      // Kept by a gate (stored so): offered to nobody since, so live nowhere, and not counted as live.
+      if (this.gate.closed(task)) this.sched.release(id);
+      else this.enqueue(task);
     }
     if (this.registry.connected === 0 || this.sched.queued() === 0) return;
     for (const p of this.sched.schedule()) {
@@ -131,7 +168,7 @@ export class Dispatch {
     this.journal.writeLater(task);
     this.registry.send(workerId, {
       case: 'startTask',
-      value: { taskId: task.id, attempt: task.attempt, spec: task.spec },
+      value: { taskId: task.id, attempt: task.attempt, spec: task.spec, groupId: task.groupId, groupIndex: task.groupIndex, groupSize: task.groupSize },
     });
   }
 
@@ -148,7 +185,7 @@ export class Dispatch {
     this.log.info({ task: taskId, worker: workerId, attempt: task.attempt, why }, 'offer taken back; placing the task again');
     // Its schedule timeout passed while this offer was out: nothing else may place it now.
     const timeout = task.spec?.scheduleTimeoutMs ?? 0;
-    if (timeout > 0 && this.now() >= Number(task.createdUnixMs) + timeout) return 'schedule-timeout';
+    if (timeout > 0 && this.now() >= (this.placeableSince.get(taskId) ?? Number(task.createdUnixMs)) + timeout) return 'schedule-timeout';
     // Refused or ignored: do not offer it to this worker again.
     if (exclude) this.sched.exclude(taskId, workerId);
     takenBack(task, why);
@@ -181,7 +218,10 @@ export class Dispatch {
     const due: Task[] = [];
     while (this.scheduleDeadlines.length > 0 && this.scheduleDeadlines[0]!.at <= now) {
       const task = this.tasks.get(this.scheduleDeadlines.shift()!.taskId);
-      if (task && task.state === TaskState.PENDING && !this.offers.has(task.id)) due.push(task);
+      if (!task || task.state !== TaskState.PENDING || this.offers.has(task.id)) continue;
+      // Kept by a gate since (held): not waiting for a worker. Its timeout counts again once admitted.
+      if (this.gate.reason(task) !== undefined) this.placeableSince.delete(task.id);
+      else due.push(task);
     }
     return due;
   }
@@ -201,6 +241,8 @@ export class Dispatch {
   private pendingReason(task: Task): string {
     const offer = this.offers.get(task.id);
     if (offer) return `offered to worker ${offer.workerId}, waiting for its answer`;
+    const gated = this.gate.reason(task);
+    if (gated !== undefined) return gated;
     if (this.recovery.isHeld(task.id)) return 'manager restarted: waiting for workers to reconnect and report what they run';
     if (this.registry.connected === 0) return 'no worker connected';
     return this.sched.explain(task.id) ?? 'queued: placed as soon as the scheduler runs';

@@ -10,6 +10,7 @@ import { FailedPreconditionError, InvalidArgumentError, NotFoundError, StoreUnav
 import { newTaskId } from '../../common/ids.js';
 import type { Logger } from '../../common/logger.js';
 import type { Dispatch } from './dispatch.js';
+import { memberSpec } from './group-template.js';
 import type { Journal } from './journal.js';
 import type { ClusterStats } from './metrics.js';
 import type { Resources } from './scheduler/scheduler.js';
@@ -17,12 +18,17 @@ import { taskKey } from './store/records.js';
 import { checkIdempotencyKey, type Submission, type Submissions } from './submissions.js';
 import { requestOf, validateSpec } from './task-rules.js';
 
+/** Where a task came from, stored in it: the schedule and time slot that created it (schedules/). */
+export type TaskOrigin = Pick<Task, 'schedule' | 'scheduledForUnixMs'>;
+
 /** Tasks one RunTask may create (--count). */
 const MAX_COUNT = 10_000;
 
 export class Intake {
   /** Submitted tasks whose first write has not landed: no worker is offered them until it has. */
   private readonly unstored = new Set<string>();
+  /** Checks and completes a spec's gates before it is stored: --at, dependencies resolved to full ids (gates.ts). */
+  resolve: (spec: TaskSpec) => void = () => undefined;
 
   constructor(
     private readonly tasks: Map<string, Task>,
@@ -40,8 +46,9 @@ export class Intake {
    * once they are committed. With an idempotency key, a repeat of the request (also one racing
    * it) answers with the same tasks and creates none.
    */
-  async submit(spec: TaskSpec, count = 1, key = ''): Promise<Task[]> {
+  async submit(spec: TaskSpec, count = 1, key = '', origin?: TaskOrigin): Promise<Task[]> {
     validateSpec(spec);
+    this.resolve(spec);
     if (!Number.isInteger(count) || count < 1 || count > MAX_COUNT) {
       throw new InvalidArgumentError('count', `must be between 1 and ${MAX_COUNT}`);
     }
@@ -50,12 +57,12 @@ export class Intake {
       checkIdempotencyKey(key);
       // Checked and reserved in this same turn, before any await: two requests cannot both create.
       const existing = this.submissions.get(key);
-      if (existing) return this.resubmit(existing, spec, count);
+      if (existing) return this.resubmit(existing, spec, count, origin);
     }
     const groupId = count > 1 ? randomUUID() : '';
     const sub = key ? this.submissions.reserve(key, groupId, count) : undefined;
     const tasks: Task[] = [];
-    for (let i = 0; i < count; i++) tasks.push(this.createTask(spec, groupId, i, count, sub));
+    for (let i = 0; i < count; i++) tasks.push(this.createTask(spec, groupId, i, count, sub, origin));
     const stored = this.storeNew(tasks, sub !== undefined);
     if (sub) sub.stored = stored.catch(() => undefined);
     await stored;
@@ -68,19 +75,23 @@ export class Intake {
   }
 
   /** resubmit answers a repeated key with its tasks, creating those a crash kept from being stored. */
-  private async resubmit(sub: Submission, spec: TaskSpec, count: number): Promise<Task[]> {
+  private async resubmit(sub: Submission, spec: TaskSpec, count: number, origin?: TaskOrigin): Promise<Task[]> {
     if (count !== sub.size) {
       throw new FailedPreconditionError(`idempotency_key ${JSON.stringify(sub.key)} was used for ${sub.size} task(s), not ${count}`);
     }
     await sub.stored;
     const known = sub.ids.map((id) => (id === undefined ? undefined : this.tasks.get(id)));
     const first = known.find((t) => t !== undefined);
-    if (first?.spec && !equals(TaskSpecSchema, first.spec, spec)) {
+    // tasks update may have changed the group's max_parallel since; the members carry the latest.
+    if (first?.spec) spec.maxParallel = first.spec.maxParallel;
+    // --in is relative to each run of the command: a repeat names another time for the same tasks.
+    if (first?.spec) spec.notBeforeUnixMs = first.spec.notBeforeUnixMs;
+    if (first?.spec && !equals(TaskSpecSchema, first.spec, memberSpec(spec, first.groupIndex, count))) {
       throw new FailedPreconditionError(`idempotency_key ${JSON.stringify(sub.key)} was used for a different task spec`);
     }
     const missing: Task[] = [];
     known.forEach((t, i) => {
-      if (!t) missing.push(this.createTask(first?.spec ?? spec, sub.groupId, i, count, sub));
+      if (!t) missing.push(this.createTask(spec, sub.groupId, i, count, sub, origin));
     });
     if (missing.length > 0) {
       this.log.info({ key: sub.key, created: missing.length }, 'repeated submission: creating the tasks a crash kept from being stored');
@@ -97,16 +108,17 @@ export class Intake {
     });
   }
 
-  private createTask(spec: TaskSpec, groupId: string, index: number, size: number, sub: Submission | undefined): Task {
+  private createTask(spec: TaskSpec, groupId: string, index: number, size: number, sub: Submission | undefined, origin?: TaskOrigin): Task {
     const now = this.now();
     const task = create(TaskSchema, {
       id: newTaskId(now),
-      spec,
+      spec: memberSpec(spec, index, size),
       state: TaskState.PENDING,
       createdUnixMs: BigInt(now),
       groupId,
       ...(size > 1 ? { groupIndex: index, groupSize: size } : {}),
       ...(sub ? { idempotencyKey: sub.key } : {}),
+      ...origin,
     });
     if (sub) sub.ids[index] = task.id;
     this.tasks.set(task.id, task);

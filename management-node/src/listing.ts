@@ -25,6 +25,8 @@ export interface TaskFilter {
   workerId: string;
   groupId: string;
   outcome: TaskOutcome;
+  /** Only the runs of this schedule; empty means all. */
+  schedule?: string;
 }
 
 export interface PageRequest {
@@ -60,9 +62,10 @@ function parseToken(token: string, oldestFirst: boolean): { oldestFirst: boolean
 }
 
 function matcher(f: TaskFilter): ((t: Task) => boolean) | undefined {
-  const { state, workerId, groupId, outcome } = f;
-  if (state === TaskState.UNSPECIFIED && !workerId && !groupId && outcome === TaskOutcome.UNSPECIFIED) return undefined;
+  const { state, workerId, groupId, outcome, schedule } = f;
+  if (state === TaskState.UNSPECIFIED && !workerId && !groupId && outcome === TaskOutcome.UNSPECIFIED && !schedule) return undefined;
   return (t) =>
+    (!schedule || t.schedule === schedule) &&
     (state === TaskState.UNSPECIFIED || t.state === state) &&
     (!workerId || t.workerId === workerId) &&
     (!groupId || t.groupId === groupId) &&

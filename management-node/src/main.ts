@@ -21,9 +21,9 @@ import { workerHandlers, type WorkerHandlers } from './server/worker-service.js'
 import { createGroupCommitter, type GroupCommitter } from './store/group-commit.js';
 import { ensureSchema, openStore, retryStore } from './store/open-store.js';
 import { lockStoreDir } from './store/owner-lock.js';
-import { decodeTask, decodeWorker, TASKS, WORKERS } from './store/records.js';
+import { decodeSchedule, decodeTask, decodeWorker, SCHEDULES, TASKS, WORKERS } from './store/records.js';
 import { rangeAll } from './store/store.js';
-import type { Task, Worker } from '../../proto/gen/sched/v1/types_pb.js';
+import type { Schedule, Task, Worker } from '../../proto/gen/sched/v1/types_pb.js';
 
 const TICK_MS = 100;
 
@@ -196,16 +196,20 @@ async function main(): Promise<void> {
   );
   const tasks: Task[] = [];
   const workers: Worker[] = [];
+  const schedules: Schedule[] = [];
   await retryStore(store, log, abort.signal, async () => {
     tasks.length = 0;
     workers.length = 0;
+    schedules.length = 0;
     for await (const kv of rangeAll(store, TASKS)) tasks.push(decodeTask(kv.value));
     for await (const kv of rangeAll(store, WORKERS)) workers.push(decodeWorker(kv.value));
+    for await (const kv of rangeAll(store, SCHEDULES)) schedules.push(decodeSchedule(kv.value));
   }).catch(() => undefined);
   if (abort.signal.aborted) return await shutdown(undefined, committer);
   cluster.load(tasks, workers);
+  cluster.schedules.load(schedules);
   metrics.attach(cluster);
-  log.info({ store: store.description, tasks: tasks.length, workers: workers.length }, 'state loaded');
+  log.info({ store: store.description, tasks: tasks.length, workers: workers.length, schedules: schedules.length }, 'state loaded');
   leading = {
     management: managementHandlers(cluster, store.description, haStatus),
     worker: workerHandlers(cluster, log, { helloTimeoutMs: config.hello_timeout }),

@@ -32,6 +32,8 @@ export class Retention {
     private readonly journal: Journal,
     private readonly opts: RetentionOptions,
     private readonly log: Logger,
+    /** Told of each task deleted (its dependents can never run: gates.ts). */
+    private readonly removed: (task: Task) => void = () => undefined,
   ) {}
 
   /** sweep (on the tick) runs both sweeps every few seconds. */
@@ -57,6 +59,7 @@ export class Retention {
       this.tasks.delete(t.id);
       this.journal.unwatch(t.id);
       this.journal.delete(taskKey(t.id));
+      this.removed(t);
       excess--;
       deleted++;
     };

@@ -12,6 +12,7 @@ import { ConfigError, durationIn, memory } from '../../common/config.js';
 import { parseMillicpu } from '../../common/size.js';
 import type { RunOptions } from './commands/tasks-run.js';
 import { MAX_COUNT } from './flags.js';
+import { MAX_DELAY_MS, parseTime, splitIds } from './gate-flags.js';
 
 /** Most entries in one file (each is a RunTask; --count inside an entry makes more). */
 export const MAX_ENTRIES = 10_000;
@@ -35,6 +36,26 @@ const cpu = z.union([z.string(), z.number().positive()]).transform((value, ctx) 
 
 const timeLimit = () => durationIn(0, MAX_UINT32_MS);
 
+/** Run after these tasks or groups: one id, a comma list, or a list of them. */
+const ids = z.union([text, z.array(text)]).transform((value, ctx) => {
+  try {
+    return (Array.isArray(value) ? value : [value]).flatMap(splitIds);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    return z.NEVER;
+  }
+});
+
+/** at: an ISO 8601 time with its zone. */
+const at = z.string().transform((value, ctx) => {
+  try {
+    return parseTime(value);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    return z.NEVER;
+  }
+});
+
 const entrySchema = z
   .strictObject({
     argv: z.array(text).min(1, 'name the program and its arguments').optional(),
@@ -52,9 +73,16 @@ const entrySchema = z
     timeout: timeLimit().optional(),
     shell: z.boolean().optional(),
     count: z.number().int().min(1).max(MAX_COUNT).optional(),
+    max_parallel: z.number().int().min(0).max(2 ** 32 - 1).optional(),
+    after_ok: ids.optional(),
+    after_any: ids.optional(),
+    after_failed: ids.optional(),
+    at: at.optional(),
+    in: durationIn(0, MAX_DELAY_MS).optional(),
   })
   .superRefine((e, ctx) => {
     if ((e.argv === undefined) === (e.cmd === undefined)) ctx.addIssue({ code: 'custom', message: 'give argv (a list) or cmd (a program, with params), not both', path: ['argv'] });
+    if (e.at !== undefined && e.in !== undefined) ctx.addIssue({ code: 'custom', message: 'give at (a time) or in (a delay), not both', path: ['at'] });
     if (e.argv && e.params) ctx.addIssue({ code: 'custom', message: 'params go with cmd; with argv, put them in the list', path: ['params'] });
     if (e.cmd && !e.params && !e.shell && /\s/.test(e.cmd.trim())) {
       ctx.addIssue({ code: 'custom', message: 'is one program name; give its arguments in params, or set shell: true for a command line', path: ['cmd'] });
@@ -81,6 +109,12 @@ function toBatchEntry(e: Entry): BatchEntry {
   if (e.timeout !== undefined) out.timeout = e.timeout;
   if (e.shell !== undefined) out.shell = e.shell;
   if (e.count !== undefined) out.count = e.count;
+  if (e.max_parallel !== undefined) out.maxParallel = e.max_parallel;
+  if (e.after_ok) out.after = e.after_ok;
+  if (e.after_any) out.afterAny = e.after_any;
+  if (e.after_failed) out.afterFailed = e.after_failed;
+  if (e.at !== undefined) out.at = e.at;
+  if (e.in !== undefined) out.in = e.in;
   return out;
 }
 

@@ -271,6 +271,7 @@ describe('worker executor', function () {
         [RUN_ENV]: 'run-1',
         SCHED_TASK_ID: 'e1',
         SCHED_TASK_ATTEMPT: '3',
+        SCHED_ATTEMPT: '3',
       };
       for (const name of ['HOME', 'LANG', 'TZ', 'USER']) if (process.env[name] !== undefined) expected[name] = process.env[name]!;
       expect(env).to.deep.equal(expected);

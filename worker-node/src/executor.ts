@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { clearLongTimeout, setLongTimeout, type LongTimer } from '../../common/long-timer.js';
 import { privateDir } from './private-fs.js';
 import { findMarked, killGroup, killMarked } from './reaper.js';
-import { baseTaskEnv, taskEnv } from './task-env.js';
+import { baseTaskEnv, taskEnv, type TaskGroup } from './task-env.js';
 import { checkTaskId, type TaskRef } from './task-id.js';
 import { LogBudget, LogSink, TAIL_BYTES } from './task-log.js';
 
@@ -31,6 +31,8 @@ export interface ExecSpec {
   /** What the manager reserved for the task here; counted against the worker's capacity. */
   millicpu?: number;
   memoryBytes?: number;
+  /** The task's group and its place in it (SCHED_GROUP_ID, SCHED_TASK_INDEX, SCHED_TASK_COUNT); checked by checkGroup. */
+  group?: TaskGroup;
 }
 export interface StartedEvent extends TaskRef {
   pid: number;
@@ -180,7 +182,7 @@ export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: 
       const out = new LogSink(logs.stdout, budget);
       proc.sinks = [out, out];
       proc.sinks[1] = new LogSink(logs.stderr, budget);
-      const env = taskEnv(this.baseEnv, spec.env, { workerId: this.workerId, runId: this.runId, taskId, attempt });
+      const env = taskEnv(this.baseEnv, spec.env, { workerId: this.workerId, runId: this.runId, taskId, attempt, group: spec.group });
       child = spawn(spec.argv[0] ?? '', spec.argv.slice(1), {
         ...(spec.cwd ? { cwd: spec.cwd } : {}),
         env,

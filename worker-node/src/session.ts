@@ -27,6 +27,7 @@ import { LogReads } from './log-reads.js';
 import { ClientPool, ManagerList, redialDelay, type NextDial } from './manager-list.js';
 import { liveLoad, overCapacity, type LiveLoad, type NodeInfo } from './node-info.js';
 import { OrphanTimer } from './orphan-timer.js';
+import { checkGroup } from './task-env.js';
 import { toFinished, type Outbox } from './outbox.js';
 
 type WorkerMethods = typeof WorkerService extends GenService<infer T> ? T : never;
@@ -271,6 +272,9 @@ export class Session {
     if (invalid) return reject(invalid);
     const argv = st.spec?.argv ?? [];
     if (!argv[0]) return reject('spec.argv: empty command');
+    const group = { id: st.groupId, index: st.groupIndex, size: st.groupSize };
+    const badGroup = checkGroup(group);
+    if (badGroup) return reject(badGroup);
     // A repeated offer (the manager missed our answer) is answered again, never run twice.
     const done = this.o.outbox.get(task.taskId, task.attempt);
     if (done) {
@@ -301,6 +305,7 @@ export class Session {
       millicpu,
       memoryBytes,
       timeoutMs: st.spec?.timeoutMs ?? 0,
+      group,
     });
   }
 

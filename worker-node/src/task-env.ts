@@ -11,6 +11,11 @@ export const RUN_ENV = 'SCHED_WORKER_RUN';
 /** The attempt a task process belongs to, so a restarted worker can report the ones it had to kill. */
 export const TASK_ID_ENV = 'SCHED_TASK_ID';
 export const TASK_ATTEMPT_ENV = 'SCHED_TASK_ATTEMPT';
+/** For the task itself: its attempt (the same as SCHED_TASK_ATTEMPT, under the name the docs give), and its place in its group. */
+export const ATTEMPT_ENV = 'SCHED_ATTEMPT';
+export const GROUP_ID_ENV = 'SCHED_GROUP_ID';
+export const TASK_INDEX_ENV = 'SCHED_TASK_INDEX';
+export const TASK_COUNT_ENV = 'SCHED_TASK_COUNT';
 
 /** Passed on from the worker's environment to every task when set there. */
 export const BASE_ENV_NAMES: readonly string[] = ['PATH', 'HOME', 'LANG', 'TZ', 'USER'];
@@ -31,14 +36,44 @@ export function baseTaskEnv(from: NodeJS.ProcessEnv, inherit: readonly string[] 
   return env;
 }
 
+/** A task's group as StartTask names it (group_id, group_index, group_size): empty id and 0/0 outside a group. */
+export interface TaskGroup {
+  id: string;
+  index: number;
+  size: number;
+}
+
+const GROUP_ID = /^[A-Za-z0-9_-][A-Za-z0-9._:-]{0,127}$/;
+
+/**
+ * checkGroup returns why a StartTask's group cannot be used, or undefined when it is fine. A group
+ * without a size (a schedule's) gets SCHED_GROUP_ID alone; a size needs an id and an index below it.
+ */
+export function checkGroup(g: TaskGroup): string | undefined {
+  if (g.id !== '' && !GROUP_ID.test(g.id)) return 'group_id: must be 1-128 of [A-Za-z0-9._:-], not starting with "." or ":"';
+  if (g.size === 0 && g.index !== 0) return 'group_index: set without group_size';
+  if (g.size > 0 && g.id === '') return 'group_size: set without group_id';
+  if (g.size > 0 && g.index >= g.size) return `group_index: ${g.index} is not below group_size ${g.size}`;
+  return undefined;
+}
+
 export interface Markers extends TaskRef {
   workerId: string;
   runId: string;
+  group?: TaskGroup | undefined;
 }
 
-/** One task's environment: the base, its own variables, then the markers. */
+/** One task's environment: the base, its own variables, then the markers and what the task is told of itself. */
 export function taskEnv(base: Record<string, string>, own: Record<string, string> | undefined, m: Markers): Record<string, string> {
-  return { ...base, ...own, [WORKER_ENV]: m.workerId, [RUN_ENV]: m.runId, [TASK_ID_ENV]: m.taskId, [TASK_ATTEMPT_ENV]: String(m.attempt) };
+  const attempt = String(m.attempt);
+  const env: Record<string, string> = { ...base, ...own, [WORKER_ENV]: m.workerId, [RUN_ENV]: m.runId, [TASK_ID_ENV]: m.taskId, [TASK_ATTEMPT_ENV]: attempt, [ATTEMPT_ENV]: attempt };
+  const g = m.group;
+  if (g !== undefined && g.id !== '') env[GROUP_ID_ENV] = g.id;
+  if (g !== undefined && g.size > 0) {
+    env[TASK_INDEX_ENV] = String(g.index);
+    env[TASK_COUNT_ENV] = String(g.size);
+  }
+  return env;
 }
 
 /** The markers found in a process's environment ("K=V" entries); task only when it names a valid attempt. */

@@ -14,10 +14,14 @@
 // `backfillDepth` blocked classes. The first `headReserve` blocked tasks each
 // reserve a worker that could hold them; later tasks may not use a reserved
 // worker, so backfill cannot starve the head.
+//
+// Group limits (groups.ts): a group at its max_parallel takes its classes out
+// of the queue until one of its live members is released.
 import { SchedulerInputError } from './errors.js';
 import { formatPlacementFailure, sortRejections } from './explain.js';
 import { constraintList, firstRejection, holds, missingLabel } from './feasibility.js';
 import { seededRandom } from './fit-index.js';
+import { GroupLimits, type Group, type GroupRef } from './groups.js';
 import { eligible, poolSig, sameLabels, WorkerPools, type Pool, type WorkerRec } from './pools.js';
 import { IndexedHeap, precedes, type HeapItem } from './order.js';
 import { scoreWorker } from './rank.js';
@@ -44,7 +48,11 @@ interface TaskClass extends HeapItem {
   readonly tasks: IndexedHeap<QueuedTask>;
   /** At most one task of a class holds a reservation. */
   reservedTask: QueuedTask | undefined;
+  /** The group whose limit holds the class back: a limited group's own class, or a member's personal one. */
+  readonly group: TaskGroup | undefined;
 }
+
+type TaskGroup = Group<TaskClass, QueuedTask>;
 
 export interface QueuedTask extends HeapItem {
   readonly id: string;
@@ -55,6 +63,7 @@ export interface QueuedTask extends HeapItem {
   readonly constraints: ReadonlyArray<readonly [string, string]>;
   cls: TaskClass;
   reserved: WorkerRec | undefined;
+  readonly group: TaskGroup | undefined;
 }
 
 interface Allocation {
@@ -105,6 +114,28 @@ export function createScheduler(opts: SchedulerOptions = {}): Scheduler {
   const queuedTasks = new Map<string, QueuedTask>();
   const exclusions = new Map<string, Set<string>>();
   const allocations = new Map<string, Allocation>();
+  /** A class waits out of the queue while its group is at its limit. */
+  const parked = (cls: TaskClass): boolean => cls.group !== undefined && groups.full(cls.group);
+  const groups: GroupLimits<TaskClass, QueuedTask> = new GroupLimits({
+    closed(g) {
+      for (const cls of g.classes) {
+        if (cls.reservedTask !== undefined) unreserve(cls.reservedTask);
+        queue.remove(cls);
+      }
+    },
+    opened(g) {
+      for (const cls of g.classes) if (cls.heapIndex < 0 && cls.tasks.size > 0) queue.push(cls);
+    },
+    relimited(g) {
+      // A limited group's members share a class of their own; an unlimited one's share with all.
+      for (const t of [...g.queued]) {
+        if (t.cls.key === `#${t.id}`) continue;
+        detach(t);
+        t.cls = classFor(t.id, t.cls.pool, t.req, g);
+        attach(t);
+      }
+    },
+  });
 
   // ---- reservations ----
 
@@ -191,13 +222,18 @@ export function createScheduler(opts: SchedulerOptions = {}): Scheduler {
 
   // ---- queue ----
 
-  function classFor(id: string, pool: Pool, req: Resources): TaskClass {
-    const key = exclusions.has(id) ? `#${id}` : `${pool.sig}\u0002${req.millicpu}\u0002${req.memoryBytes}`;
+  function classFor(id: string, pool: Pool, req: Resources, group: TaskGroup | undefined): TaskClass {
+    const shape = `${pool.sig}\u0002${req.millicpu}\u0002${req.memoryBytes}`;
+    const personal = exclusions.has(id);
+    const limited = group !== undefined && group.limit > 0;
+    const key = personal ? `#${id}` : limited ? `${group.id}\u0003${shape}` : shape;
     let cls = classes.get(key);
     if (cls === undefined) {
-      cls = { key, pool, tasks: new IndexedHeap<QueuedTask>(precedes), heapIndex: -1, reservedTask: undefined };
+      const owner = personal || limited ? group : undefined;
+      cls = { key, pool, tasks: new IndexedHeap<QueuedTask>(precedes), heapIndex: -1, reservedTask: undefined, group: owner };
       classes.set(key, cls);
       pool.classes++;
+      owner?.classes.add(cls);
     }
     return cls;
   }
@@ -206,8 +242,8 @@ export function createScheduler(opts: SchedulerOptions = {}): Scheduler {
   function attach(t: QueuedTask): void {
     const cls = t.cls;
     cls.tasks.push(t);
-    if (cls.heapIndex < 0) queue.push(cls);
-    else queue.update(cls);
+    if (cls.heapIndex >= 0) queue.update(cls);
+    else if (!parked(cls)) queue.push(cls);
   }
 
   function detach(t: QueuedTask): void {
@@ -218,6 +254,7 @@ export function createScheduler(opts: SchedulerOptions = {}): Scheduler {
       queue.remove(cls);
       classes.delete(cls.key);
       cls.pool.classes--;
+      cls.group?.classes.delete(cls);
     } else {
       queue.update(cls);
     }
@@ -226,6 +263,8 @@ export function createScheduler(opts: SchedulerOptions = {}): Scheduler {
   function dequeue(t: QueuedTask): void {
     detach(t);
     queuedTasks.delete(t.id);
+    t.group?.queued.delete(t);
+    groups.tidy(t.group);
   }
 
   // ---- placement ----
@@ -262,6 +301,8 @@ export function createScheduler(opts: SchedulerOptions = {}): Scheduler {
     if (w.capacity.millicpu - w.used.millicpu < millicpu || w.capacity.memoryBytes - w.used.memoryBytes < memoryBytes) {
       throw new Error(`scheduler invariant broken: ${t.id} does not fit on ${w.id}`);
     }
+    // Counted first: the group must not be forgotten as its last queued member leaves the queue.
+    if (t.group !== undefined) groups.count(t.id, t.group);
     dequeue(t);
     w.used.millicpu += millicpu;
     w.used.memoryBytes += memoryBytes;
@@ -295,7 +336,8 @@ export function createScheduler(opts: SchedulerOptions = {}): Scheduler {
         if (blocked.length >= backfillDepth) break;
       }
     } finally {
-      for (const cls of blocked) queue.push(cls);
+      // A class whose group reached its limit in this pass stays out.
+      for (const cls of blocked) if (!parked(cls)) queue.push(cls);
     }
     return out;
   }
@@ -324,12 +366,14 @@ export function createScheduler(opts: SchedulerOptions = {}): Scheduler {
       unplaceable: unplaceableFor(t),
     };
     if (t.reserved !== undefined) failure.reservedWorkerId = t.reserved.id;
+    if (t.group !== undefined && groups.full(t.group)) failure.groupLimit = { live: t.group.live.size, limit: t.group.limit };
     return failure;
   }
 
   // ---- the API ----
 
   const release = (taskId: string): void => {
+    groups.uncount(taskId);
     const a = allocations.get(taskId);
     if (a === undefined) return;
     allocations.delete(taskId);
@@ -383,7 +427,11 @@ export function createScheduler(opts: SchedulerOptions = {}): Scheduler {
       reg.leave(w);
       if (w.reservedBy !== undefined) unreserve(w.reservedBy);
       reg.indexLabels(w, false);
-      for (const [taskId, a] of allocations) if (a.worker === w) allocations.delete(taskId);
+      for (const [taskId, a] of allocations) {
+        if (a.worker !== w) continue;
+        allocations.delete(taskId);
+        groups.uncount(taskId);
+      }
       workers.delete(id);
     },
 
@@ -408,6 +456,9 @@ export function createScheduler(opts: SchedulerOptions = {}): Scheduler {
       if (held !== undefined) throw new SchedulerInputError(`task ${id} is allocated on worker ${held.worker.id}: release it before queueing it again`);
       const old = queuedTasks.get(id);
       if (old !== undefined) dequeue(old);
+      // Queued again, it is not live: a hold after a restart is over (see hold).
+      groups.uncount(id);
+      const group = groups.of(req.group);
       const constraints = constraintList(req.constraints ?? {});
       const pool = constraints.length === 0 ? reg.basePool : reg.getPool(poolSig(constraints), constraints);
       const t: QueuedTask = {
@@ -417,11 +468,13 @@ export function createScheduler(opts: SchedulerOptions = {}): Scheduler {
         strategy,
         req: resources,
         constraints,
-        cls: classFor(id, pool, resources),
+        cls: classFor(id, pool, resources, group),
         reserved: undefined,
         heapIndex: -1,
+        group,
       };
       queuedTasks.set(id, t);
+      group?.queued.add(t);
       attach(t);
     },
 
@@ -446,12 +499,12 @@ export function createScheduler(opts: SchedulerOptions = {}): Scheduler {
       // Exclusions make feasibility personal: the task leaves its shared class.
       if (t.cls.key !== `#${taskId}`) {
         detach(t);
-        t.cls = classFor(taskId, t.cls.pool, t.req);
+        t.cls = classFor(taskId, t.cls.pool, t.req, t.group);
         attach(t);
       }
     },
 
-    allocate(taskId: string, workerId: string, r: Resources): void {
+    allocate(taskId: string, workerId: string, r: Resources, group?: GroupRef): void {
       checkId('task', taskId);
       checkId('worker', workerId);
       const resources = checkResources(`task ${taskId} allocation`, r);
@@ -464,6 +517,23 @@ export function createScheduler(opts: SchedulerOptions = {}): Scheduler {
       w.used.memoryBytes += resources.memoryBytes;
       allocations.set(taskId, { worker: w, resources });
       reg.refreshFree(w);
+      const g = groups.of(group);
+      if (g !== undefined) groups.count(taskId, g);
+    },
+
+    hold(taskId: string, group: GroupRef): void {
+      checkId('task', taskId);
+      const g = groups.of(group);
+      if (g !== undefined && !queuedTasks.has(taskId) && !allocations.has(taskId)) groups.count(taskId, g);
+    },
+
+    setGroupLimit(groupId: string, maxParallel: number): void {
+      const g = groups.get(groupId);
+      if (g !== undefined) groups.of({ id: groupId, maxParallel });
+    },
+
+    groupLive(groupId: string): number {
+      return groups.get(groupId)?.live.size ?? 0;
     },
 
     release,
@@ -472,6 +542,7 @@ export function createScheduler(opts: SchedulerOptions = {}): Scheduler {
 
     explain(taskId: string): string | undefined {
       const f = explainDetail(taskId);
+      if (f?.groupLimit !== undefined) return `group at its limit: ${f.groupLimit.live} of ${f.groupLimit.limit} running`;
       return f === undefined || f.fit > 0 ? undefined : formatPlacementFailure(f);
     },
 

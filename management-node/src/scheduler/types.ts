@@ -1,5 +1,8 @@
 // The scheduling core's vocabulary. Plain data in, plain data out: the
 // manager translates protobuf messages into these at its edge.
+import type { GroupRef } from './groups.js';
+
+export type { GroupRef } from './groups.js';
 
 export type Strategy = 'binpack' | 'spread';
 
@@ -31,6 +34,8 @@ export interface TaskRequest {
   seq: number;
   /** Defaults to the scheduler's defaultStrategy. */
   strategy?: Strategy | undefined;
+  /** The task's group and its max_parallel: at most that many members are live at once (groups.ts). */
+  group?: GroupRef | undefined;
 }
 
 export interface Placement {
@@ -73,6 +78,8 @@ export interface PlacementFailure {
   unplaceable: Unplaceable;
   /** The worker held back for this task (head-of-queue reservation), if any. */
   reservedWorkerId?: string;
+  /** Set when the task's group is at its max_parallel: its live members and the limit. */
+  groupLimit?: { live: number; limit: number };
 }
 
 export interface SchedulerOptions {
@@ -122,10 +129,19 @@ export interface Scheduler {
   exclude(taskId: string, workerId: string): void;
   /** The workers a task may no longer be offered to. */
   excludedFrom(taskId: string): ReadonlySet<string>;
-  /** Records a task already running on a worker (recovery, reconnect); dequeues it if queued. */
-  allocate(taskId: string, workerId: string, r: Resources): void;
-  /** Frees the task's allocation (finished, lost, refused); exclusions stay for a retry. */
+  /** Records a task already running on a worker (recovery, reconnect); dequeues it if queued. It counts in its group until released. */
+  allocate(taskId: string, workerId: string, r: Resources, group?: GroupRef): void;
+  /** Frees the task's allocation (finished, lost, refused); exclusions stay for a retry. The task no longer counts in its group. */
   release(taskId: string): void;
+  /**
+   * Counts a task that is neither queued nor allocated as a live member of its group: one held
+   * after a restart, which may be running unseen. Until it is enqueued, allocated, released or removed.
+   */
+  hold(taskId: string, group: GroupRef): void;
+  /** Sets the max_parallel of a known group (tasks update); 0 = no limit. A group not known yet takes it from its members' requests. */
+  setGroupLimit(groupId: string, maxParallel: number): void;
+  /** Live members of a group (placed, allocated or held). */
+  groupLive(groupId: string): number;
 
   /**
    * Places what fits now, in queue order with backfill, at most `limit` tasks.

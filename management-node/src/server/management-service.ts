@@ -24,6 +24,8 @@ import { isTerminal } from '../task-lifecycle.js';
 import { streamEnd } from './stream-end.js';
 import { listPage, MAX_PAGE } from '../listing.js';
 import { watchEvents } from './events-service.js';
+import { updateHandlers } from './update-service.js';
+import { scheduleHandlers } from './schedules-service.js';
 
 const MAX_WATCHED = 1000;
 /** Ids one CancelTask may name (a whole `tasks run --count` group). */
@@ -87,6 +89,7 @@ export function managementHandlers(cluster: Cluster, storeDescription: string, h
         outcome: req.outcome,
         workerId: req.workerId ? cluster.ids.workerFilter(req.workerId) : '',
         groupId: req.groupId ? cluster.ids.group(req.groupId) : '',
+        schedule: req.schedule,
       };
       const page = listPage(cluster.tasks, filter, req);
       // What the store holds: a task whose write is in flight is answered once it lands.
@@ -160,15 +163,8 @@ export function managementHandlers(cluster: Cluster, storeDescription: string, h
     ),
     removeWorker: unary(async (req) => create(RemoveWorkerResponseSchema, { worker: await cluster.removeWorker(cluster.ids.worker(req.id).id) })),
     watchEvents: watchEvents(cluster.events, (ref) => cluster.ids.group(ref)),
-    // Workflows (being built): refused until then.
-    updateTask: unimplemented('UpdateTask'),
-    holdTask: unimplemented('HoldTask'),
-    createSchedule: unimplemented('CreateSchedule'),
-    getSchedule: unimplemented('GetSchedule'),
-    listSchedules: unimplemented('ListSchedules'),
-    deleteSchedule: unimplemented('DeleteSchedule'),
-    pauseSchedule: unimplemented('PauseSchedule'),
-    triggerSchedule: unimplemented('TriggerSchedule'),
+    ...updateHandlers(cluster, unary),
+    ...scheduleHandlers(cluster, unary),
     listWorkers: unary((req) => {
       const limit = req.limit === 0 ? MAX_PAGE : Math.min(req.limit, MAX_PAGE);
       const ids = [...cluster.workers.keys()].filter((id) => id > req.pageToken).sort();
@@ -191,10 +187,4 @@ export function managementHandlers(cluster: Cluster, storeDescription: string, h
       });
     }),
   };
-}
-
-function unimplemented(name: string) {
-  return unary((): never => {
-    throw new Error(`${name}: not implemented yet`);
-  });
 }

@@ -1,9 +1,10 @@
-// Key schema and value codec: tasks/<id>, workers/<id>, meta/schema; values are protobuf binary.
+// Key schema and value codec: tasks/<id>, workers/<id>, schedules/<name>, meta/schema; values are protobuf binary.
 import { fromBinary, toBinary } from '@bufbuild/protobuf';
-import { TaskSchema, WorkerSchema, type Task, type Worker } from '../../../proto/gen/sched/v1/types_pb.js';
+import { ScheduleSchema, TaskSchema, WorkerSchema, type Schedule, type Task, type Worker } from '../../../proto/gen/sched/v1/types_pb.js';
 
 export const TASKS = 'tasks/';
 export const WORKERS = 'workers/';
+export const SCHEDULES = 'schedules/';
 export const SCHEMA_KEY = 'meta/schema';
 export const SCHEMA_VERSION = 1;
 
@@ -13,3 +14,6 @@ export const encodeTask = (t: Task): Uint8Array => toBinary(TaskSchema, t);
 export const decodeTask = (b: Uint8Array): Task => fromBinary(TaskSchema, b);
 export const encodeWorker = (w: Worker): Uint8Array => toBinary(WorkerSchema, w);
 export const decodeWorker = (b: Uint8Array): Worker => fromBinary(WorkerSchema, b);
+export const scheduleKey = (name: string): string => SCHEDULES + name;
+export const encodeSchedule = (s: Schedule): Uint8Array => toBinary(ScheduleSchema, s);
+export const decodeSchedule = (b: Uint8Array): Schedule => fromBinary(ScheduleSchema, b);

@@ -17,9 +17,14 @@ import {
   parseRetries,
   parseTail,
   parseTimeLimit,
+  wholeNumber,
 } from '../flags.js';
+import { collectIds, parseAtFlag, parseInFlag } from '../gate-flags.js';
 import type { Ctx } from './context.js';
 import { lazy, lean, once } from './lazy.js';
+
+/** --max-parallel: how many of a group may run at once; 0 = no limit. */
+export const parseMaxParallel = (value: string): number => wholeNumber(value, 0, 2 ** 32 - 1, 'a whole number, 0 for no limit', false);
 
 /** States tasks cancel --all may pick (running is scheduled: a worker accepted it). */
 const CANCEL_STATES = ['pending', 'scheduled', 'running'] as const;
@@ -31,6 +36,61 @@ export function registerTasks(tasks: Command, ctx: Ctx): void {
   registerTasksCancel(tasks, ctx);
   registerTasksLogs(tasks, ctx);
   registerTasksWait(tasks, ctx);
+  registerTasksHold(tasks, ctx);
+  registerTasksUpdate(tasks, ctx);
+}
+
+function registerTasksHold(tasks: Command, ctx: Ctx): void {
+  for (const [name, what] of [
+    ['hold', 'keeps pending tasks from being placed until released (they stay pending, "held")'],
+    ['release', 'lets held tasks be placed again'],
+  ] as const) {
+    tasks
+      .command(name)
+      .description(what)
+      .argument('<id...>', 'task ids (full, a unique prefix, or the short id)')
+      .addHelpText(
+        'after',
+        `
+Only pending tasks can be held; holding a held task (or releasing one that is not) changes
+nothing. A task just offered to a worker is refused until the worker answers: try again.
+Exit status: 0 when every id was ${name === 'hold' ? 'held' : 'released'}; 1 if any was not (each is named on stderr).
+
+Examples:
+  schedctl tasks ${name} 0190b6b2-... 1a2b3c4d`,
+      )
+      .action(lazy(ctx, async () => (await import('./tasks-hold.js'))[name === 'hold' ? 'tasksHold' : 'tasksRelease']));
+  }
+}
+
+function registerTasksUpdate(tasks: Command, ctx: Ctx): void {
+  tasks
+    .command('update')
+    .description("changes a pending task's priority, resources or label constraints")
+    .argument('<id>', 'task id')
+    .option('--priority <n>', 'higher runs first', parsePriority)
+    .option('--cpu <cores>', 'CPU to reserve: cores (0.5, 2) or millicpu (500m)', parseCpu)
+    .option('--mem <size>', 'memory to reserve: 256Mi, 2G', parseMem)
+    .option('-l, --label <KEY=VALUE>', 'worker label the task requires (repeatable): replaces every constraint', parseKeyValue)
+    .option('--no-labels', 'drop every label constraint')
+    .option('--max-parallel <k>', "the task's whole group: at most K of it offered or running at once (0 = no limit)", parseMaxParallel)
+    .addHelpText(
+      'after',
+      `
+Only while the task is pending (not yet accepted by a worker); a running or ended task is
+refused. The task takes its new place in the queue at once. Prints the task as changed.
+--max-parallel changes the task's whole group (tasks run --count), whatever the member's
+state: a raised limit starts waiting members at once; a lowered one lets running members
+finish and starts no more until fewer than K run.
+
+Examples:
+  schedctl tasks update 1a2b3c4d --priority 10
+  schedctl tasks update 1a2b3c4d --cpu 2 --mem 4Gi
+  schedctl tasks update 1a2b3c4d -l gpu=true -l zone=b
+  schedctl tasks update 1a2b3c4d --no-labels
+  schedctl tasks update 1a2b3c4d --max-parallel 8`,
+    )
+    .action(lazy(ctx, async () => (await import('./tasks-update.js')).tasksUpdate));
 }
 
 /** The exit codes of every wait (tasks wait, tasks run --wait), for the help texts. */
@@ -128,6 +188,7 @@ function registerTasksLs(tasks: Command, ctx: Ctx): void {
     .addOption(new Option('--outcome <outcome>', 'only ended tasks that ended so').choices(OUTCOME_NAMES))
     .option('--worker <id>', 'only tasks placed on this worker (id, prefix or name)')
     .option('--group <id>', 'only tasks of this group (submitted together by tasks run --count)')
+    .option('--schedule <name>', 'only the runs of this schedule (see: schedctl schedules ls)')
     .option('--limit <n>', 'at most this many tasks; 0 lists all', parseLimit, 100)
     .option('--all', 'every task that matches (as --limit 0)')
     .option('--oldest-first', 'in submission order, oldest first')
@@ -176,7 +237,13 @@ function registerTasksRun(tasks: Command, ctx: Ctx): void {
     .option('--schedule-timeout <duration>', 'end dead if not placed within this time, e.g. 30s', parseTimeLimit)
     .option('--timeout <duration>', 'kill the task (its whole process group) if it runs longer, e.g. 10m', parseTimeLimit)
     .option('--shell', "run the words after -- as one /bin/sh -c command line (default: exec argv, no shell)")
-    .option('--count <n>', 'run N copies as one group; prints every id', parseCount, 1)
+    .option('--count <n>', 'run N copies as one group; prints every id; {index} in the command is each copy\'s index', parseCount, 1)
+    .option('--max-parallel <k>', "with --count: at most K of the group are offered or running at once (Slurm's %K; 0 = no limit)", parseMaxParallel)
+    .option('--after <ids>', 'run only after these tasks (or groups) succeeded (exit 0); repeatable or comma-separated', collectIds)
+    .option('--after-any <ids>', 'run only after these tasks (or groups) ended, however they ended', collectIds)
+    .option('--after-failed <ids>', 'run only after these tasks (or groups) failed (ended any other way than exit 0)', collectIds)
+    .addOption(new Option('--at <time>', 'not before this time: ISO 8601 with its zone, e.g. 2026-12-01T03:00Z').argParser(parseAtFlag).conflicts('in'))
+    .addOption(new Option('--in <duration>', 'not before this long from now, e.g. 10m, 2h').argParser(parseInFlag).conflicts('at'))
     .option('--wait', "wait until the tasks are done or dead and exit with their exit code (as tasks wait)")
     .option('--idempotency-key <key>', "1-128 of A-Za-z0-9._:-; a rerun with the same key returns the first run's tasks (default: a fresh UUID)", parseIdempotencyKey)
     .addHelpText(
@@ -189,13 +256,28 @@ Output: the task id; with --count N > 1, every task id, one per line. -o json an
 -o yaml print the task, or with --count the whole response with its group_id
 (list the group with: schedctl tasks ls --group ID).
 
+Groups (--count N): each task's command has {index} replaced by its index, 0 to N-1
+({{index}} stays a literal {index}; without --count the command is kept as typed).
+Every task gets SCHED_TASK_ID and SCHED_ATTEMPT in its environment; a group's tasks
+also SCHED_GROUP_ID, SCHED_TASK_INDEX (0 to N-1) and SCHED_TASK_COUNT (N).
+--max-parallel K runs at most K of them at once; the others wait, pending
+"group at its limit" (tasks update ID --max-parallel K changes it for the whole group).
+
+Workflows: --after, --after-any and --after-failed take task ids, short ids or group ids
+(a group means every task of it). The task stays pending ("waiting for 1a2b3c4d: running")
+until they have ended; if one ends so that the task can never run (a failed --after, a
+successful --after-failed), it ends dead "dependency-failed", and so do its own dependents.
+--at/--in keep it pending ("starts at ...") until then. tasks hold/release and tasks update
+act on a task while it is pending.
+
 Without --wait, exit status 0 once the tasks are accepted. With --wait:
 ${WAIT_EXIT_CODES}
 
 Task files (-f FILE; tasks schedule -f FILE is go-schedule's spelling): a list of tasks,
 or tasks: [...], each with argv (a list) or cmd (a program, with params), and any of
 env, cwd, cpu, mem, labels, priority, retries, strategy (spread|binpack),
-schedule_timeout, timeout, shell, count. Flags on the command line are every entry's
+schedule_timeout, timeout, shell, count, max_parallel, after_ok, after_any, after_failed,
+at, in. Flags on the command line are every entry's
 defaults. All entries are checked before any is submitted; errors name the entry and
 field. Each entry has its own idempotency key (the run's key and its index), so a
 rerun with --idempotency-key KEY submits only what is missing. See examples/tasks.yaml.
@@ -216,9 +298,14 @@ Examples:
   schedctl tasks run --wait -- sh -c 'exit 3'; echo $?   # 3
   schedctl tasks run --cpu 0.5 --mem 256Mi --label gpu=true --priority 10 -- ./train
   schedctl tasks run --count 20 --spread --schedule-timeout 30s --wait -- ./shard.sh
+  schedctl tasks run --count 100 --max-parallel 4 -- ./render.sh --frame '{index}'
   schedctl tasks run --shell --timeout 1h -- 'make -j4 && ./deploy.sh > deploy.log'
   schedctl tasks run --idempotency-key nightly-2024-06-01 -- ./backup.sh   # safe to re-run
-  schedctl tasks run -f tasks.yaml --wait`,
+  schedctl tasks run -f tasks.yaml --wait
+  b=$(schedctl tasks run --after "$a" -- ./step2.sh)    # once $a succeeded
+  schedctl tasks run --after-failed "$a,$b" -- ./alert.sh
+  schedctl tasks run --at 2026-12-01T03:00Z -- ./backup.sh
+  schedctl tasks run --in 10m -- ./retry-upload.sh`,
     )
     .action(lazy(ctx, async () => (await import('./tasks-run.js')).tasksRun));
 }

@@ -10,6 +10,7 @@
 import type { Command } from 'commander';
 import type { Ctx } from './context.js';
 import { registerOther } from './register-other.js';
+import { registerSchedules } from './register-schedules.js';
 import { registerTasks } from './register-tasks.js';
 import { registerWorkers } from './register-workers.js';
 
@@ -18,5 +19,6 @@ export { isLean, preloadLean } from './lazy.js';
 export function registerCommands(program: Command, ctx: Ctx): void {
   registerWorkers(program.command('workers').description('remote servers that are used for running tasks'), ctx);
   registerTasks(program.command('tasks').description('tasks that can be scheduled on the cluster of workers'), ctx);
+  registerSchedules(program.command('schedules').description('tasks run periodically, at the times of cron expressions'), ctx);
   registerOther(program, ctx);
 }

@@ -20,6 +20,8 @@ export interface ListFilter {
   workerId: string;
   /** Only tasks of this group (tasks run --count); empty means all. */
   groupId: string;
+  /** Only the runs of this schedule; empty means all. */
+  schedule?: string;
   /** 0 means no limit. */
   limit: number;
   oldestFirst: boolean;
@@ -44,7 +46,7 @@ export async function listTasks(
   filter: ListFilter,
   each?: (task: Task) => void,
 ): Promise<{ tasks: Task[]; more: boolean; total: number }> {
-  const { state, outcome, workerId, groupId, oldestFirst } = filter;
+  const { state, outcome, workerId, groupId, oldestFirst, schedule = '' } = filter;
   const { items, more, total } = await collect(
     {
       schema: ListTasksResponseSchema,
@@ -55,7 +57,7 @@ export async function listTasks(
       items: (page) => page.tasks,
       nextPageToken: (page) => page.nextPageToken,
       fetch: (pageToken, room) =>
-        call(ManagementService.method.listTasks, { state, outcome, workerId, groupId, oldestFirst, limit: Math.min(room, PAGE_LIMIT), pageToken }),
+        call(ManagementService.method.listTasks, { state, outcome, workerId, groupId, schedule, oldestFirst, limit: Math.min(room, PAGE_LIMIT), pageToken }),
     },
     filter.limit,
     each,
@@ -68,6 +70,7 @@ export interface TasksLsOptions {
   outcome?: OutcomeName;
   worker?: string;
   group?: string;
+  schedule?: string;
   limit: number;
   all?: boolean;
   oldestFirst?: boolean;
@@ -95,6 +98,7 @@ export async function tasksLs(ctx: Ctx, opts: TasksLsOptions): Promise<void> {
     outcome: opts.outcome ? outcomeFromName(opts.outcome) : TaskOutcome.UNSPECIFIED,
     workerId: opts.worker ?? '',
     groupId: opts.group ?? '',
+    schedule: opts.schedule ?? '',
     limit: opts.all ? 0 : opts.limit,
     oldestFirst: opts.oldestFirst === true,
   };

@@ -6,6 +6,7 @@ import { view } from '../printers/view.js';
 import { isRetryable, newIdempotencyKey, retryUnary } from '../retry.js';
 import type { Command } from 'commander';
 import { RUN_PATIENCE_MS } from '../flags.js';
+import { notBeforeOf } from '../gate-flags.js';
 import type { Ctx } from './context.js';
 import { taskFields } from './tasks-show.js';
 import { waitAndReport } from './tasks-wait.js';
@@ -44,6 +45,15 @@ export interface RunOptions {
   timeout?: number;
   shell?: boolean;
   count: number;
+  /** --max-parallel: at most this many of the group at once (0 = no limit). */
+  maxParallel?: number;
+  /** --after, --after-any, --after-failed: task or group ids (gate-flags.ts). */
+  after?: string[];
+  afterAny?: string[];
+  afterFailed?: string[];
+  /** --at: unix ms; --in: ms from now. */
+  at?: number;
+  in?: number;
   wait?: boolean;
   idempotencyKey?: string;
   /** -f: a task file (batch-file.ts). */
@@ -66,6 +76,11 @@ export function specFromOptions(argv: string[], opts: Omit<RunOptions, 'count' |
     strategy: opts.spread ? 'spread' : opts.binpack ? 'binpack' : '',
     scheduleTimeoutMs: opts.scheduleTimeout ?? 0,
     timeoutMs: opts.timeout ?? 0,
+    maxParallel: opts.maxParallel ?? 0,
+    afterOk: opts.after ?? [],
+    afterAny: opts.afterAny ?? [],
+    afterFailed: opts.afterFailed ?? [],
+    notBeforeUnixMs: notBeforeOf(opts, Date.now()),
   });
 }
 

@@ -1,10 +1,19 @@
 import { TaskSchema, TaskState, type Task } from '../../../proto/gen/sched/v1/types_pb.js';
 import { formatDuration } from '../../../common/duration.js';
-import { bytes, cores, outcomeName, pairs, shellQuote, taskDuration, taskStateName, timeWithAge } from '../format.js';
+import { bytes, cores, isoTime, outcomeName, pairs, shellQuote, taskDuration, taskStateName, timeWithAge } from '../format.js';
 import { view, type Fields } from '../printers/view.js';
 import type { Ctx } from './context.js';
+import { gateFields, relations } from './task-relations.js';
 
 const utf8 = new TextDecoder('utf-8', { fatal: false });
+
+/** "ID (index 3 of 12, at most 4 at once)": the task's group and its place in it. */
+function group(t: Task): string {
+  if (!t.groupId) return '';
+  const place = t.groupSize > 0 ? [`index ${t.groupIndex} of ${t.groupSize}`] : [];
+  if (t.spec?.maxParallel) place.push(`at most ${t.spec.maxParallel} at once`);
+  return place.length > 0 ? `${t.groupId} (${place.join(', ')})` : t.groupId;
+}
 
 /** "2 (1 used)": retries allowed and, once any happened, how many were used. */
 function retries(t: Task): string {
@@ -26,7 +35,9 @@ export function taskFields(t: Task, now: number): Fields {
       ['State', taskStateName(t.state)],
       ['Outcome', outcomeName(t)],
       ['Pending reason', t.state === TaskState.PENDING ? t.pendingReason : ''],
-      ['Group', t.groupId],
+      ...gateFields(t, now),
+      ['Group', group(t)],
+      ['Schedule', t.schedule ? `${t.schedule} (the run for ${isoTime(t.scheduledForUnixMs)})` : ''],
       ['Command', shellQuote(spec?.argv ?? [])],
       ['Cwd', spec?.cwd ?? ''],
       ['Env', pairs(spec?.env ?? {})],
@@ -62,5 +73,14 @@ export async function tasksShow(ctx: Ctx, id: string): Promise<void> {
   const { task } = await ctx.client().getTask({ id }, ctx.unary());
   if (!task) throw new Error(`management node returned no task for ${JSON.stringify(id)}`);
   const now = Date.now();
-  ctx.print(view(TaskSchema, task, () => taskFields(task, now)));
+  const fields = taskFields(task, now);
+  const { output } = ctx.settings();
+  // Tables only: the states of its dependencies and its dependents (json and yaml print the task).
+  if (output === 'table' || output === 'wide') {
+    const known = new Map(await relations(ctx, task));
+    fields.fields = fields.fields.map(([k, v]) => [k, known.get(k) ?? v]);
+    const at = fields.fields.findIndex(([k]) => k === 'Dependencies');
+    fields.fields.splice(at + 1, 0, ['Dependents', known.get('Dependents') ?? '']);
+  }
+  ctx.print(view(TaskSchema, task, () => fields));
 }

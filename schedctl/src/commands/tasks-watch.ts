@@ -26,6 +26,7 @@ export interface WatchListOptions {
   outcome?: OutcomeName | undefined;
   worker?: string | undefined;
   group?: string | undefined;
+  schedule?: string | undefined;
   limit: number;
 }
 
@@ -44,7 +45,7 @@ async function list(ctx: Ctx, opts: WatchListOptions, limit: number): Promise<Li
   do {
     const page = await ctx
       .client()
-      .listTasks({ state, outcome, workerId: opts.worker ?? '', groupId: opts.group ?? '', limit: Math.min(PAGE, limit - tasks.length), pageToken }, ctx.unary());
+      .listTasks({ state, outcome, workerId: opts.worker ?? '', groupId: opts.group ?? '', schedule: opts.schedule ?? '', limit: Math.min(PAGE, limit - tasks.length), pageToken }, ctx.unary());
     revision ??= page.revision;
     tasks.push(...page.tasks);
     pageToken = page.nextPageToken;
@@ -62,7 +63,8 @@ export async function tasksWatch(ctx: Ctx, opts: WatchListOptions): Promise<void
   const matches = (t: Task): boolean =>
     (state === undefined || t.state === state) &&
     (outcome === undefined || outcomeOf(t) === outcome) &&
-    (!opts.worker || t.workerId === opts.worker || t.workerId.startsWith(opts.worker));
+    (!opts.worker || t.workerId === opts.worker || t.workerId.startsWith(opts.worker)) &&
+    (!opts.schedule || t.schedule === opts.schedule);
   const output = ctx.settings().output;
   const redrawing = ctx.io.isTTY && (output === 'table' || output === 'wide');
   const shown = new Map<string, Task>();
