@@ -43,7 +43,7 @@ import { createScheduler, type Resources, type Strategy } from './scheduler/sche
 import { Submissions } from './submissions.js';
 import { isTerminal } from './task-lifecycle.js';
 import { DEFAULT_TASK_RESOURCES } from './task-rules.js';
-import { TaskEdits } from './task-edits.js';
+import { setGroupMaxParallel, TaskEdits } from './task-edits.js';
 import { TaskTable } from './task-table.js';
 import { Drains } from './worker-drain.js';
 import { WorkerRegistry, type WorkerLink } from './worker-registry.js';
@@ -164,18 +164,7 @@ export class Cluster {
       },
       log,
     );
-    this.logs = new LogRelay({
-      readLogs: (workerId, requestId, r) => {
-        const session = registry.session(workerId);
-        if (!session) return false;
-        session.link.send({
-          case: 'readLogs',
-          value: { requestId, task: { taskId: r.taskId, attempt: r.attempt }, stderr: r.stderr, tailLines: r.tailLines, follow: r.follow },
-        });
-        return true;
-      },
-      stopLogs: (workerId, requestId) => registry.send(workerId, { case: 'stopLogs', value: { requestId } }),
-    });
+    this.logs = new LogRelay(registry.logChannel());
   }
 
   /** load puts records read from the store back in place after a restart. */
@@ -253,18 +242,8 @@ export class Cluster {
    * every member is stored with it. Live members run on when it is lowered; a raised one lets
    * waiting members go at once.
    */
-  async setMaxParallel(id: string, maxParallel: number): Promise<Task> {
-    const task = this.getTask(id);
-    if (!task.groupId) throw new FailedPreconditionError(`task ${id} is not in a group (tasks run --count): max_parallel applies to groups`);
-    const members = [...this.tasks.values()].filter((t) => t.groupId === task.groupId);
-    for (const t of members) if (t.spec) t.spec.maxParallel = maxParallel;
-    try {
-      await Promise.all(members.map((t) => this.journal.writeTask(t)));
-    } finally {
-      // The records in memory carry it either way (a failed write is retried on the tick).
-      this.dispatch.setGroupLimit(task.groupId, maxParallel);
-    }
-    return task;
+  setMaxParallel(id: string, maxParallel: number): Promise<Task> {
+    return setGroupMaxParallel(this.getTask(id), maxParallel, this.tasks.values(), this.journal, this.dispatch);
   }
 
   /**

@@ -8,7 +8,9 @@
 import { clone } from '@bufbuild/protobuf';
 import { TaskSpecSchema, TaskState, type Resources as SpecResources, type Task } from '../../proto/gen/sched/v1/types_pb.js';
 import { FailedPreconditionError, InvalidArgumentError } from '../../common/errors.js';
+import type { Dispatch } from './dispatch.js';
 import type { Gates } from './gates.js';
+import type { Journal } from './journal.js';
 import { SHORT_ID } from './id-resolver.js';
 import type { OfferLedger } from './offer-ledger.js';
 import type { Recovery } from './recovery.js';
@@ -90,4 +92,28 @@ export class TaskEdits {
     }
     return undefined;
   }
+}
+
+/**
+ * setGroupMaxParallel changes the max_parallel of a task's whole group (tasks update); resolves
+ * once every member is stored with it. Live members run on when it is lowered; a raised one lets
+ * waiting members go at once.
+ */
+export async function setGroupMaxParallel(
+  task: Task,
+  maxParallel: number,
+  tasks: Iterable<Task>,
+  journal: Pick<Journal, 'writeTask'>,
+  dispatch: Pick<Dispatch, 'setGroupLimit'>,
+): Promise<Task> {
+  if (!task.groupId) throw new FailedPreconditionError(`task ${task.id} is not in a group (tasks run --count): max_parallel applies to groups`);
+  const members = [...tasks].filter((t) => t.groupId === task.groupId);
+  for (const t of members) if (t.spec) t.spec.maxParallel = maxParallel;
+  try {
+    await Promise.all(members.map((t) => journal.writeTask(t)));
+  } finally {
+    // The records in memory carry it either way (a failed write is retried on the tick).
+    dispatch.setGroupLimit(task.groupId, maxParallel);
+  }
+  return task;
 }

@@ -11,6 +11,7 @@ import { AlreadyExistsError, FailedPreconditionError, NotFoundError, PermissionD
 import type { Logger } from '../../common/logger.js';
 import type { FairClock } from './fair-clock.js';
 import type { Journal } from './journal.js';
+import type { WorkerChannel } from './log-relay.js';
 import type { Scheduler, WorkerInfo } from './scheduler/scheduler.js';
 import { orphanTimeoutMs } from './task-rules.js';
 import { checkHello as checkHelloFields } from './worker-input.js';
@@ -88,6 +89,22 @@ export class WorkerRegistry {
 
   send(workerId: string, msg: WorkerMessage): void {
     this.sessions.get(workerId)?.link.send(msg);
+  }
+
+  /** The log relay's way to the workers' streams (log-relay.ts): false when the worker has none. */
+  logChannel(): WorkerChannel {
+    return {
+      readLogs: (workerId, requestId, r) => {
+        const session = this.sessions.get(workerId);
+        if (!session) return false;
+        session.link.send({
+          case: 'readLogs',
+          value: { requestId, task: { taskId: r.taskId, attempt: r.attempt }, stderr: r.stderr, tailLines: r.tailLines, follow: r.follow },
+        });
+        return true;
+      },
+      stopLogs: (workerId, requestId) => this.send(workerId, { case: 'stopLogs', value: { requestId } }),
+    };
   }
 
   getWorker(id: string): Worker {

@@ -19,12 +19,13 @@
 // of the queue until one of its live members is released.
 import { SchedulerInputError } from './errors.js';
 import { formatPlacementFailure, sortRejections } from './explain.js';
-import { constraintList, firstRejection, holds, missingLabel } from './feasibility.js';
+import { constraintList, firstRejection } from './feasibility.js';
 import { seededRandom } from './fit-index.js';
 import { GroupLimits, type Group, type GroupRef } from './groups.js';
-import { eligible, poolSig, sameLabels, WorkerPools, type Pool, type WorkerRec } from './pools.js';
+import { poolSig, sameLabels, WorkerPools, type Pool, type WorkerRec } from './pools.js';
 import { IndexedHeap, precedes, type HeapItem } from './order.js';
 import { scoreWorker } from './rank.js';
+import { createReservations } from './reservations.js';
 import type {
   Placement,
   PlacementFailure,
@@ -42,7 +43,7 @@ export type * from './types.js';
 export { SchedulerInputError } from './errors.js';
 
 /** Queued tasks that are interchangeable for feasibility: same pool and request, no exclusions. */
-interface TaskClass extends HeapItem {
+export interface TaskClass extends HeapItem {
   readonly key: string;
   readonly pool: Pool;
   readonly tasks: IndexedHeap<QueuedTask>;
@@ -71,7 +72,6 @@ interface Allocation {
   readonly resources: Resources;
 }
 
-type ReservationResult = 'held' | 'contended' | 'unplaceable';
 
 function checkResources(what: string, r: Resources | undefined): Resources {
   if (
@@ -114,6 +114,7 @@ export function createScheduler(opts: SchedulerOptions = {}): Scheduler {
   const queuedTasks = new Map<string, QueuedTask>();
   const exclusions = new Map<string, Set<string>>();
   const allocations = new Map<string, Allocation>();
+  const { unreserve, checkReservation, usable, ensureReservation, unplaceableFor } = createReservations(exclusions, candidates);
   /** A class waits out of the queue while its group is at its limit. */
   const parked = (cls: TaskClass): boolean => cls.group !== undefined && groups.full(cls.group);
   const groups: GroupLimits<TaskClass, QueuedTask> = new GroupLimits({
@@ -136,89 +137,6 @@ export function createScheduler(opts: SchedulerOptions = {}): Scheduler {
       }
     },
   });
-
-  // ---- reservations ----
-
-  function reserve(t: QueuedTask, w: WorkerRec): void {
-    if (w.reservedBy !== undefined) unreserve(w.reservedBy);
-    if (t.cls.reservedTask !== undefined) unreserve(t.cls.reservedTask);
-    t.reserved = w;
-    w.reservedBy = t;
-    t.cls.reservedTask = t;
-  }
-
-  function unreserve(t: QueuedTask): void {
-    const w = t.reserved;
-    if (w === undefined) return;
-    w.reservedBy = undefined;
-    t.reserved = undefined;
-    if (t.cls.reservedTask === t) t.cls.reservedTask = undefined;
-  }
-
-  const excludedFrom = (t: QueuedTask, w: WorkerRec): boolean => exclusions.get(t.id)?.has(w.id) ?? false;
-
-  /** Drops a reservation the worker can no longer honour (gone, draining, resized, relabelled). */
-  function checkReservation(w: WorkerRec): void {
-    const t = w.reservedBy;
-    if (t === undefined) return;
-    const ok = eligible(w) && missingLabel(w.labels, t.constraints) === undefined && holds(w.capacity, t.req) && !excludedFrom(t, w);
-    if (!ok) unreserve(t);
-  }
-
-  /** usable: not excluded, and not reserved for a task that goes before t. */
-  function usable(w: WorkerRec, t: QueuedTask, ex: Set<string> | undefined): boolean {
-    if (ex !== undefined && ex.has(w.id)) return false;
-    const holder = w.reservedBy;
-    return holder === undefined || holder === t || precedes(t, holder);
-  }
-
-  function shortfall(w: WorkerRec, req: Resources): number {
-    const cpu = req.millicpu - (w.capacity.millicpu - w.used.millicpu);
-    const mem = req.memoryBytes - (w.capacity.memoryBytes - w.used.memoryBytes);
-    return (cpu > 0 ? cpu / Math.max(1, req.millicpu) : 0) + (mem > 0 ? mem / Math.max(1, req.memoryBytes) : 0);
-  }
-
-  /**
-   * ensureReservation holds back, for a blocked task, the worker closest to
-   * fitting it among the smallest that could hold it when empty.
-   */
-  function ensureReservation(t: QueuedTask): ReservationResult {
-    if (t.reserved !== undefined) return 'held';
-    const index = t.cls.pool.cap;
-    const ex = exclusions.get(t.id);
-    let best: WorkerRec | undefined;
-    let bestShort = Infinity;
-    let capable = false;
-    let seen = 0;
-    for (let n = index.ascending(t.req.memoryBytes, t.req.millicpu); n !== null; n = index.ascending(t.req.memoryBytes, t.req.millicpu, n)) {
-      const w = n.item;
-      if (ex !== undefined && ex.has(w.id)) continue;
-      capable = true;
-      if (w.reservedBy !== undefined && !precedes(t, w.reservedBy)) continue;
-      const s = shortfall(w, t.req);
-      if (s < bestShort) {
-        best = w;
-        bestShort = s;
-      }
-      if (++seen >= candidates) break;
-    }
-    if (best !== undefined) {
-      reserve(t, best);
-      return 'held';
-    }
-    return capable ? 'contended' : 'unplaceable';
-  }
-
-  function unplaceableFor(t: QueuedTask): Unplaceable {
-    const index = t.cls.pool.cap;
-    const ex = exclusions.get(t.id);
-    let capable = false;
-    for (let n = index.ascending(t.req.memoryBytes, t.req.millicpu); n !== null; n = index.ascending(t.req.memoryBytes, t.req.millicpu, n)) {
-      if (ex === undefined || !ex.has(n.item.id)) return false;
-      capable = true;
-    }
-    return capable ? 'excluded' : 'no-fit';
-  }
 
   // ---- queue ----
 
