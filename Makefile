@@ -6,6 +6,9 @@ SOURCES := $(shell find common management-node/src worker-node/src schedctl/src 
 MOCHA := node_modules/.bin/mocha
 UNIT_SPECS := 'test/unit/**/*.test.ts' 'test/conformance/**/*.test.ts'
 E2E_SPECS := 'test/e2e/**/*.test.ts'
+# e2e files run two at a time: most of their time is spent waiting on real processes,
+# sockets and timers, and each file sets up its own cluster on free ports.
+E2E_PARALLEL := --parallel --jobs 2
 
 .PHONY: all deps build proto lint test test-unit test-e2e demo testbed docker-build clean etcd netns-tools
 
@@ -57,13 +60,14 @@ netns-tools:
 	done
 
 test: lint etcd netns-tools build
-	$(MOCHA) $(UNIT_SPECS) $(E2E_SPECS)
+	$(MOCHA) $(UNIT_SPECS)
+	$(MOCHA) $(E2E_PARALLEL) $(E2E_SPECS)
 
 test-unit: deps etcd
 	$(MOCHA) $(UNIT_SPECS)
 
 test-e2e: deps etcd netns-tools build
-	$(MOCHA) $(E2E_SPECS)
+	$(MOCHA) $(E2E_PARALLEL) $(E2E_SPECS)
 
 demo: build
 	bash test/demo/demo.sh

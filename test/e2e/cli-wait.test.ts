@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BIN, run, startDaemon, startManager, waitFor, writeYaml, type Daemon, type ManagerHandle } from '../support/processes.js';
+import { BIN, run, startDaemon, startLocalManager, waitFor, writeYaml, type Daemon, type ManagerHandle } from '../support/processes.js';
 
 describe('e2e: schedctl tasks wait and events', function () {
   this.timeout(120_000);
@@ -21,12 +21,7 @@ describe('e2e: schedctl tasks wait and events', function () {
   };
   const state = async (id: string): Promise<string> => (JSON.parse((await ctl('-o', 'json', 'tasks', 'show', id)).stdout) as { state: string }).state;
   const startTheManager = async (port?: number) => {
-    manager = await startManager({
-      config: `store: {type: embedded, path: ${join(dir, 'store')}}\nping_interval: 300ms\n`,
-      yamlFile: join(dir, 'manager.yaml'),
-      logFile: join(dir, 'manager.log'),
-      ...(port !== undefined ? { port } : {}),
-    });
+    manager = await startLocalManager(dir, '', port);
     daemons.push(manager.daemon);
   };
 
@@ -124,5 +119,17 @@ describe('e2e: schedctl tasks wait and events', function () {
     } finally {
       events.kill('SIGKILL');
     }
+  });
+
+  it('a wait begun while the manager is down waits for it to come back', async () => {
+    const id = await submit('--shell', '--', 'exit 5');
+    await waitFor('done', async () => (await state(id)) === 'TASK_STATE_DONE');
+    const port = manager.port;
+    await manager.daemon.kill9();
+    // Its first read is refused (nothing listens): it retries rather than fails.
+    const waiting = ctl('tasks', 'wait', id);
+    await startTheManager(port);
+    const r = await waiting;
+    expect(r.code, r.stderr).to.equal(5);
   });
 });

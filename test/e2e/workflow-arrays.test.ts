@@ -7,7 +7,7 @@ import { expect } from 'chai';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BIN, run, startManager, startWorker, waitFor, type Daemon, type ManagerHandle } from '../support/processes.js';
+import { BIN, run, startLocalManager, startWorker, waitFor, type Daemon, type ManagerHandle } from '../support/processes.js';
 
 interface Mark {
   kind: 'start' | 'end';
@@ -49,12 +49,7 @@ describe('e2e: task arrays (--count, --max-parallel, SCHED_* and {index})', func
   const daemons: Daemon[] = [];
   const ctl = (...args: string[]) => run(BIN.schedctl, ['--manager', manager.address, ...args], { timeoutMs: 90_000 });
   const startTheManager = async (port?: number) => {
-    manager = await startManager({
-      config: `store: {type: embedded, path: ${join(dir, 'store')}}\nping_interval: 300ms\n`,
-      yamlFile: join(dir, 'manager.yaml'),
-      logFile: join(dir, 'manager.log'),
-      ...(port !== undefined ? { port } : {}),
-    });
+    manager = await startLocalManager(dir, '', port);
     daemons.push(manager.daemon);
   };
   /** A task that marks its start, works a while, and marks its end, into file. */

@@ -205,12 +205,16 @@ export async function startManager(o: StartManagerOptions): Promise<ManagerHandl
   }
 }
 
-/** A manager on the embedded store in dir/store (the CLI tests' cluster), logging to dir/manager.log. */
-export function startLocalManager(dir: string, extraConfig = ''): Promise<ManagerHandle> {
+/**
+ * A manager on the embedded store in dir/store (the CLI tests' cluster), logging to
+ * dir/manager.log; port: restart one on the port its workers dial.
+ */
+export function startLocalManager(dir: string, extraConfig = '', port?: number): Promise<ManagerHandle> {
   return startManager({
     config: `store: {type: embedded, path: ${join(dir, 'store')}}\nping_interval: 300ms\n${extraConfig}`,
     yamlFile: join(dir, 'manager.yaml'),
     logFile: join(dir, 'manager.log'),
+    ...(port !== undefined ? { port } : {}),
   });
 }
 

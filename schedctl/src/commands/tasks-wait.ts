@@ -8,7 +8,8 @@ import { TaskState, type Task } from '../../../proto/gen/sched/v1/types_pb.js';
 import { EXIT_TASK_DEAD } from '../flags.js';
 import { view } from '../printers/view.js';
 import { startProgress } from '../progress.js';
-import { failureOf, groupExitCode, UnplaceableError, WaitInterrupted, waitForTasks } from '../wait.js';
+import { retryUnary } from '../retry.js';
+import { failureOf, groupExitCode, UnplaceableError, WAIT_PATIENCE_MS, WaitInterrupted, waitForTasks } from '../wait.js';
 import type { Ctx } from './context.js';
 
 /** Exit code after Ctrl-C, as a shell reports a process killed by SIGINT. */
@@ -124,12 +125,24 @@ async function groupTasks(ctx: Ctx, groupId: string): Promise<Task[]> {
   const tasks: Task[] = [];
   let pageToken = '';
   do {
-    const page = await ctx.client().listTasks({ groupId, oldestFirst: true, limit: GROUP_PAGE, pageToken }, ctx.unary());
+    const page = await patiently(ctx, (deadlineMs) => ctx.client().listTasks({ groupId, oldestFirst: true, limit: GROUP_PAGE, pageToken }, { deadlineMs }));
     tasks.push(...page.tasks);
     pageToken = page.nextPageToken;
   } while (pageToken !== '');
   if (tasks.length === 0) throw new Error(`no tasks in group ${groupId}`);
   return tasks;
+}
+
+/**
+ * A read the wait starts with, retried as the wait itself is while no manager answers (one
+ * restarting, or an election): a wait begun in that moment waits rather than fails.
+ */
+function patiently<T>(ctx: Ctx, call: (deadlineMs: number) => Promise<T>): Promise<T> {
+  return retryUnary(call, {
+    totalMs: WAIT_PATIENCE_MS,
+    attemptMs: ctx.unary().deadlineMs ?? 10_000,
+    onRetry: (err, attempt, delayMs) => ctx.debug(`attempt ${attempt}: ${(err as Error).message}; retrying in ${delayMs}ms`),
+  });
 }
 
 /** The tasks the ids name (full ids, prefixes or short ids, as the manager resolves them); an unknown one fails the command. */
@@ -138,7 +151,7 @@ async function resolveIds(ctx: Ctx, refs: readonly string[]): Promise<Task[]> {
   let next = 0;
   const worker = async (): Promise<void> => {
     for (let i = next++; i < refs.length; i = next++) {
-      const { task } = await ctx.client().getTask({ id: refs[i]! }, ctx.unary());
+      const { task } = await patiently(ctx, (deadlineMs) => ctx.client().getTask({ id: refs[i]! }, { deadlineMs }));
       if (!task) throw new Error(`task ${refs[i]}: the management node returned none`);
       out[i] = task;
     }
