@@ -104,9 +104,12 @@ describe('e2e: schedctl tasks wait and events', function () {
     const eventsExited = new Promise<number | null>((resolve) => events.once('exit', (code) => resolve(code)));
     try {
       const waiting = ctl('tasks', 'wait', id);
-      // The event stream is attached once a change made now shows up on it.
-      const marker = (await submit('--', 'true')).slice(-8);
-      await waitFor('the event stream attached', () => lines.includes(`  ${marker}  `), 60_000);
+      // The event stream is attached once a change made now shows up on it (a marker whose
+      // changes all came before it attached never shows: then another is submitted).
+      await waitFor('the event stream attached', async () => {
+        const marker = (await submit('--', 'true')).slice(-8);
+        return waitFor('the marker', () => lines.includes(`  ${marker}  `), 3000).then(() => true, () => false);
+      }, 60_000);
       const port = manager.port;
       await manager.daemon.kill9();
       await startTheManager(port);

@@ -194,4 +194,56 @@ describe('e2e: schedules across a failover (two managers on etcd)', function () 
     expect(outcomes.filter((o) => o === 'caught-up' || o === 'missed').length).to.be.at.least(2);
     expect(outcomes.filter((o) => !['ran', 'caught-up', 'missed'].includes(o))).to.deep.equal([]);
   });
+
+  it('overlap skip holds across a failover: a run still going on the worker is not joined by another (Nomad #11052)', async () => {
+    const marks = join(dir, 'slow.txt');
+    await client.createSchedule(
+      {
+        schedule: {
+          name: 'slow',
+          cron: '* * * * * *',
+          overlap: 'skip',
+          startingDeadlineMs: 10_000,
+          history: 100,
+          spec: {
+            argv: ['/bin/sh', '-c', `echo "start $SCHED_TASK_ID $(date +%s%N)" >> ${marks}; sleep 2.5; echo "end $SCHED_TASK_ID $(date +%s%N)" >> ${marks}`],
+            resources: { millicpu: 10n, memoryBytes: 1n << 20n },
+          },
+        },
+      },
+      { deadlineMs: 10_000 },
+    );
+    const started = () => lines(marks).filter((l) => l.startsWith('start ')).length;
+    const running = () => started() > lines(marks).filter((l) => l.startsWith('end ')).length;
+    for (let crash = 0; crash < 2; crash++) {
+      const before = started();
+      // Killed while a run is going on: the new leader must see it and skip the slots meanwhile.
+      await waitFor('a new run going on', () => started() > before && running(), 60_000);
+      const old = await leader();
+      await old.daemon.kill9();
+      await leader();
+      await startNth(old.n, Number(old.address.split(':')[1]));
+    }
+    const before = started();
+    await waitFor('a run after the last failover', () => started() > before, 60_000);
+    await client.pauseSchedule({ name: 'slow', pause: true }, { deadlineMs: 10_000 });
+    await waitFor('every run ended', async () => {
+      const ts = (await listAll(client)).filter((t) => t.schedule === 'slow');
+      return ts.every(isFinal) && !running();
+    }, 30_000);
+    // The runs, in the order they started: none starts before the one before it ended.
+    const at = new Map<string, { start: bigint; end?: bigint }>();
+    for (const l of lines(marks)) {
+      const [kind, id, ns] = l.split(' ') as [string, string, string];
+      const r = at.get(id) ?? { start: 0n };
+      if (kind === 'start') r.start = BigInt(ns);
+      else r.end = BigInt(ns);
+      at.set(id, r);
+    }
+    const runs = [...at.values()].sort((a, b) => (a.start < b.start ? -1 : 1));
+    expect(runs.length).to.be.at.least(3);
+    for (let i = 1; i < runs.length; i++) {
+      expect(runs[i]!.start > runs[i - 1]!.end!, `run ${i} started before run ${i - 1} ended`).to.equal(true);
+    }
+  });
 });

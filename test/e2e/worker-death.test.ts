@@ -171,9 +171,15 @@ describe('e2e: worker death', function () {
     stray.push(leftover.pid!);
     await waitFor('the leftover to run', () => alive(leftover.pid!));
     await startWorker(name);
-    await waitFor('the leftover killed', () => !alive(leftover.pid!), 15_000, 20);
-    const line = await waitFor('the reap logged', () => lines(join(dir, `${name}.log`)).find((l) => l.includes('killed task processes left by a previous worker process')));
+    const log = join(dir, `${name}.log`);
+    const line = await waitFor('the reap logged', () => lines(log).find((l) => l.includes('killed task processes left by a previous worker process')), 30_000).catch(
+      (err: Error) => {
+        // Say what the worker did instead (its log since this start), and whether the leftover still runs.
+        throw new Error(`${err.message}; leftover ${alive(leftover.pid!) ? 'alive' : 'gone'}; worker log tail:\n${lines(log).slice(-15).join('\n')}`);
+      },
+    );
     expect(line).to.include('"tasks":["leftover.3"]');
+    await waitFor('the leftover killed', () => !alive(leftover.pid!), 15_000, 20);
   });
 
   it('a program that does not exist: tasks run --wait exits 127 and the task is dead, start-failed', async () => {
