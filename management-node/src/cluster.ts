@@ -23,9 +23,10 @@ import type { Finished, Hello, LogChunk, Pong, TaskAttempt } from '../../proto/g
 import { FailedPreconditionError, NotFoundError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import { Attempts } from './attempts.js';
+import { DEFAULT_RECONNECT_GRACE_MS, type ClusterOptions } from './cluster-options.js';
 import { resolveDependencies } from './dependencies.js';
 import { Dispatch } from './dispatch.js';
-import { EventLog, type EventLogOptions } from './events.js';
+import { EventLog } from './events.js';
 import { createFairClock, type FairClock } from './fair-clock.js';
 import { checkNotBefore, Gates } from './gates.js';
 import { IdResolver } from './id-resolver.js';
@@ -39,7 +40,7 @@ import { Retention } from './retention.js';
 import { Schedules } from './schedules/schedules.js';
 import type { GroupCommitter } from './store/group-commit.js';
 import { workerKey } from './store/records.js';
-import { createScheduler, type Resources, type Strategy } from './scheduler/scheduler.js';
+import { createScheduler } from './scheduler/scheduler.js';
 import { Submissions } from './submissions.js';
 import { isTerminal } from './task-lifecycle.js';
 import { DEFAULT_TASK_RESOURCES } from './task-rules.js';
@@ -49,39 +50,8 @@ import { Drains } from './worker-drain.js';
 import { WorkerRegistry, type WorkerLink } from './worker-registry.js';
 
 export type { WorkerLink, WorkerMessage } from './worker-registry.js';
+export type { ClusterOptions } from './cluster-options.js';
 
-export interface ClusterOptions {
-  pingIntervalMs: number;
-  missedPings: number;
-  ackTimeoutMs: number;
-  recoveryGraceMs: number;
-  /** How long the tasks of a disconnected worker wait for it to come back before they are lost. */
-  reconnectGraceMs?: number;
-  /** What a task that names no cpu or memory reserves on its worker. */
-  defaultTaskResources?: Resources;
-  /** Placement strategy of tasks that name none. */
-  defaultStrategy?: Strategy;
-  /** Done and dead tasks are deleted this long after they finished... */
-  retentionMs?: number;
-  /** ...or sooner, oldest first, while more than this many are kept. */
-  maxFinishedTasks?: number;
-  joinToken?: string | undefined;
-  now?: () => number;
-  /**
-   * Most time the deadline clock advances between two readings (see fair-clock.ts): a longer
-   * gap is the manager's own stall, not held against workers. Unlimited when unset.
-   */
-  maxClockStepMs?: number;
-  /**
-   * False while this manager may not act (HA: it is not sure it still leads): nothing is
-   * offered and no deadline is judged. Always true when unset (a single manager).
-   */
-  mayAct?: () => boolean;
-  /** Bounds of the WatchEvents history (events.ts). */
-  events?: EventLogOptions;
-}
-
-const DEFAULT_RECONNECT_GRACE_MS = 10_000;
 
 export class Cluster {
   readonly stats: ClusterStats = { submitted: 0, offers: 0, rejected: 0, ackTimeouts: 0, retried: 0, done: 0, dead: new Map() };

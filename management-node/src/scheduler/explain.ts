@@ -1,6 +1,10 @@
 // Placement failure summaries, like Nomad's "Placement Failures" in
 // `nomad job status`: how many workers fit, and why the others did not.
-import type { PlacementFailure, RejectReason } from './types.js';
+import { firstRejection } from './feasibility.js';
+import { precedes } from './order.js';
+import type { WorkerRec } from './pools.js';
+import type { QueuedTask } from './queue-items.js';
+import type { PlacementFailure, RejectReason, Unplaceable } from './types.js';
 
 function filterRank(reason: RejectReason): number {
   if (reason === 'disconnected') return 0;
@@ -29,4 +33,31 @@ export function formatPlacementFailure(f: PlacementFailure): string {
   if (f.unplaceable === 'excluded') s += '; every worker that could run it refused it';
   if (f.reservedWorkerId !== undefined) s += `; worker ${f.reservedWorkerId} is reserved for it`;
   return s;
+}
+
+/**
+ * explainQueued says why a queued task is not placed: each worker's first failing filter
+ * (scanning the fleet, so only on request), counted by reason.
+ */
+export function explainQueued(
+  t: QueuedTask,
+  workers: ReadonlyMap<string, WorkerRec>,
+  excluded: ReadonlySet<string> | undefined,
+  unplaceable: Unplaceable,
+  groupFull: boolean,
+): PlacementFailure {
+  const needs = { resources: t.req, constraints: t.constraints };
+  const counts = new Map<RejectReason, number>();
+  let fit = 0;
+  for (const w of workers.values()) {
+    const holder = w.reservedBy;
+    const reservedForEarlier = holder !== undefined && holder !== t && !precedes(t, holder);
+    const reason = firstRejection(w, needs, excluded?.has(w.id) ?? false, reservedForEarlier);
+    if (reason === undefined) fit++;
+    else counts.set(reason, (counts.get(reason) ?? 0) + 1);
+  }
+  const failure: PlacementFailure = { taskId: t.id, workers: workers.size, fit, rejections: sortRejections(counts), unplaceable };
+  if (t.reserved !== undefined) failure.reservedWorkerId = t.reserved.id;
+  if (groupFull && t.group !== undefined) failure.groupLimit = { live: t.group.live.size, limit: t.group.limit };
+  return failure;
 }

@@ -2,6 +2,8 @@
 // Scores are in [0, 1], higher is better. The fit score is Nomad's
 // (scheduler/rank.go ScoreFitBinPack / ScoreFitSpread): 10^free% per resource
 // after placement, so a resource close to full dominates.
+import type { WorkerRec } from './pools.js';
+import type { QueuedTask } from './queue-items.js';
 import type { Resources, Strategy } from './types.js';
 
 function freeShare(capacity: number, usedAfter: number): number {
@@ -43,4 +45,38 @@ export function scoreWorker(
 ): number {
   const fit = scoreFit(strategy, capacity, used, request);
   return liveLoadWeight === 0 ? fit : fit - liveLoadWeight * liveLoad(capacity, load1, memoryFreeBytes);
+}
+
+/**
+ * bestWorker: the best-scoring usable worker among the first `candidates` with room for the
+ * task, walking the free-resources index from the fullest (binpack) or the emptiest (spread).
+ */
+export function bestWorker(
+  t: QueuedTask,
+  excluded: ReadonlySet<string> | undefined,
+  candidates: number,
+  liveLoadWeight: number,
+  usable: (w: WorkerRec, t: QueuedTask, ex: ReadonlySet<string> | undefined) => boolean,
+): WorkerRec | undefined {
+  const index = t.cls.pool.free;
+  const cpu = t.req.millicpu;
+  const mem = t.req.memoryBytes;
+  const spread = t.strategy === 'spread';
+  let best: WorkerRec | undefined;
+  let bestScore = -Infinity;
+  let seen = 0;
+  let n = spread ? index.descending(mem, cpu) : index.ascending(mem, cpu);
+  while (n !== null) {
+    const w = n.item;
+    if (usable(w, t, excluded)) {
+      const s = scoreWorker(t.strategy, w.capacity, w.used, t.req, w.load1, w.memoryFreeBytes, liveLoadWeight);
+      if (s > bestScore) {
+        best = w;
+        bestScore = s;
+      }
+      if (++seen >= candidates) break;
+    }
+    n = spread ? index.descending(mem, cpu, n) : index.ascending(mem, cpu, n);
+  }
+  return best;
 }

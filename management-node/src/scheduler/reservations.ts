@@ -5,7 +5,7 @@
 import { holds, missingLabel } from './feasibility.js';
 import { precedes } from './order.js';
 import { eligible, type WorkerRec } from './pools.js';
-import type { QueuedTask } from './scheduler.js';
+import type { QueuedTask } from './queue-items.js';
 import type { Resources, Unplaceable } from './types.js';
 
 export type ReservationResult = 'held' | 'contended' | 'unplaceable';
@@ -46,7 +46,7 @@ export function createReservations(exclusions: ReadonlyMap<string, ReadonlySet<s
   }
 
   /** usable: not excluded, and not reserved for a task that goes before t. */
-  function usable(w: WorkerRec, t: QueuedTask, ex: Set<string> | undefined): boolean {
+  function usable(w: WorkerRec, t: QueuedTask, ex: ReadonlySet<string> | undefined): boolean {
     if (ex !== undefined && ex.has(w.id)) return false;
     const holder = w.reservedBy;
     return holder === undefined || holder === t || precedes(t, holder);

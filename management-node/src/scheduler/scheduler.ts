@@ -18,18 +18,18 @@
 // Group limits (groups.ts): a group at its max_parallel takes its classes out
 // of the queue until one of its live members is released.
 import { SchedulerInputError } from './errors.js';
-import { formatPlacementFailure, sortRejections } from './explain.js';
-import { constraintList, firstRejection } from './feasibility.js';
+import { explainQueued, formatPlacementFailure } from './explain.js';
+import { constraintList } from './feasibility.js';
 import { seededRandom } from './fit-index.js';
-import { GroupLimits, type Group, type GroupRef } from './groups.js';
+import { GroupLimits, type GroupRef } from './groups.js';
 import { poolSig, sameLabels, WorkerPools, type Pool, type WorkerRec } from './pools.js';
-import { IndexedHeap, precedes, type HeapItem } from './order.js';
-import { scoreWorker } from './rank.js';
+import { IndexedHeap, precedes } from './order.js';
+import { bestWorker } from './rank.js';
+import { checkId, checkResources, type Allocation, type QueuedTask, type TaskClass, type TaskGroup } from './queue-items.js';
 import { createReservations } from './reservations.js';
 import type {
   Placement,
   PlacementFailure,
-  RejectReason,
   Resources,
   Scheduler,
   SchedulerOptions,
@@ -41,57 +41,8 @@ import type {
 
 export type * from './types.js';
 export { SchedulerInputError } from './errors.js';
+export type { QueuedTask, TaskClass } from './queue-items.js';
 
-/** Queued tasks that are interchangeable for feasibility: same pool and request, no exclusions. */
-export interface TaskClass extends HeapItem {
-  readonly key: string;
-  readonly pool: Pool;
-  readonly tasks: IndexedHeap<QueuedTask>;
-  /** At most one task of a class holds a reservation. */
-  reservedTask: QueuedTask | undefined;
-  /** The group whose limit holds the class back: a limited group's own class, or a member's personal one. */
-  readonly group: TaskGroup | undefined;
-}
-
-type TaskGroup = Group<TaskClass, QueuedTask>;
-
-export interface QueuedTask extends HeapItem {
-  readonly id: string;
-  readonly priority: number;
-  readonly seq: number;
-  readonly strategy: Strategy;
-  readonly req: Resources;
-  readonly constraints: ReadonlyArray<readonly [string, string]>;
-  cls: TaskClass;
-  reserved: WorkerRec | undefined;
-  readonly group: TaskGroup | undefined;
-}
-
-interface Allocation {
-  readonly worker: WorkerRec;
-  readonly resources: Resources;
-}
-
-
-function checkResources(what: string, r: Resources | undefined): Resources {
-  if (
-    r === undefined ||
-    typeof r.millicpu !== 'number' ||
-    typeof r.memoryBytes !== 'number' ||
-    !Number.isFinite(r.millicpu) ||
-    !Number.isFinite(r.memoryBytes) ||
-    r.millicpu < 0 ||
-    r.memoryBytes < 0
-  ) {
-    throw new SchedulerInputError(`${what}: millicpu and memoryBytes must be finite and non-negative`);
-  }
-  return { millicpu: r.millicpu, memoryBytes: r.memoryBytes };
-}
-
-function checkId(what: string, id: unknown): string {
-  if (typeof id !== 'string' || id === '') throw new SchedulerInputError(`${what}: id must be a non-empty string`);
-  return id;
-}
 
 export function createScheduler(opts: SchedulerOptions = {}): Scheduler {
   const defaultStrategy: Strategy = opts.defaultStrategy ?? 'binpack';
@@ -187,31 +138,9 @@ export function createScheduler(opts: SchedulerOptions = {}): Scheduler {
 
   // ---- placement ----
 
-  /** findWorker: the best-scoring usable worker among the first `candidates` that fit. */
-  function findWorker(t: QueuedTask): WorkerRec | undefined {
-    const index = t.cls.pool.free;
-    const cpu = t.req.millicpu;
-    const mem = t.req.memoryBytes;
-    const ex = exclusions.get(t.id);
-    const spread = t.strategy === 'spread';
-    let best: WorkerRec | undefined;
-    let bestScore = -Infinity;
-    let seen = 0;
-    let n = spread ? index.descending(mem, cpu) : index.ascending(mem, cpu);
-    while (n !== null) {
-      const w = n.item;
-      if (usable(w, t, ex)) {
-        const s = scoreWorker(t.strategy, w.capacity, w.used, t.req, w.load1, w.memoryFreeBytes, liveLoadWeight);
-        if (s > bestScore) {
-          best = w;
-          bestScore = s;
-        }
-        if (++seen >= candidates) break;
-      }
-      n = spread ? index.descending(mem, cpu, n) : index.ascending(mem, cpu, n);
-    }
-    return best;
-  }
+  /** findWorker: the best-scoring usable worker among the first `candidates` that fit (rank.ts). */
+  const findWorker = (t: QueuedTask): WorkerRec | undefined => bestWorker(t, exclusions.get(t.id), candidates, liveLoadWeight, usable);
+
 
   function place(t: QueuedTask, w: WorkerRec): void {
     const { millicpu, memoryBytes } = t.req;
@@ -265,28 +194,9 @@ export function createScheduler(opts: SchedulerOptions = {}): Scheduler {
   function explainDetail(taskId: string): PlacementFailure | undefined {
     const t = queuedTasks.get(taskId);
     if (t === undefined) return undefined;
-    const ex = exclusions.get(taskId);
-    const needs = { resources: t.req, constraints: t.constraints };
-    const counts = new Map<RejectReason, number>();
-    let fit = 0;
-    for (const w of workers.values()) {
-      const holder = w.reservedBy;
-      const reservedForEarlier = holder !== undefined && holder !== t && !precedes(t, holder);
-      const reason = firstRejection(w, needs, ex?.has(w.id) ?? false, reservedForEarlier);
-      if (reason === undefined) fit++;
-      else counts.set(reason, (counts.get(reason) ?? 0) + 1);
-    }
-    const failure: PlacementFailure = {
-      taskId,
-      workers: workers.size,
-      fit,
-      rejections: sortRejections(counts),
-      unplaceable: unplaceableFor(t),
-    };
-    if (t.reserved !== undefined) failure.reservedWorkerId = t.reserved.id;
-    if (t.group !== undefined && groups.full(t.group)) failure.groupLimit = { live: t.group.live.size, limit: t.group.limit };
-    return failure;
+    return explainQueued(t, workers, exclusions.get(taskId), unplaceableFor(t), t.group !== undefined && groups.full(t.group));
   }
+
 
   // ---- the API ----
 
