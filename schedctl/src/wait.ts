@@ -9,6 +9,7 @@ import type { ManagerClient } from '../../common/manager-client.js';
 import type { ManagementClient } from './client.js';
 import type { Ctx } from './commands/context.js';
 import { EXIT_TASK_DEAD } from './flags.js';
+import { readStream } from './read-stream.js';
 
 /** Most ids one WatchTasks call may name (the management node refuses more); larger sets use several streams. */
 export const WATCH_BATCH = 1000;
@@ -57,33 +58,19 @@ export function failureOf(t: Task): string | undefined {
  * the signal aborts it), rejects when the stream fails first.
  */
 function watchOnce(client: ManagementClient, ids: readonly string[], onTask: (task: Task) => void, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const open = new Set(ids);
-    const call = client.watchTasks({ ids: [...ids] });
-    let settled = false;
-    const settle = (fn: () => void): void => {
-      if (settled) return;
-      settled = true;
-      signal.removeEventListener('abort', onAbort);
-      fn();
-      call.cancel(); // the CANCELLED error this causes is ignored below
-    };
-    const onAbort = (): void => settle(resolve);
-    if (signal.aborted) return onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    call.on('data', (res: WatchTasksResponse) => {
+  const open = new Set(ids);
+  return readStream(
+    client.watchTasks({ ids: [...ids] }),
+    signal,
+    (res: WatchTasksResponse) => {
       const task = res.task;
-      if (!task || !open.has(task.id)) return;
+      if (!task || !open.has(task.id)) return false;
       onTask(task);
-      if (!isFinished(task)) return;
-      open.delete(task.id);
-      if (open.size === 0) settle(resolve);
-    });
-    call.on('error', (err: Error) => settle(() => reject(err)));
-    call.on('end', () =>
-      settle(() => reject(Object.assign(new Error('watch stream ended before the tasks finished'), { code: grpc.status.UNAVAILABLE }))),
-    );
-  });
+      if (isFinished(task)) open.delete(task.id);
+      return open.size === 0;
+    },
+    'watch stream ended before the tasks finished',
+  );
 }
 
 /** How often a wait asks why tasks still pending wait (WatchTasks says only when they change state). */

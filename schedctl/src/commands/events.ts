@@ -13,6 +13,7 @@ import { exitSummary, shellQuote, taskStateName, truncate, workerStateName } fro
 import { jsonValue } from '../printers/json.js';
 import { view } from '../printers/view.js';
 import type { ManagementClient } from '../client.js';
+import { readStream } from '../read-stream.js';
 import type { Ctx } from './context.js';
 import { EXIT_INTERRUPTED } from './tasks-wait.js';
 
@@ -61,25 +62,15 @@ export function eventLine(ev: WatchEventsResponse): string {
 
 /** One WatchEvents stream until it fails or ends (which rejects too: the caller reopens it), or the signal aborts it (resolves). */
 function streamOnce(client: ManagementClient, req: EventsRequest, onEvent: (ev: WatchEventsResponse) => void, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const call = client.watchEvents(req);
-    let settled = false;
-    const settle = (fn: () => void): void => {
-      if (settled) return;
-      settled = true;
-      signal.removeEventListener('abort', onAbort);
-      fn();
-      call.cancel();
-    };
-    const onAbort = (): void => settle(resolve);
-    if (signal.aborted) return onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    call.on('data', (ev: WatchEventsResponse) => {
-      if (!settled) onEvent(ev);
-    });
-    call.on('error', (err: Error) => settle(() => reject(err)));
-    call.on('end', () => settle(() => reject(Object.assign(new Error('event stream ended'), { code: grpc.status.UNAVAILABLE, details: 'event stream ended' }))));
-  });
+  return readStream(
+    client.watchEvents(req),
+    signal,
+    (ev: WatchEventsResponse) => {
+      onEvent(ev);
+      return false;
+    },
+    'event stream ended',
+  );
 }
 
 export interface FollowOptions {
