@@ -14,8 +14,8 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { createServiceClient } from '../common/grpc-service.js';
-import { ManagementService, type WatchTasksResponse } from '../proto/gen/sched/v1/management_pb.js';
-import { TaskState } from '../proto/gen/sched/v1/types_pb.js';
+import { ManagementService, type WatchTasksResponse } from '../proto/gen/schedapi/v1/management_pb.js';
+import { TaskState } from '../proto/gen/schedapi/v1/types_pb.js';
 
 const { values } = parseArgs({ options: { manager: { type: 'string', default: '127.0.0.1:7070' } } });
 const client = createServiceClient(ManagementService, values.manager, grpc.credentials.createInsecure());

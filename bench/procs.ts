@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { createServiceClient, type ServiceClient } from '../common/grpc-service.js';
-import { ManagementService } from '../proto/gen/sched/v1/management_pb.js';
-import { WorkerState } from '../proto/gen/sched/v1/types_pb.js';
+import { ManagementService } from '../proto/gen/schedapi/v1/management_pb.js';
+import { WorkerState } from '../proto/gen/schedapi/v1/types_pb.js';
 import { BIN, ROOT, startDaemon, type Daemon } from '../test/support/processes.js';
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

@@ -1,6 +1,6 @@
 // How an ended task ended, in the operator's words (TaskOutcome in types.proto): the
 // manager filters listings by it and schedctl shows it. Pure: it reads the record only.
-import { TaskOutcome, TaskState, type Task } from '../proto/gen/sched/v1/types_pb.js';
+import { TaskOutcome, TaskState, type Task } from '../proto/gen/schedapi/v1/types_pb.js';
 
 type Ended = Pick<Task, 'state' | 'deadReason' | 'exitCode' | 'signal' | 'timedOut'>;
 

@@ -5,8 +5,8 @@
 // of task-lifecycle.ts, applied here with its effects: the offer closed, the
 // worker's load moved, the task placed again, the change stored, the worker told.
 // A report counts only for the current attempt on the worker it was offered to.
-import { TaskState, type Task } from '../../proto/gen/sched/v1/types_pb.js';
-import type { Finished, TaskAttempt } from '../../proto/gen/sched/v1/worker_pb.js';
+import { TaskState, type Task } from '../../proto/gen/schedapi/v1/types_pb.js';
+import type { Finished, TaskAttempt } from '../../proto/gen/schedapi/v1/worker_pb.js';
 import { StoreRefusedError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import type { Dispatch } from './dispatch.js';

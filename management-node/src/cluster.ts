@@ -18,8 +18,8 @@
 // The read side (getTask, committed, watch, views, counts) only reads; state
 // changes come from schedctl (submit, cancel, drain), the workers' streams and
 // tick() (deadlines, liveness, recovery, retention, placement).
-import { TaskState, type Task, type TaskSpec, type Worker } from '../../proto/gen/sched/v1/types_pb.js';
-import type { Finished, Hello, LogChunk, Pong, TaskAttempt } from '../../proto/gen/sched/v1/worker_pb.js';
+import { TaskState, type Task, type TaskSpec, type Worker } from '../../proto/gen/schedapi/v1/types_pb.js';
+import type { Finished, Hello, LogChunk, Pong, TaskAttempt } from '../../proto/gen/schedapi/v1/worker_pb.js';
 import { FailedPreconditionError, NotFoundError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import { Attempts } from './attempts.js';

@@ -4,8 +4,8 @@
 // wait on one, go ahead, or never run because one ended the wrong way or is gone.
 // References are resolved once, at submission, to full task ids (a group id to its
 // members), so the spec names exactly what it waits for and no cycle can be built.
-import type { Task, TaskSpec } from '../../proto/gen/sched/v1/types_pb.js';
-import { TaskOutcome, TaskState } from '../../proto/gen/sched/v1/types_pb.js';
+import type { Task, TaskSpec } from '../../proto/gen/schedapi/v1/types_pb.js';
+import { TaskOutcome, TaskState } from '../../proto/gen/schedapi/v1/types_pb.js';
 import { InvalidArgumentError, NotFoundError } from '../../common/errors.js';
 import { outcomeOf } from '../../common/outcome.js';
 import { SHORT_ID, type IdResolver } from './id-resolver.js';

@@ -4,7 +4,7 @@
 // next worker, and says when nobody will ever take a task (refused by every
 // worker able to run it, or past its schedule timeout).
 import { clone } from '@bufbuild/protobuf';
-import { TaskSchema, TaskState, type Task } from '../../proto/gen/sched/v1/types_pb.js';
+import { TaskSchema, TaskState, type Task } from '../../proto/gen/schedapi/v1/types_pb.js';
 import type { Logger } from '../../common/logger.js';
 import type { FairClock } from './fair-clock.js';
 import { OPEN_GATE, type PlacementGate } from './gates.js';

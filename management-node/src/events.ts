@@ -6,7 +6,7 @@
 // it with a cursor (server/events-service.ts), so a slow reader holds nothing
 // but its place, and one whose next event has left the ring is cut off.
 import * as grpc from '@grpc/grpc-js';
-import type { Task, Worker } from '../../proto/gen/sched/v1/types_pb.js';
+import type { Task, Worker } from '../../proto/gen/schedapi/v1/types_pb.js';
 import { ResourceExhaustedError, SchedError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import type { GroupCommitter } from './store/group-commit.js';

@@ -10,7 +10,7 @@
 // timers are rebuilt from the loaded records after a restart, and a dependency
 // counts as ended only once the store holds its end (never from the working copy,
 // which may be ahead of the store).
-import { TaskState, type Task, type TaskSpec } from '../../proto/gen/sched/v1/types_pb.js';
+import { TaskState, type Task, type TaskSpec } from '../../proto/gen/schedapi/v1/types_pb.js';
 import { InvalidArgumentError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import { setLongTimeout, type LongTimer } from '../../common/long-timer.js';

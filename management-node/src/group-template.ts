@@ -3,7 +3,7 @@
 // the stored spec is what runs. {{index}} stands for a literal {index}. Outside
 // a group the argv is kept as given, braces and all.
 import { clone } from '@bufbuild/protobuf';
-import { TaskSpecSchema, type TaskSpec } from '../../proto/gen/sched/v1/types_pb.js';
+import { TaskSpecSchema, type TaskSpec } from '../../proto/gen/schedapi/v1/types_pb.js';
 
 const INDEX = /\{\{index\}\}|\{index\}/g;
 

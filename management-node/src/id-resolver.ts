@@ -4,8 +4,8 @@
 // first characters, not their last). A worker may also be named by its name.
 // A full id costs one lookup; a task prefix a binary search (task-table.ts); the
 // rest a scan, fine at the rate operators type ids.
-import type { Task, Worker } from '../../proto/gen/sched/v1/types_pb.js';
-import { WorkerState } from '../../proto/gen/sched/v1/types_pb.js';
+import type { Task, Worker } from '../../proto/gen/schedapi/v1/types_pb.js';
+import { WorkerState } from '../../proto/gen/schedapi/v1/types_pb.js';
 import { AmbiguousIdError, InvalidArgumentError, NotFoundError } from '../../common/errors.js';
 import type { TaskTable } from './task-table.js';
 import { isValidId } from './worker-input.js';

@@ -5,7 +5,7 @@
 // creates only those a crash kept from being stored (rule 6).
 import { create, equals } from '@bufbuild/protobuf';
 import { randomUUID } from 'node:crypto';
-import { TaskSchema, TaskSpecSchema, TaskState, type Task, type TaskSpec } from '../../proto/gen/sched/v1/types_pb.js';
+import { TaskSchema, TaskSpecSchema, TaskState, type Task, type TaskSpec } from '../../proto/gen/schedapi/v1/types_pb.js';
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError, StoreUnavailableError } from '../../common/errors.js';
 import { newTaskId } from '../../common/ids.js';
 import type { Logger } from '../../common/logger.js';

@@ -6,7 +6,7 @@
 // written behind, on the next tick or with the task's next write, so a short task
 // costs two commits. Failed writes are retried on the tick.
 import { clone } from '@bufbuild/protobuf';
-import { TaskSchema, type Task, type Worker } from '../../proto/gen/sched/v1/types_pb.js';
+import { TaskSchema, type Task, type Worker } from '../../proto/gen/schedapi/v1/types_pb.js';
 import { NotFoundError, StoreRefusedError, StoreUnavailableError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import type { GroupCommitter } from './store/group-commit.js';

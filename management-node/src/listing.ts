@@ -7,7 +7,7 @@
 // continues in the order it was made for, whatever oldest_first the next request says.
 // A bare id (a token of a manager from before newest-first listings) continues oldest first.
 import { toBinary } from '@bufbuild/protobuf';
-import { TaskOutcome, TaskSchema, TaskState, type Task } from '../../proto/gen/sched/v1/types_pb.js';
+import { TaskOutcome, TaskSchema, TaskState, type Task } from '../../proto/gen/schedapi/v1/types_pb.js';
 import { InvalidArgumentError } from '../../common/errors.js';
 import { outcomeOf } from '../../common/outcome.js';
 import type { TaskTable } from './task-table.js';

@@ -2,7 +2,7 @@
 // TaskLogs call becomes a ReadLogs on the worker's existing stream (the worker
 // may be behind NAT, so the manager cannot dial it) and the LogChunks that
 // come back are passed on, matched by request id.
-import type { LogChunk } from '../../proto/gen/sched/v1/worker_pb.js';
+import type { LogChunk } from '../../proto/gen/schedapi/v1/worker_pb.js';
 import { FailedPreconditionError, WorkerUnavailableError } from '../../common/errors.js';
 
 export interface LogSubscriber {

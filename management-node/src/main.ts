@@ -6,8 +6,8 @@ import { requireRole, serverCredentials } from '../../common/tls.js';
 import { serviceDefinition } from '../../common/grpc-service.js';
 import { createLogger } from '../../common/logger.js';
 import { VERSION } from '../../common/version.js';
-import { ManagementService } from '../../proto/gen/sched/v1/management_pb.js';
-import { WorkerService } from '../../proto/gen/sched/v1/worker_pb.js';
+import { ManagementService } from '../../proto/gen/schedapi/v1/management_pb.js';
+import { WorkerService } from '../../proto/gen/schedapi/v1/worker_pb.js';
 import { mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { ShuttingDownError, StartingError } from '../../common/errors.js';
@@ -23,7 +23,7 @@ import { ensureSchema, openStore, retryStore } from './store/open-store.js';
 import { lockStoreDir } from './store/owner-lock.js';
 import { decodeSchedule, decodeTask, decodeWorker, SCHEDULES, TASKS, WORKERS } from './store/records.js';
 import { rangeAll } from './store/store.js';
-import type { Schedule, Task, Worker } from '../../proto/gen/sched/v1/types_pb.js';
+import type { Schedule, Task, Worker } from '../../proto/gen/schedapi/v1/types_pb.js';
 
 const TICK_MS = 100;
 

@@ -4,7 +4,7 @@
 // A held task may be running on a worker whose Accepted never got stored; only a
 // worker the store knew may report such an attempt (task-lifecycle.ts, mayAdopt).
 // New tasks don't wait.
-import { WorkerState, type Worker } from '../../proto/gen/sched/v1/types_pb.js';
+import { WorkerState, type Worker } from '../../proto/gen/schedapi/v1/types_pb.js';
 import type { Logger } from '../../common/logger.js';
 
 export class Recovery {

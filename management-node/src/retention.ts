@@ -2,7 +2,7 @@
 // sooner, oldest first, beyond max_finished_tasks), and workers gone that long
 // with nothing assigned are forgotten, from memory and from the store, a batch at
 // a time on the tick so the store sees small transactions.
-import type { Task } from '../../proto/gen/sched/v1/types_pb.js';
+import type { Task } from '../../proto/gen/schedapi/v1/types_pb.js';
 import type { Logger } from '../../common/logger.js';
 import type { Journal } from './journal.js';
 import { taskKey, workerKey } from './store/records.js';

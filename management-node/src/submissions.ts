@@ -4,7 +4,7 @@
 // requests cannot both create; and it is stored inside each task record
 // (Task.idempotency_key, group_index, group_size), so it lives exactly as long
 // as its tasks and is rebuilt from them after a restart.
-import type { Task } from '../../proto/gen/sched/v1/types_pb.js';
+import type { Task } from '../../proto/gen/schedapi/v1/types_pb.js';
 import { InvalidArgumentError } from '../../common/errors.js';
 
 const KEY = /^[A-Za-z0-9._:-]{1,128}$/;

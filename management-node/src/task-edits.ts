@@ -6,7 +6,7 @@
 // tries again a moment later. The change goes through the gates (gates.ts edit): the
 // task leaves the queue, the change is stored, then it is queued again as changed.
 import { clone } from '@bufbuild/protobuf';
-import { TaskSpecSchema, TaskState, type Resources as SpecResources, type Task } from '../../proto/gen/sched/v1/types_pb.js';
+import { TaskSpecSchema, TaskState, type Resources as SpecResources, type Task } from '../../proto/gen/schedapi/v1/types_pb.js';
 import { FailedPreconditionError, InvalidArgumentError } from '../../common/errors.js';
 import type { Dispatch } from './dispatch.js';
 import type { Gates } from './gates.js';

@@ -9,8 +9,8 @@
 //   scheduled ─Finished─▶ done, or dead (start-failed, cancelled)
 //   scheduled ─worker lost─▶ pending with a retry used (retried), or dead
 //   pending ─cancel, schedule timeout, refused by every worker─▶ dead
-import { TaskState, type Task } from '../../proto/gen/sched/v1/types_pb.js';
-import type { Finished } from '../../proto/gen/sched/v1/worker_pb.js';
+import { TaskState, type Task } from '../../proto/gen/schedapi/v1/types_pb.js';
+import type { Finished } from '../../proto/gen/schedapi/v1/worker_pb.js';
 import { orderTimes } from './task-rules.js';
 
 const TERMINAL = new Set([TaskState.DONE, TaskState.DEAD]);

@@ -1,7 +1,7 @@
 // Rules about a task that need no state: what a valid spec is, what it reserves,
 // the order of its timestamps, and how long a cut-off worker keeps its tasks.
 import { create, toBinary } from '@bufbuild/protobuf';
-import { ResourcesSchema, TaskSpecSchema, type Task, type TaskSpec } from '../../proto/gen/sched/v1/types_pb.js';
+import { ResourcesSchema, TaskSpecSchema, type Task, type TaskSpec } from '../../proto/gen/schedapi/v1/types_pb.js';
 import { InvalidArgumentError } from '../../common/errors.js';
 import { checkLabels } from '../../common/labels.js';
 import type { Resources } from './scheduler/scheduler.js';

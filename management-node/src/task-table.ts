@@ -3,7 +3,7 @@
 // anywhere with a binary search and walks either way, newest first included,
 // without copying the ids, and an id prefix is found the same way. Ids are UUIDv7:
 // id order is submission order, and a new id goes at the end of the array.
-import type { Task } from '../../proto/gen/sched/v1/types_pb.js';
+import type { Task } from '../../proto/gen/schedapi/v1/types_pb.js';
 
 /** Deleted ids are dropped from the array once they are this many and at least half of it. */
 const COMPACT_MIN = 1024;

@@ -2,7 +2,7 @@
 // deadline after which what it runs is stopped (attempts.ts, drainDue) and placed
 // again elsewhere while retries last. The deadline is wall-clock time in the
 // worker's record, so it holds across a restart or a failover.
-import type { Worker } from '../../proto/gen/sched/v1/types_pb.js';
+import type { Worker } from '../../proto/gen/schedapi/v1/types_pb.js';
 import type { Logger } from '../../common/logger.js';
 import type { Journal } from './journal.js';
 import type { Scheduler } from './scheduler/scheduler.js';

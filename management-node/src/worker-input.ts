@@ -1,7 +1,7 @@
 // What a worker sends is untrusted: every message is checked (and sizes cut
 // down) here, before it touches the cluster's state or the store. A refusal
 // names the field, so the operator of a misbehaving worker can tell why.
-import type { Finished, Hello, LogChunk } from '../../proto/gen/sched/v1/worker_pb.js';
+import type { Finished, Hello, LogChunk } from '../../proto/gen/schedapi/v1/worker_pb.js';
 import { InvalidArgumentError } from '../../common/errors.js';
 import { checkLabels } from '../../common/labels.js';
 import { isValidName } from './worker-names.js';

@@ -5,8 +5,8 @@
 // to or running on each worker (its load). What a worker's coming and going means
 // for its tasks is attempts.ts's part.
 import { clone, create, type MessageInitShape } from '@bufbuild/protobuf';
-import { ResourcesSchema, WorkerSchema, WorkerState, type Worker } from '../../proto/gen/sched/v1/types_pb.js';
-import type { ConnectResponseSchema, Hello, Pong } from '../../proto/gen/sched/v1/worker_pb.js';
+import { ResourcesSchema, WorkerSchema, WorkerState, type Worker } from '../../proto/gen/schedapi/v1/types_pb.js';
+import type { ConnectResponseSchema, Hello, Pong } from '../../proto/gen/schedapi/v1/worker_pb.js';
 import { AlreadyExistsError, FailedPreconditionError, NotFoundError, PermissionDeniedError, UnauthenticatedError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import type { FairClock } from './fair-clock.js';

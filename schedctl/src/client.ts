@@ -6,7 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { GenService } from '@bufbuild/protobuf/codegenv2';
 import type { ServiceClient } from '../../common/grpc-service.js';
 import { createManagerClient, parseManagers, type ManagerClient } from '../../common/manager-client.js';
-import { ManagementService } from '../../proto/gen/sched/v1/management_pb.js';
+import { ManagementService } from '../../proto/gen/schedapi/v1/management_pb.js';
 
 type MethodsOf<S> = S extends GenService<infer M> ? M : never;
 export type ManagementClient = ServiceClient<MethodsOf<typeof ManagementService>>;

@@ -1,5 +1,5 @@
 // Display helpers shared by the commands: state names, times, sizes, argv.
-import { TaskOutcome, TaskState, WorkerState, type Task, type Worker } from '../../proto/gen/sched/v1/types_pb.js';
+import { TaskOutcome, TaskState, WorkerState, type Task, type Worker } from '../../proto/gen/schedapi/v1/types_pb.js';
 import { formatDuration, formatDurationExact } from '../../common/duration.js';
 import { outcomeOf } from '../../common/outcome.js';
 import { OUTCOME_NAMES, TASK_STATE_NAMES, type OutcomeName, type TaskStateChoice, type TaskStateName } from './flags.js';

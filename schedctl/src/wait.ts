@@ -2,8 +2,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import { describeRpcError } from '../../common/errors.js';
-import type { WatchTasksResponse } from '../../proto/gen/sched/v1/management_pb.js';
-import { TaskState, type Task } from '../../proto/gen/sched/v1/types_pb.js';
+import type { WatchTasksResponse } from '../../proto/gen/schedapi/v1/management_pb.js';
+import { TaskState, type Task } from '../../proto/gen/schedapi/v1/types_pb.js';
 import type { GenServiceMethods } from '@bufbuild/protobuf/codegenv2';
 import type { ManagerClient } from '../../common/manager-client.js';
 import type { ManagementClient } from './client.js';

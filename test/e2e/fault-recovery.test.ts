@@ -17,8 +17,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { createServiceClient } from '../../common/grpc-service.js';
-import { ManagementService } from '../../proto/gen/sched/v1/management_pb.js';
-import { TaskState, WorkerState, type Task } from '../../proto/gen/sched/v1/types_pb.js';
+import { ManagementService } from '../../proto/gen/schedapi/v1/management_pb.js';
+import { TaskState, WorkerState, type Task } from '../../proto/gen/schedapi/v1/types_pb.js';
 import { retryUnary } from '../../schedctl/src/retry.js';
 import { startEtcd, type EtcdHandle } from '../support/etcd.js';
 import {

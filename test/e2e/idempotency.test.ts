@@ -9,8 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { createServiceClient } from '../../common/grpc-service.js';
-import { ManagementService, type RunTaskResponse } from '../../proto/gen/sched/v1/management_pb.js';
-import { TaskState, WorkerState, type Task } from '../../proto/gen/sched/v1/types_pb.js';
+import { ManagementService, type RunTaskResponse } from '../../proto/gen/schedapi/v1/management_pb.js';
+import { TaskState, WorkerState, type Task } from '../../proto/gen/schedapi/v1/types_pb.js';
 import { isFinal, jobArgv, listAll, readLedger, type Client } from '../support/exactly-once.js';
 import { BIN, run, startDaemon, startManager, waitFor, writeYaml, type Daemon } from '../support/processes.js';
 

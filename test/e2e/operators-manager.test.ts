@@ -8,8 +8,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServiceClient, type ServiceClient } from '../../common/grpc-service.js';
-import { ManagementService } from '../../proto/gen/sched/v1/management_pb.js';
-import { TaskState, WorkerState, type Worker } from '../../proto/gen/sched/v1/types_pb.js';
+import { ManagementService } from '../../proto/gen/schedapi/v1/management_pb.js';
+import { TaskState, WorkerState, type Worker } from '../../proto/gen/schedapi/v1/types_pb.js';
 import { BIN, startDaemon, startManager, waitFor, writeYaml, type Daemon } from '../support/processes.js';
 
 describe('e2e: the manager for operators (names, references, removal, drain deadlines)', function () {

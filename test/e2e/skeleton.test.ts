@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { fromBinary } from '@bufbuild/protobuf';
-import { TaskSchema, TaskState, WorkerSchema, WorkerState } from '../../proto/gen/sched/v1/types_pb.js';
+import { TaskSchema, TaskState, WorkerSchema, WorkerState } from '../../proto/gen/schedapi/v1/types_pb.js';
 import { startEtcd, freePorts, type EtcdHandle } from '../support/etcd.js';
 import { BIN, run, startDaemon, startManager, waitFor, writeYaml, type Daemon, type RunResult } from '../support/processes.js';
 

@@ -5,8 +5,8 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import type { ServiceClient } from '../../common/grpc-service.js';
-import type { ManagementService } from '../../proto/gen/sched/v1/management_pb.js';
-import { TaskState, WorkerState, type Task } from '../../proto/gen/sched/v1/types_pb.js';
+import type { ManagementService } from '../../proto/gen/schedapi/v1/management_pb.js';
+import { TaskState, WorkerState, type Task } from '../../proto/gen/schedapi/v1/types_pb.js';
 import type { Daemon } from './processes.js';
 import { pendingOnDisk } from '../../worker-node/src/outbox.js';
 

@@ -19,8 +19,8 @@ import {
   type ListTasksRequest,
   type RunTaskRequest,
   type WatchTasksRequest,
-} from '../../proto/gen/sched/v1/management_pb.js';
-import { TaskSchema, TaskState, type Task } from '../../proto/gen/sched/v1/types_pb.js';
+} from '../../proto/gen/schedapi/v1/management_pb.js';
+import { TaskSchema, TaskState, type Task } from '../../proto/gen/schedapi/v1/types_pb.js';
 
 type MethodsOf<S> = S extends GenService<infer M> ? M : never;
 export type Handlers = ServiceHandlers<MethodsOf<typeof ManagementService>>;
@@ -105,7 +105,7 @@ export class FakeManagement {
         const res = create(CancelTaskResponseSchema);
         for (const ref of call.request.ids) {
           const t = this.find(ref);
-          if (!t) res.errors.push({ $typeName: 'sched.v1.IdError', id: ref, message: `task ${JSON.stringify(ref)} not found` });
+          if (!t) res.errors.push({ $typeName: 'schedapi.v1.IdError', id: ref, message: `task ${JSON.stringify(ref)} not found` });
           else if (t.state === TaskState.PENDING) res.tasks.push(this.set({ id: t.id, state: TaskState.DEAD, deadReason: 'cancelled' }));
           else res.tasks.push(t);
         }

@@ -5,7 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { NotLeaderError, toStatus } from '../../common/errors.js';
 import { serviceDefinition } from '../../common/grpc-service.js';
-import { ConnectResponseSchema, WorkerService, type ConnectRequest, type ConnectResponse } from '../../proto/gen/sched/v1/worker_pb.js';
+import { ConnectResponseSchema, WorkerService, type ConnectRequest, type ConnectResponse } from '../../proto/gen/schedapi/v1/worker_pb.js';
 
 type Call = grpc.ServerDuplexStream<ConnectRequest, ConnectResponse>;
 type Case = NonNullable<ConnectRequest['msg']['case']>;

@@ -14,7 +14,7 @@ import {
   type ConnectRequest,
   type ConnectResponse,
   type StartTask,
-} from '../../proto/gen/sched/v1/worker_pb.js';
+} from '../../proto/gen/schedapi/v1/worker_pb.js';
 
 type WorkerClient = ServiceClient<(typeof WorkerService)['method']>;
 /** One worker→manager message: the oneof of ConnectRequest. */

@@ -10,10 +10,10 @@ import {
   ManagementService,
   WatchTasksResponseSchema,
   type WatchTasksResponse,
-} from '../../proto/gen/sched/v1/management_pb.js';
-import { TaskSchema, TaskState } from '../../proto/gen/sched/v1/types_pb.js';
+} from '../../proto/gen/schedapi/v1/management_pb.js';
+import { TaskSchema, TaskState } from '../../proto/gen/schedapi/v1/types_pb.js';
 import { freePort } from '../support/etcd.js';
-import { ConnectResponseSchema, WorkerService, type ConnectResponse } from '../../proto/gen/sched/v1/worker_pb.js';
+import { ConnectResponseSchema, WorkerService, type ConnectResponse } from '../../proto/gen/schedapi/v1/worker_pb.js';
 
 type Methods<S> = S extends GenService<infer T extends GenServiceMethods> ? T : never;
 type ManagementHandlers = ServiceHandlers<Methods<typeof ManagementService>>;
@@ -170,17 +170,17 @@ describe('common/grpc-service', function () {
 
   it('builds a grpc-js definition with the wire paths and stream flags', () => {
     const def = serviceDefinition(ManagementService);
-    expect(def['getTask']).to.include({ path: '/sched.v1.ManagementService/GetTask', requestStream: false, responseStream: false });
-    expect(def['watchTasks']).to.include({ path: '/sched.v1.ManagementService/WatchTasks', requestStream: false, responseStream: true });
+    expect(def['getTask']).to.include({ path: '/schedapi.v1.ManagementService/GetTask', requestStream: false, responseStream: false });
+    expect(def['watchTasks']).to.include({ path: '/schedapi.v1.ManagementService/WatchTasks', requestStream: false, responseStream: true });
     expect(Object.keys(def)).to.include.members(['runTask', 'getTask', 'listTasks', 'listWorkers', 'getWorker', 'status']);
     const wdef = serviceDefinition(WorkerService);
-    expect(wdef['connect']).to.include({ path: '/sched.v1.WorkerService/Connect', requestStream: true, responseStream: true });
+    expect(wdef['connect']).to.include({ path: '/schedapi.v1.WorkerService/Connect', requestStream: true, responseStream: true });
   });
 
   it('serializes to protobuf binary that fromBinary reads back', () => {
     const def = serviceDefinition(ManagementService);
     const m = def['getTask']!;
-    const wire = m.requestSerialize({ $typeName: 'sched.v1.GetTaskRequest', id: 't-1' });
+    const wire = m.requestSerialize({ $typeName: 'schedapi.v1.GetTaskRequest', id: 't-1' });
     expect([...wire]).to.deep.equal([0x0a, 3, 0x74, 0x2d, 0x31]); // field 1, length 3, "t-1"
     expect(m.requestDeserialize(wire)).to.deep.include({ id: 't-1' });
   });

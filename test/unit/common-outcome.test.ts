@@ -1,7 +1,7 @@
 // outcomeOf: the rules of TaskOutcome (types.proto) on records shaped as the manager writes them.
 import { expect } from 'chai';
 import { create } from '@bufbuild/protobuf';
-import { TaskOutcome, TaskSchema, TaskState } from '../../proto/gen/sched/v1/types_pb.js';
+import { TaskOutcome, TaskSchema, TaskState } from '../../proto/gen/schedapi/v1/types_pb.js';
 import { outcomeOf } from '../../common/outcome.js';
 
 const task = (o: { state: TaskState; deadReason?: string; exitCode?: number; signal?: string; timedOut?: boolean }) => create(TaskSchema, o);

@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { create, fromBinary, toBinary, type MessageInitShape } from '@bufbuild/protobuf';
 import { pino } from 'pino';
-import { WatchEventsRequestSchema, WatchEventsResponseSchema, type WatchEventsResponse } from '../../proto/gen/sched/v1/management_pb.js';
-import { TaskSchema, WorkerSchema, type Task } from '../../proto/gen/sched/v1/types_pb.js';
+import { WatchEventsRequestSchema, WatchEventsResponseSchema, type WatchEventsResponse } from '../../proto/gen/schedapi/v1/management_pb.js';
+import { TaskSchema, WorkerSchema, type Task } from '../../proto/gen/schedapi/v1/types_pb.js';
 import { EventLog, EventsGoneError, type EventLogOptions, type StoredEvent } from '../../management-node/src/events.js';
 import { eventFilter } from '../../management-node/src/server/events-service.js';
 import { createEmbeddedStore } from '../../management-node/src/store/embedded-store.js';
@@ -271,7 +271,7 @@ describe('manager: WatchEvents over gRPC', () => {
     const port = Number(m.client.raw.getChannel().getTarget().split(':').pop());
     const session = http2.connect(`http://127.0.0.1:${port}`);
     try {
-      const req = session.request({ ':method': 'POST', ':path': '/sched.v1.ManagementService/WatchEvents', 'content-type': 'application/grpc', te: 'trailers' });
+      const req = session.request({ ':method': 'POST', ':path': '/schedapi.v1.ManagementService/WatchEvents', 'content-type': 'application/grpc', te: 'trailers' });
       const body = toBinary(WatchEventsRequestSchema, create(WatchEventsRequestSchema, { tasks: true }));
       const frame = Buffer.alloc(5 + body.length);
       frame.writeUInt32BE(body.length, 1);

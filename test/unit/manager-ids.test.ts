@@ -3,8 +3,8 @@
 // FakeLinks, so what the manager sends them is recorded.
 import { expect } from 'chai';
 import * as grpc from '@grpc/grpc-js';
-import { WorkerState } from '../../proto/gen/sched/v1/types_pb.js';
-import type { WatchTasksResponse } from '../../proto/gen/sched/v1/management_pb.js';
+import { WorkerState } from '../../proto/gen/schedapi/v1/types_pb.js';
+import type { WatchTasksResponse } from '../../proto/gen/schedapi/v1/management_pb.js';
 import { decodeWorker, workerKey } from '../../management-node/src/store/records.js';
 import { FakeLink } from '../support/fake-link.js';
 import { helloOf, rpcError, startManagerRpc, type ManagerRpc } from '../support/manager-rpc.js';

@@ -4,8 +4,8 @@
 import { expect } from 'chai';
 import * as grpc from '@grpc/grpc-js';
 import { create } from '@bufbuild/protobuf';
-import { TaskOutcome, TaskSchema, TaskState, type Task } from '../../proto/gen/sched/v1/types_pb.js';
-import { FinishedSchema } from '../../proto/gen/sched/v1/worker_pb.js';
+import { TaskOutcome, TaskSchema, TaskState, type Task } from '../../proto/gen/schedapi/v1/types_pb.js';
+import { FinishedSchema } from '../../proto/gen/schedapi/v1/worker_pb.js';
 import { TaskTable } from '../../management-node/src/task-table.js';
 import { decodeTask, taskKey } from '../../management-node/src/store/records.js';
 import { FakeLink } from '../support/fake-link.js';

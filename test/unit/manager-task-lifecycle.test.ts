@@ -2,8 +2,8 @@
 // that keeps at most one attempt live (no store, no workers, no clock).
 import { expect } from 'chai';
 import { create } from '@bufbuild/protobuf';
-import { TaskSchema, TaskState } from '../../proto/gen/sched/v1/types_pb.js';
-import { FinishedSchema } from '../../proto/gen/sched/v1/worker_pb.js';
+import { TaskSchema, TaskState } from '../../proto/gen/schedapi/v1/types_pb.js';
+import { FinishedSchema } from '../../proto/gen/schedapi/v1/worker_pb.js';
 import {
   adopt,
   died,

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { InvalidArgumentError } from 'commander';
 import { create } from '@bufbuild/protobuf';
-import { TaskSchema, TaskState } from '../../proto/gen/sched/v1/types_pb.js';
+import { TaskSchema, TaskState } from '../../proto/gen/schedapi/v1/types_pb.js';
 import {
   groupExitCode,
   parseCount,

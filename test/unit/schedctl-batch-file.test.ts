@@ -4,7 +4,7 @@ import { expect } from 'chai';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TaskState } from '../../proto/gen/sched/v1/types_pb.js';
+import { TaskState } from '../../proto/gen/schedapi/v1/types_pb.js';
 import { entryKey, parseBatch } from '../../schedctl/src/batch-file.js';
 import { FakeManagement, runSchedctl } from '../support/fake-management.js';
 import { until } from '../support/until.js';

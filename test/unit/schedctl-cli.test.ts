@@ -16,8 +16,8 @@ import {
   StatusResponseSchema,
   TaskLogsResponseSchema,
   type RunTaskRequest,
-} from '../../proto/gen/sched/v1/management_pb.js';
-import { TaskSchema, TaskState, WorkerSchema, WorkerState, type Task } from '../../proto/gen/sched/v1/types_pb.js';
+} from '../../proto/gen/schedapi/v1/management_pb.js';
+import { TaskSchema, TaskState, WorkerSchema, WorkerState, type Task } from '../../proto/gen/schedapi/v1/types_pb.js';
 import { runCli } from '../../schedctl/src/cli.js';
 
 type MethodsOf<S> = S extends GenService<infer M> ? M : never;
@@ -74,12 +74,12 @@ class FakeManager extends EventEmitter<{ final: [string] }> {
           this.tasks.set(id, task);
           return task;
         });
-        cb(null, { $typeName: 'sched.v1.CancelTaskResponse', tasks, errors: [] });
+        cb(null, { $typeName: 'schedapi.v1.CancelTaskResponse', tasks, errors: [] });
       },
       getTask: (call, cb) => {
         const task = this.tasks.get(call.request.id);
         if (!task) return cb(toStatus(new NotFoundError('task', call.request.id)));
-        cb(null, { $typeName: 'sched.v1.GetTaskResponse', task });
+        cb(null, { $typeName: 'schedapi.v1.GetTaskResponse', task });
       },
       listTasks: (call, cb) => {
         const all = [...this.tasks.values()]
@@ -88,13 +88,13 @@ class FakeManager extends EventEmitter<{ final: [string] }> {
           .filter((t) => !call.request.groupId || t.groupId === call.request.groupId);
         const page = all.slice(0, Math.min(call.request.limit || PAGE, PAGE));
         const more = all.length > page.length;
-        cb(null, { $typeName: 'sched.v1.ListTasksResponse', tasks: page, nextPageToken: more ? page.at(-1)!.id : '', total: all.length, revision: 0n });
+        cb(null, { $typeName: 'schedapi.v1.ListTasksResponse', tasks: page, nextPageToken: more ? page.at(-1)!.id : '', total: all.length, revision: 0n });
       },
       watchTasks: (call) => {
         this.watchOpens++;
         this.watched.push([...call.request.ids]);
         const tasks = call.request.ids.map((id) => this.tasks.get(id)!);
-        for (const task of tasks) call.write({ $typeName: 'sched.v1.WatchTasksResponse', task });
+        for (const task of tasks) call.write({ $typeName: 'schedapi.v1.WatchTasksResponse', task });
         if (tasks[0]?.spec?.argv[0] === 'flaky' && this.watchOpens === 1) {
           call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'manager restarting' });
           return;
@@ -106,15 +106,15 @@ class FakeManager extends EventEmitter<{ final: [string] }> {
             const done = create(TaskSchema, { ...task, workerId: 'w-1', startedUnixMs: 1n, finishedUnixMs: 2n });
             if (outcome === 'dead') Object.assign(done, { state: TaskState.DEAD, deadReason: 'ack-timeout' });
             else Object.assign(done, { state: TaskState.DONE, exitCode: Number(outcome) });
-            call.write({ $typeName: 'sched.v1.WatchTasksResponse', task: { ...task, state: TaskState.SCHEDULED } });
-            call.write({ $typeName: 'sched.v1.WatchTasksResponse', task: done });
+            call.write({ $typeName: 'schedapi.v1.WatchTasksResponse', task: { ...task, state: TaskState.SCHEDULED } });
+            call.write({ $typeName: 'schedapi.v1.WatchTasksResponse', task: done });
             this.emit('final', task.id);
           }
         }, 20);
       },
       listWorkers: (_call, cb) =>
         cb(null, {
-          $typeName: 'sched.v1.ListWorkersResponse',
+          $typeName: 'schedapi.v1.ListWorkersResponse',
           workers: [
             create(WorkerSchema, {
               id: 'w-1',

@@ -3,8 +3,8 @@
 import { expect } from 'chai';
 import * as grpc from '@grpc/grpc-js';
 import { create } from '@bufbuild/protobuf';
-import { WatchEventsResponseSchema, type WatchEventsRequest } from '../../proto/gen/sched/v1/management_pb.js';
-import { TaskSchema, TaskState, WorkerSchema, WorkerState } from '../../proto/gen/sched/v1/types_pb.js';
+import { WatchEventsResponseSchema, type WatchEventsRequest } from '../../proto/gen/schedapi/v1/management_pb.js';
+import { TaskSchema, TaskState, WorkerSchema, WorkerState } from '../../proto/gen/schedapi/v1/types_pb.js';
 import { eventLine } from '../../schedctl/src/commands/events.js';
 import { FakeManagement, taskId, type Handlers } from '../support/fake-management.js';
 import { until } from '../support/until.js';

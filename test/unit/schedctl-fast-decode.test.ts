@@ -4,8 +4,8 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
 import { create, fromBinary, ScalarType, toBinary, type DescField, type DescMessage } from '@bufbuild/protobuf';
-import { ManagementService, ListTasksResponseSchema, ListWorkersResponseSchema } from '../../proto/gen/sched/v1/management_pb.js';
-import { TaskSchema, TaskState, WorkerSchema } from '../../proto/gen/sched/v1/types_pb.js';
+import { ManagementService, ListTasksResponseSchema, ListWorkersResponseSchema } from '../../proto/gen/schedapi/v1/management_pb.js';
+import { TaskSchema, TaskState, WorkerSchema } from '../../proto/gen/schedapi/v1/types_pb.js';
 import { covers, fastFromBinary, fastFromBinaryAt } from '../../schedctl/src/fast-decode.js';
 import { Reader } from '../../schedctl/src/wire-reader.js';
 
@@ -83,7 +83,7 @@ function same(desc: DescMessage, bytes: Uint8Array): void {
 // WatchEventsResponse has a oneof, which the fast decoder leaves to fromBinary (schedctl events
 // reads it through grpc-js's protobuf-es decoding); the property test below still covers it.
 const responses = ManagementService.methods.map((m) => m.output);
-const fastResponses = responses.filter((r) => r.typeName !== 'sched.v1.WatchEventsResponse');
+const fastResponses = responses.filter((r) => r.typeName !== 'schedapi.v1.WatchEventsResponse');
 
 describe('schedctl fast decoding', () => {
   it('decodes the listings and every ManagementService answer itself', () => {

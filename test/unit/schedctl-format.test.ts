@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { create } from '@bufbuild/protobuf';
-import { TaskSchema, TaskState, WorkerState } from '../../proto/gen/sched/v1/types_pb.js';
+import { TaskSchema, TaskState, WorkerState } from '../../proto/gen/schedapi/v1/types_pb.js';
 import { age, bytes, cores, exitSummary, shellQuote, taskDuration, taskReason, workerStateName } from '../../schedctl/src/format.js';
 import { taskCounts } from '../../schedctl/src/commands/status.js';
 

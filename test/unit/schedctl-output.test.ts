@@ -9,8 +9,8 @@ import * as grpc from '@grpc/grpc-js';
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { serviceDefinition } from '../../common/grpc-service.js';
 import { FailedPreconditionError, NotFoundError, toStatus } from '../../common/errors.js';
-import { DrainWorkerResponseSchema, ManagementService, RemoveWorkerResponseSchema } from '../../proto/gen/sched/v1/management_pb.js';
-import { WorkerSchema, WorkerState } from '../../proto/gen/sched/v1/types_pb.js';
+import { DrainWorkerResponseSchema, ManagementService, RemoveWorkerResponseSchema } from '../../proto/gen/schedapi/v1/management_pb.js';
+import { WorkerSchema, WorkerState } from '../../proto/gen/schedapi/v1/types_pb.js';
 import { runCli } from '../../schedctl/src/cli.js';
 
 async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {

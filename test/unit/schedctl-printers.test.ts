@@ -1,8 +1,8 @@
 import { expect } from 'chai';
 import { create } from '@bufbuild/protobuf';
 import { parse as parseYaml } from 'yaml';
-import { ListWorkersResponseSchema } from '../../proto/gen/sched/v1/management_pb.js';
-import { TaskSchema, TaskState } from '../../proto/gen/sched/v1/types_pb.js';
+import { ListWorkersResponseSchema } from '../../proto/gen/schedapi/v1/management_pb.js';
+import { TaskSchema, TaskState } from '../../proto/gen/schedapi/v1/types_pb.js';
 import { idsIn, printerFor, view } from '../../schedctl/src/printers/index.js';
 import { taskFields } from '../../schedctl/src/commands/tasks-show.js';
 

@@ -9,8 +9,8 @@ import * as grpc from '@grpc/grpc-js';
 import { create } from '@bufbuild/protobuf';
 import { serviceDefinition } from '../../common/grpc-service.js';
 import { freePort } from '../support/etcd.js';
-import { ManagementService, RunTaskResponseSchema, type RunTaskRequest, type RunTaskResponse } from '../../proto/gen/sched/v1/management_pb.js';
-import { TaskSchema, TaskState } from '../../proto/gen/sched/v1/types_pb.js';
+import { ManagementService, RunTaskResponseSchema, type RunTaskRequest, type RunTaskResponse } from '../../proto/gen/schedapi/v1/management_pb.js';
+import { TaskSchema, TaskState } from '../../proto/gen/schedapi/v1/types_pb.js';
 import { runCli } from '../../schedctl/src/cli.js';
 import { IDEMPOTENCY_KEY, isRetryable, newIdempotencyKey, parseIdempotencyKey, retryUnary } from '../../schedctl/src/retry.js';
 

@@ -4,8 +4,8 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
 import { create } from '@bufbuild/protobuf';
-import { ListTasksResponseSchema } from '../../proto/gen/sched/v1/management_pb.js';
-import { TaskSchema, TaskState, type Task } from '../../proto/gen/sched/v1/types_pb.js';
+import { ListTasksResponseSchema } from '../../proto/gen/schedapi/v1/management_pb.js';
+import { TaskSchema, TaskState, type Task } from '../../proto/gen/schedapi/v1/types_pb.js';
 import { cell, displayWidth, printTable } from '../../schedctl/src/printers/table.js';
 import { view, type Rows } from '../../schedctl/src/printers/view.js';
 import { share, TaskTable, taskRows } from '../../schedctl/src/commands/tasks-table.js';

@@ -4,7 +4,7 @@ import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import { TaskState } from '../../proto/gen/sched/v1/types_pb.js';
+import { TaskState } from '../../proto/gen/schedapi/v1/types_pb.js';
 import { resumeCommand } from '../../schedctl/src/commands/tasks-wait.js';
 import { FakeManagement, runSchedctl, taskId } from '../support/fake-management.js';
 import { until } from '../support/until.js';

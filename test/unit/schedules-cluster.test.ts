@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { create } from '@bufbuild/protobuf';
 import { pino } from 'pino';
-import { ScheduleSchema, TaskState, type Schedule, type Task } from '../../proto/gen/sched/v1/types_pb.js';
+import { ScheduleSchema, TaskState, type Schedule, type Task } from '../../proto/gen/schedapi/v1/types_pb.js';
 import { Cluster } from '../../management-node/src/cluster.js';
 import { createEmbeddedStore } from '../../management-node/src/store/embedded-store.js';
 import { createGroupCommitter } from '../../management-node/src/store/group-commit.js';

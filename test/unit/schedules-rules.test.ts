@@ -2,7 +2,7 @@
 // run, are made up or missed, overlap decisions, validation and the history bound.
 import { expect } from 'chai';
 import { create } from '@bufbuild/protobuf';
-import { ScheduleSchema } from '../../proto/gen/sched/v1/types_pb.js';
+import { ScheduleSchema } from '../../proto/gen/schedapi/v1/types_pb.js';
 import {
   cronOf,
   dueSlots,

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { create } from '@bufbuild/protobuf';
 import { pino } from 'pino';
-import { ReadLogsSchema, type ConnectRequest } from '../../proto/gen/sched/v1/worker_pb.js';
+import { ReadLogsSchema, type ConnectRequest } from '../../proto/gen/schedapi/v1/worker_pb.js';
 import type { Executor } from '../../worker-node/src/executor.js';
 import { LogReads } from '../../worker-node/src/log-reads.js';
 import { until, turns } from '../support/until.js';

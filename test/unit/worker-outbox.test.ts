@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { create, equals, toBinary } from '@bufbuild/protobuf';
-import { FinishedSchema, type Finished } from '../../proto/gen/sched/v1/worker_pb.js';
+import { FinishedSchema, type Finished } from '../../proto/gen/schedapi/v1/worker_pb.js';
 import { Executor, REAPED_ERROR } from '../../worker-node/src/executor.js';
 import { JOURNAL, Outbox, pendingOnDisk, toFinished } from '../../worker-node/src/outbox.js';
 

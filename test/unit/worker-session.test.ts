@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import { create } from '@bufbuild/protobuf';
 import { pino } from 'pino';
-import { ConnectResponseSchema, FinishedSchema } from '../../proto/gen/sched/v1/worker_pb.js';
+import { ConnectResponseSchema, FinishedSchema } from '../../proto/gen/schedapi/v1/worker_pb.js';
 import { Executor, REAPED_ERROR } from '../../worker-node/src/executor.js';
 import { detectNodeInfo } from '../../worker-node/src/node-info.js';
 import { JOURNAL, Outbox, pendingOnDisk } from '../../worker-node/src/outbox.js';

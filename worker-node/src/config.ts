@@ -22,6 +22,9 @@ const labelKey = z.string().superRefine((k, ctx) => {
   if (problem) ctx.addIssue({ code: 'custom', message: problem });
 });
 
+/** A POSIX user name (as useradd takes it). */
+export const USER_NAME = /^[a-z_][a-z0-9_-]{0,31}\$?$/i;
+const USER_NAME_MESSAGE = 'must be a user name ([A-Za-z_][A-Za-z0-9_-]*, at most 32)';
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
 const DAY = 24 * HOUR;
@@ -76,6 +79,16 @@ export const workerConfigSchema = z
       .array(z.string().regex(ENV_NAME, 'must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)'))
       .max(MAX_ENV_INHERIT)
       .default([]),
+    /** Each attempt in a cgroup of its own with its limits (auto: where the worker may make them; off: never). */
+    cgroups: z.enum(['auto', 'off']).default('auto'),
+    /** Added to a task's --mem for its memory limit (page cache, a shell around it). */
+    memory_headroom: memoryIn(0, TI).default(0),
+    /** The pids limit of a task that sets no --max-pids (processes and threads at once). */
+    max_pids: numberIn(1, 4_194_304, { int: true }).default(4096),
+    /** The user tasks run as when they name none (uid, gid and groups from the system's user database); default: the worker's own. */
+    run_as: z.string().regex(USER_NAME, USER_NAME_MESSAGE).optional(),
+    /** Users a task may name with --user (besides run_as). */
+    allowed_users: z.array(z.string().regex(USER_NAME, USER_NAME_MESSAGE)).max(256).default([]),
     log_level: logLevel().default('info'),
     /** How logs are written to stderr: text (one line for people) or json; default: text when stderr is a terminal, else json. */
     log_format: z.enum(LOG_FORMATS).optional(),

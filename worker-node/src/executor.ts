@@ -33,6 +33,10 @@ export interface ExecSpec {
   memoryBytes?: number;
   /** The task's group and its place in it (SCHED_GROUP_ID, SCHED_TASK_INDEX, SCHED_TASK_COUNT); checked by checkGroup. */
   group?: TaskGroup;
+  /** Run as this user (a name the worker's allowed_users lists; session.ts checks); default: the worker's run_as. */
+  user?: string;
+  /** The attempt's pids limit; 0 or unset: the worker's default. */
+  maxPids?: number;
 }
 export interface StartedEvent extends TaskRef {
   pid: number;
@@ -57,6 +61,11 @@ export interface FinishedEvent extends TaskRef {
   startFailed?: boolean;
   /** Not a result: the worker killed it because it lost it (restart, orphan timeout); error says which. */
   lost?: boolean;
+  /** The kernel's OOM killer killed a process of the attempt (its cgroup's memory limit). */
+  oomKilled?: boolean;
+  /** From the attempt's cgroup, where there is one: the most memory in use at once, and CPU time (user + system). */
+  peakMemoryBytes?: number;
+  cpuTimeUs?: number;
 }
 /** started: a new process; duplicate: this attempt already runs; busy: another attempt of the task runs. */
 export type StartResult = 'started' | 'duplicate' | 'busy';

@@ -4,7 +4,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { create } from '@bufbuild/protobuf';
 import type { Logger } from '../../common/logger.js';
-import { ConnectRequestSchema, type ConnectRequest, type ConnectResponse, type ReadLogs } from '../../proto/gen/sched/v1/worker_pb.js';
+import { ConnectRequestSchema, type ConnectRequest, type ConnectResponse, type ReadLogs } from '../../proto/gen/schedapi/v1/worker_pb.js';
 import type { Executor } from './executor.js';
 import { checkTaskId } from './task-id.js';
 import { readLog } from './task-log.js';

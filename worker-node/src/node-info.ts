@@ -1,7 +1,7 @@
 // What this node tells the manager about itself in Hello.
 import os from 'node:os';
 import { create } from '@bufbuild/protobuf';
-import { HardwareInfoSchema, ResourcesSchema, type HardwareInfo, type Resources } from '../../proto/gen/sched/v1/types_pb.js';
+import { HardwareInfoSchema, ResourcesSchema, type HardwareInfo, type Isolation, type Resources } from '../../proto/gen/schedapi/v1/types_pb.js';
 import type { WorkerConfig } from './config.js';
 
 export interface NodeInfo {
@@ -10,6 +10,8 @@ export interface NodeInfo {
   capacity: Resources;
   labels: Record<string, string>;
   hardware: HardwareInfo;
+  /** What the worker enforces on its tasks (cgroups, users), for Hello; set by the daemon once its executor knows. */
+  isolation?: Isolation;
 }
 
 export function detectNodeInfo(config: Pick<WorkerConfig, 'capacity' | 'labels'> & { name?: string | undefined }): NodeInfo {

@@ -16,7 +16,7 @@ import { closeSync, fdatasync, fsyncSync, ftruncateSync, openSync, readdirSync, 
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
-import { FinishedSchema, type Finished } from '../../proto/gen/sched/v1/worker_pb.js';
+import { FinishedSchema, type Finished } from '../../proto/gen/schedapi/v1/worker_pb.js';
 import type { FinishedEvent } from './executor.js';
 import { PRIVATE_FILE_MODE, privateDir, privateFile } from './private-fs.js';
 import { checkTaskId } from './task-id.js';
@@ -56,6 +56,9 @@ export function toFinished(e: FinishedEvent): Finished {
     timedOut: e.timedOut ?? false,
     startFailed: e.startFailed ?? false,
     lost: e.lost ?? false,
+    oomKilled: e.oomKilled ?? false,
+    peakMemoryBytes: BigInt(e.peakMemoryBytes ?? 0),
+    cpuTimeUs: BigInt(e.cpuTimeUs ?? 0),
   });
 }
 

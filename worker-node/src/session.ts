@@ -20,7 +20,7 @@ import {
   type ConnectResponse,
   type StartTask,
   type Welcome,
-} from '../../proto/gen/sched/v1/worker_pb.js';
+} from '../../proto/gen/schedapi/v1/worker_pb.js';
 import { checkTaskId, type Executor, type FinishedEvent, type StartedEvent } from './executor.js';
 import { DelayedStarts } from './delayed-starts.js';
 import { LogReads } from './log-reads.js';
@@ -204,6 +204,7 @@ export class Session {
             hardware: node.hardware,
             version: VERSION,
             running: executor.running(),
+            isolation: node.isolation,
           },
         },
       }),
@@ -306,6 +307,8 @@ export class Session {
       memoryBytes,
       timeoutMs: st.spec?.timeoutMs ?? 0,
       group,
+      user: st.spec?.user ?? '',
+      maxPids: st.spec?.maxPids ?? 0,
     });
   }
 

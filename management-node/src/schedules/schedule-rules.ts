@@ -8,7 +8,7 @@
 // first occurrence.
 import { create } from '@bufbuild/protobuf';
 import { Cron } from 'croner';
-import { ScheduleRunSchema, type Schedule, type ScheduleRun } from '../../../proto/gen/sched/v1/types_pb.js';
+import { ScheduleRunSchema, type Schedule, type ScheduleRun } from '../../../proto/gen/schedapi/v1/types_pb.js';
 import { InvalidArgumentError } from '../../../common/errors.js';
 import { validateSpec } from '../task-rules.js';
 

@@ -15,7 +15,7 @@
 // recorded missed, at most `history` of them (schedule-rules.ts).
 import { clone, create, toBinary } from '@bufbuild/protobuf';
 import type { Cron } from 'croner';
-import { ScheduleSchema, TaskSpecSchema, type Schedule, type ScheduleRun, type Task, type TaskSpec } from '../../../proto/gen/sched/v1/types_pb.js';
+import { ScheduleSchema, TaskSpecSchema, type Schedule, type ScheduleRun, type Task, type TaskSpec } from '../../../proto/gen/schedapi/v1/types_pb.js';
 import { AlreadyExistsError, NotFoundError, ResourceExhaustedError, InvalidArgumentError } from '../../../common/errors.js';
 import type { Logger } from '../../../common/logger.js';
 import type { TaskOrigin } from '../intake.js';

@@ -6,8 +6,8 @@
 // is cut off (RESOURCE_EXHAUSTED; it must list again), rather than the manager
 // keeping a copy for it.
 import { create } from '@bufbuild/protobuf';
-import { WatchEventsResponseSchema, type WatchEventsRequest } from '../../../proto/gen/sched/v1/management_pb.js';
-import type { Task, Worker } from '../../../proto/gen/sched/v1/types_pb.js';
+import { WatchEventsResponseSchema, type WatchEventsRequest } from '../../../proto/gen/schedapi/v1/management_pb.js';
+import type { Task, Worker } from '../../../proto/gen/schedapi/v1/types_pb.js';
 import { ResourceExhaustedError, ShuttingDownError } from '../../../common/errors.js';
 import type { EventLog, StoredEvent } from '../events.js';
 import type { ManagementHandlers } from './management-service.js';

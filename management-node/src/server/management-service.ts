@@ -14,8 +14,8 @@ import {
   TaskLogsResponseSchema,
   WatchTasksResponseSchema,
   type ManagementService,
-} from '../../../proto/gen/sched/v1/management_pb.js';
-import { TaskSpecSchema, type Task } from '../../../proto/gen/sched/v1/types_pb.js';
+} from '../../../proto/gen/schedapi/v1/management_pb.js';
+import { TaskSpecSchema, type Task } from '../../../proto/gen/schedapi/v1/types_pb.js';
 import type { ServiceHandlers } from '../../../common/grpc-service.js';
 import { InvalidArgumentError, NotFoundError, ResourceExhaustedError, toStatus } from '../../../common/errors.js';
 import { VERSION } from '../../../common/version.js';

@@ -8,7 +8,7 @@ import {
   ListSchedulesResponseSchema,
   PauseScheduleResponseSchema,
   TriggerScheduleResponseSchema,
-} from '../../../proto/gen/sched/v1/management_pb.js';
+} from '../../../proto/gen/schedapi/v1/management_pb.js';
 import { InvalidArgumentError } from '../../../common/errors.js';
 import type { Cluster } from '../cluster.js';
 import type { ManagementHandlers } from './management-service.js';

@@ -4,7 +4,7 @@
 // group's max_parallel. HoldTask holds or releases pending tasks, each id on its own (as cancel).
 import type * as grpc from '@grpc/grpc-js';
 import { create } from '@bufbuild/protobuf';
-import { HoldTaskResponseSchema, UpdateTaskResponseSchema, type UpdateTaskRequest } from '../../../proto/gen/sched/v1/management_pb.js';
+import { HoldTaskResponseSchema, UpdateTaskResponseSchema, type UpdateTaskRequest } from '../../../proto/gen/schedapi/v1/management_pb.js';
 import { InvalidArgumentError } from '../../../common/errors.js';
 import type { Cluster } from '../cluster.js';
 import type { ManagementHandlers } from './management-service.js';

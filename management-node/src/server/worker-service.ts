@@ -8,7 +8,7 @@ import {
   type ConnectRequest,
   type ConnectResponse,
   type WorkerService,
-} from '../../../proto/gen/sched/v1/worker_pb.js';
+} from '../../../proto/gen/schedapi/v1/worker_pb.js';
 import type { ServiceHandlers } from '../../../common/grpc-service.js';
 import { InvalidArgumentError, ResourceExhaustedError, toStatus } from '../../../common/errors.js';
 import { newSessionId } from '../../../common/ids.js';

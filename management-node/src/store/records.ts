@@ -1,6 +1,6 @@
 // Key schema and value codec: tasks/<id>, workers/<id>, schedules/<name>, meta/schema; values are protobuf binary.
 import { fromBinary, toBinary } from '@bufbuild/protobuf';
-import { ScheduleSchema, TaskSchema, WorkerSchema, type Schedule, type Task, type Worker } from '../../../proto/gen/sched/v1/types_pb.js';
+import { ScheduleSchema, TaskSchema, WorkerSchema, type Schedule, type Task, type Worker } from '../../../proto/gen/schedapi/v1/types_pb.js';
 
 export const TASKS = 'tasks/';
 export const WORKERS = 'workers/';

@@ -7,8 +7,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import { describeRpcError } from '../../../common/errors.js';
-import { WatchEventsResponseSchema, type WatchEventsRequest, type WatchEventsResponse } from '../../../proto/gen/sched/v1/management_pb.js';
-import { TaskState, type Task, type Worker } from '../../../proto/gen/sched/v1/types_pb.js';
+import { WatchEventsResponseSchema, type WatchEventsRequest, type WatchEventsResponse } from '../../../proto/gen/schedapi/v1/management_pb.js';
+import { TaskState, type Task, type Worker } from '../../../proto/gen/schedapi/v1/types_pb.js';
 import { exitSummary, shellQuote, taskStateName, truncate, workerStateName } from '../format.js';
 import { jsonValue } from '../printers/json.js';
 import { view } from '../printers/view.js';

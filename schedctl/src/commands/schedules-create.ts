@@ -1,5 +1,5 @@
 import { create } from '@bufbuild/protobuf';
-import { ScheduleSchema } from '../../../proto/gen/sched/v1/types_pb.js';
+import { ScheduleSchema } from '../../../proto/gen/schedapi/v1/types_pb.js';
 import type { Ctx } from './context.js';
 import { printSchedule } from './schedules-ls.js';
 import { specFromOptions, type RunOptions } from './tasks-run.js';

@@ -1,4 +1,4 @@
-import { TaskSchema } from '../../../proto/gen/sched/v1/types_pb.js';
+import { TaskSchema } from '../../../proto/gen/schedapi/v1/types_pb.js';
 import { view } from '../printers/view.js';
 import type { Ctx } from './context.js';
 import { printSchedule } from './schedules-ls.js';

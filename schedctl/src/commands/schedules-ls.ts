@@ -1,5 +1,5 @@
-import { ListSchedulesResponseSchema } from '../../../proto/gen/sched/v1/management_pb.js';
-import { ScheduleSchema, type Schedule } from '../../../proto/gen/sched/v1/types_pb.js';
+import { ListSchedulesResponseSchema } from '../../../proto/gen/schedapi/v1/management_pb.js';
+import { ScheduleSchema, type Schedule } from '../../../proto/gen/schedapi/v1/types_pb.js';
 import { ageOfMs, shellQuote, truncate } from '../format.js';
 import { view, type Rows } from '../printers/view.js';
 import type { Ctx } from './context.js';

@@ -1,5 +1,5 @@
 import { Cron } from 'croner';
-import { ScheduleSchema, type Task } from '../../../proto/gen/sched/v1/types_pb.js';
+import { ScheduleSchema, type Task } from '../../../proto/gen/schedapi/v1/types_pb.js';
 import { formatDuration } from '../../../common/duration.js';
 import { isoTime, outcomeName, pairs, shellQuote, taskStateName, timeFromNow } from '../format.js';
 import { view } from '../printers/view.js';

@@ -1,4 +1,4 @@
-import { StatusResponseSchema } from '../../../proto/gen/sched/v1/management_pb.js';
+import { StatusResponseSchema } from '../../../proto/gen/schedapi/v1/management_pb.js';
 import { VERSION } from '../../../common/version.js';
 import { TASK_STATE_NAMES } from '../format.js';
 import { view } from '../printers/view.js';

@@ -2,7 +2,7 @@
 // for (with their states, asked of the manager) and the tasks that wait for it.
 // Dependents are found among the tasks submitted after it (a dependency exists
 // before its dependents: the manager resolves them at submission), a bounded scan.
-import { TaskState, type Task } from '../../../proto/gen/sched/v1/types_pb.js';
+import { TaskState, type Task } from '../../../proto/gen/schedapi/v1/types_pb.js';
 import { outcomeName, taskStateName, timeFromNow } from '../format.js';
 import type { Ctx } from './context.js';
 

@@ -1,7 +1,7 @@
 import { create } from '@bufbuild/protobuf';
 import type { Command } from 'commander';
-import { CancelTaskResponseSchema, type CancelTaskResponse } from '../../../proto/gen/sched/v1/management_pb.js';
-import { TaskState, type Task } from '../../../proto/gen/sched/v1/types_pb.js';
+import { CancelTaskResponseSchema, type CancelTaskResponse } from '../../../proto/gen/schedapi/v1/management_pb.js';
+import { TaskState, type Task } from '../../../proto/gen/schedapi/v1/types_pb.js';
 import { taskStateName } from '../format.js';
 import { view } from '../printers/view.js';
 import { isFinished, waitForTasks } from '../wait.js';

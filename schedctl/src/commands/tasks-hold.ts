@@ -2,7 +2,7 @@
 // for every id at once. Each valid id acts; the manager names each id it could not
 // hold or release (none, several, or not pending) in the response's errors, and then
 // the exit code is 1, as for tasks cancel.
-import { HoldTaskResponseSchema } from '../../../proto/gen/sched/v1/management_pb.js';
+import { HoldTaskResponseSchema } from '../../../proto/gen/schedapi/v1/management_pb.js';
 import { view } from '../printers/view.js';
 import type { Ctx } from './context.js';
 

@@ -1,8 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import { describeRpcError } from '../../../common/errors.js';
-import type { TaskLogsResponse } from '../../../proto/gen/sched/v1/management_pb.js';
-import { TaskState, type Task } from '../../../proto/gen/sched/v1/types_pb.js';
+import type { TaskLogsResponse } from '../../../proto/gen/schedapi/v1/management_pb.js';
+import { TaskState, type Task } from '../../../proto/gen/schedapi/v1/types_pb.js';
 import { isFinished, WaitInterrupted, waitForTasks } from '../wait.js';
 import type { Ctx } from './context.js';
 

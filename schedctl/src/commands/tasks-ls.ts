@@ -2,8 +2,8 @@
 // --limit (100) unless --all, and a line on stderr when more match than it
 // shows. The table is built as the pages come (tasks-table.ts).
 import { create } from '@bufbuild/protobuf';
-import { ListTasksResponseSchema, ManagementService } from '../../../proto/gen/sched/v1/management_pb.js';
-import { TaskOutcome, TaskSchema, TaskState, type Task } from '../../../proto/gen/sched/v1/types_pb.js';
+import { ListTasksResponseSchema, ManagementService } from '../../../proto/gen/schedapi/v1/management_pb.js';
+import { TaskOutcome, TaskSchema, TaskState, type Task } from '../../../proto/gen/schedapi/v1/types_pb.js';
 import type { OutcomeName, TaskStateChoice } from '../flags.js';
 import { outcomeFromName, taskStateFromName } from '../format.js';
 import { collect, type BytesCall } from '../paging.js';

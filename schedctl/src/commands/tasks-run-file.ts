@@ -4,8 +4,8 @@
 // with --idempotency-key K (or a retry inside this one) creates nothing twice.
 import { toJson } from '@bufbuild/protobuf';
 import { stringify } from 'yaml';
-import { RunTaskResponseSchema, type RunTaskResponse } from '../../../proto/gen/sched/v1/management_pb.js';
-import type { Task } from '../../../proto/gen/sched/v1/types_pb.js';
+import { RunTaskResponseSchema, type RunTaskResponse } from '../../../proto/gen/schedapi/v1/management_pb.js';
+import type { Task } from '../../../proto/gen/schedapi/v1/types_pb.js';
 import { entryKey, readBatchFile, type BatchEntry } from '../batch-file.js';
 import { startProgress } from '../progress.js';
 import { newIdempotencyKey } from '../retry.js';

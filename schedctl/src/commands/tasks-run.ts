@@ -1,7 +1,7 @@
 import { create } from '@bufbuild/protobuf';
 import { describeRpcError } from '../../../common/errors.js';
-import { RunTaskResponseSchema, type RunTaskResponse } from '../../../proto/gen/sched/v1/management_pb.js';
-import { TaskSchema, TaskSpecSchema, type Task, type TaskSpec } from '../../../proto/gen/sched/v1/types_pb.js';
+import { RunTaskResponseSchema, type RunTaskResponse } from '../../../proto/gen/schedapi/v1/management_pb.js';
+import { TaskSchema, TaskSpecSchema, type Task, type TaskSpec } from '../../../proto/gen/schedapi/v1/types_pb.js';
 import { view } from '../printers/view.js';
 import { isRetryable, newIdempotencyKey, retryUnary } from '../retry.js';
 import type { Command } from 'commander';

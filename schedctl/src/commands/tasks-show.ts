@@ -1,4 +1,4 @@
-import { TaskSchema, TaskState, type Task } from '../../../proto/gen/sched/v1/types_pb.js';
+import { TaskSchema, TaskState, type Task } from '../../../proto/gen/schedapi/v1/types_pb.js';
 import { formatDuration } from '../../../common/duration.js';
 import { bytes, cores, isoTime, outcomeName, pairs, shellQuote, taskDuration, taskStateName, timeWithAge } from '../format.js';
 import { view, type Fields } from '../printers/view.js';

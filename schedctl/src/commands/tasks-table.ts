@@ -7,8 +7,8 @@
 // management node takes wherever an id goes; COMMAND and REASON share what
 // the other columns leave, cut with "…". Wide: full ids, every column, nothing
 // cut.
-import type { Task } from '../../../proto/gen/sched/v1/types_pb.js';
-import { TaskState } from '../../../proto/gen/sched/v1/types_pb.js';
+import type { Task } from '../../../proto/gen/schedapi/v1/types_pb.js';
+import { TaskState } from '../../../proto/gen/schedapi/v1/types_pb.js';
 import { ageOfMs, exitSummary, outcomeName, runTimeOfMs, shellQuote, taskReason, taskStateName, truncate } from '../format.js';
 import type { Rows } from '../printers/view.js';
 

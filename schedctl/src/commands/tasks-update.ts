@@ -4,7 +4,7 @@
 // task's whole group. Prints the task as changed, as tasks show does.
 import type { Command } from 'commander';
 import { create } from '@bufbuild/protobuf';
-import { ResourcesSchema, TaskSchema } from '../../../proto/gen/sched/v1/types_pb.js';
+import { ResourcesSchema, TaskSchema } from '../../../proto/gen/schedapi/v1/types_pb.js';
 import { view } from '../printers/view.js';
 import type { Ctx } from './context.js';
 import { taskFields } from './tasks-show.js';

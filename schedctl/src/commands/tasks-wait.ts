@@ -3,8 +3,8 @@
 // Ctrl-C, which leaves the tasks running and says how to wait again.
 import { create } from '@bufbuild/protobuf';
 import type { Command } from 'commander';
-import { ListTasksResponseSchema } from '../../../proto/gen/sched/v1/management_pb.js';
-import { TaskState, type Task } from '../../../proto/gen/sched/v1/types_pb.js';
+import { ListTasksResponseSchema } from '../../../proto/gen/schedapi/v1/management_pb.js';
+import { TaskState, type Task } from '../../../proto/gen/schedapi/v1/types_pb.js';
 import { EXIT_TASK_DEAD } from '../flags.js';
 import { view } from '../printers/view.js';
 import { startProgress } from '../progress.js';

@@ -3,9 +3,9 @@
 // missed). On a terminal the table is redrawn; otherwise each change is a
 // line (events.ts), or with -o json an event object per line.
 import { create } from '@bufbuild/protobuf';
-import { ListTasksResponseSchema, type WatchEventsResponse } from '../../../proto/gen/sched/v1/management_pb.js';
+import { ListTasksResponseSchema, type WatchEventsResponse } from '../../../proto/gen/schedapi/v1/management_pb.js';
 import { outcomeOf } from '../../../common/outcome.js';
-import { TaskOutcome, TaskState, type Task } from '../../../proto/gen/sched/v1/types_pb.js';
+import { TaskOutcome, TaskState, type Task } from '../../../proto/gen/schedapi/v1/types_pb.js';
 import type { OutcomeName } from '../flags.js';
 import { outcomeFromName, taskStateFromName, type TaskStateName } from '../format.js';
 import { view } from '../printers/view.js';

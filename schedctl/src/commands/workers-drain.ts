@@ -1,5 +1,5 @@
 import { status } from '@grpc/grpc-js';
-import type { Worker } from '../../../proto/gen/sched/v1/types_pb.js';
+import type { Worker } from '../../../proto/gen/schedapi/v1/types_pb.js';
 import { formatDurationExact } from '../../../common/duration.js';
 import { timeFromNow, workerName } from '../format.js';
 import type { Ctx } from './context.js';

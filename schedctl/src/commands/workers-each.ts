@@ -4,8 +4,8 @@
 // node itself (unreachable, not answering) fails the command as usual.
 import { create } from '@bufbuild/protobuf';
 import { status, type ServiceError } from '@grpc/grpc-js';
-import { ListWorkersResponseSchema } from '../../../proto/gen/sched/v1/management_pb.js';
-import type { Worker } from '../../../proto/gen/sched/v1/types_pb.js';
+import { ListWorkersResponseSchema } from '../../../proto/gen/schedapi/v1/management_pb.js';
+import type { Worker } from '../../../proto/gen/schedapi/v1/types_pb.js';
 import { describeRpcError } from '../../../common/errors.js';
 import { workerName, workerStateName } from '../format.js';
 import { view } from '../printers/view.js';

@@ -1,6 +1,6 @@
 import { create } from '@bufbuild/protobuf';
-import { ListWorkersResponseSchema, ManagementService } from '../../../proto/gen/sched/v1/management_pb.js';
-import { WorkerSchema, type Worker } from '../../../proto/gen/sched/v1/types_pb.js';
+import { ListWorkersResponseSchema, ManagementService } from '../../../proto/gen/schedapi/v1/management_pb.js';
+import { WorkerSchema, type Worker } from '../../../proto/gen/schedapi/v1/types_pb.js';
 import { agoOfMs, bytes, cores, pairs, usedOfTotal, workerName, workerStateName } from '../format.js';
 import { collect } from '../paging.js';
 import { view, type Rows } from '../printers/view.js';

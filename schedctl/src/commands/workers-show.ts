@@ -1,5 +1,5 @@
-import { WorkerSchema } from '../../../proto/gen/sched/v1/types_pb.js';
-import { TaskState } from '../../../proto/gen/sched/v1/types_pb.js';
+import { WorkerSchema } from '../../../proto/gen/schedapi/v1/types_pb.js';
+import { TaskState } from '../../../proto/gen/schedapi/v1/types_pb.js';
 import { bytes, cores, pairs, shellQuote, timeFromNow, timeWithAge, usedOfTotal, workerStateName } from '../format.js';
 import { view } from '../printers/view.js';
 import type { Ctx } from './context.js';
