@@ -3,6 +3,7 @@
 // It also takes back an offer that was refused or went unanswered and tries the
 // next worker, and says when nobody will ever take a task (refused by every
 // worker able to run it, or past its schedule timeout).
+import { USER_LABEL_VALUE, userLabelKey } from '../../common/run-user.js';
 import { clone } from '@bufbuild/protobuf';
 import { TaskSchema, TaskState, type Task } from '../../proto/gen/schedapi/v1/types_pb.js';
 import type { Logger } from '../../common/logger.js';
@@ -80,7 +81,7 @@ export class Dispatch {
     this.sched.enqueue({
       id: task.id,
       resources: resourcesOf(task, this.defaults),
-      constraints: spec?.constraints ?? {},
+      constraints: spec?.user ? { ...spec.constraints, [userLabelKey(spec.user)]: USER_LABEL_VALUE } : (spec?.constraints ?? {}),
       priority: spec?.priority ?? 0,
       seq: this.seqs.get(task.id) ?? this.nextSeq++,
       strategy: spec?.strategy === 'spread' || spec?.strategy === 'binpack' ? spec.strategy : undefined,

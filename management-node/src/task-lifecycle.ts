@@ -81,6 +81,9 @@ export function finish(task: Task, f: Finished, cancelled: boolean, now: number)
   task.stdoutTail = f.stdoutTail;
   task.stderrTail = f.stderrTail;
   task.timedOut = f.timedOut;
+  task.oomKilled = f.oomKilled;
+  task.peakMemoryBytes = f.peakMemoryBytes;
+  task.cpuTimeUs = f.cpuTimeUs;
 }
 
 /** retriesLeft: a lost attempt may be run again (the spec's retries are not used up). */

@@ -4,6 +4,7 @@ import { create, toBinary } from '@bufbuild/protobuf';
 import { ResourcesSchema, TaskSpecSchema, type Task, type TaskSpec } from '../../proto/gen/schedapi/v1/types_pb.js';
 import { InvalidArgumentError } from '../../common/errors.js';
 import { checkLabels } from '../../common/labels.js';
+import { userProblem } from '../../common/run-user.js';
 import type { Resources } from './scheduler/scheduler.js';
 
 /** A quarter core and 64 MiB, like a small Nomad task. */
@@ -40,6 +41,9 @@ export function orderTimes(t: Task): void {
   if (t.finishedUnixMs && t.finishedUnixMs < floor) t.finishedUnixMs = floor;
 }
 
+/** Linux's highest pid_max: a pids limit above it limits nothing. */
+const MAX_PIDS = 4_194_304;
+
 /** A task record must fit many to a store txn (see MAX_TXN_BYTES). */
 const MAX_SPEC_BYTES = 64 * 1024;
 
@@ -57,6 +61,9 @@ export function validateSpec(spec: TaskSpec): void {
     throw new InvalidArgumentError('spec.strategy', `must be "binpack" or "spread", not ${JSON.stringify(spec.strategy)}`);
   }
   checkLabels('spec.constraints', spec.constraints);
+  const userBad = spec.user ? userProblem(spec.user) : undefined;
+  if (userBad) throw new InvalidArgumentError('spec.user', userBad);
+  if (spec.maxPids > MAX_PIDS) throw new InvalidArgumentError('spec.max_pids', `must be at most ${MAX_PIDS} (Linux's pid_max), got ${spec.maxPids}`);
   if (spec.cwd.length > 4096) throw new InvalidArgumentError('spec.cwd', `is ${spec.cwd.length} characters; at most 4096 allowed`);
   for (const key of Object.keys(spec.env)) {
     if (!key || key.includes('=') || key.includes('\0')) {

@@ -4,6 +4,7 @@
 import type { Finished, Hello, LogChunk } from '../../proto/gen/schedapi/v1/worker_pb.js';
 import { InvalidArgumentError } from '../../common/errors.js';
 import { checkLabels } from '../../common/labels.js';
+import { MAX_ALLOWED_USERS, userProblem } from '../../common/run-user.js';
 import { isValidName } from './worker-names.js';
 
 /** 1-128 of [A-Za-z0-9._-], not starting with ".": ids become store keys and file names. */
@@ -12,6 +13,8 @@ const ID = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/;
 export const MAX_MILLICPU = 1_000_000_000n;
 export const MAX_MEMORY_BYTES = 2n ** 50n;
 const MAX_INFO_STRING = 256;
+/** A thousand years of one core: more CPU time than any attempt has. */
+const MAX_CPU_TIME_US = 1000n * 365n * 86_400n * 1_000_000n;
 /** Attempts a Hello may list as running. */
 export const MAX_RUNNING = 100_000;
 /** What the manager keeps of a task's output and of an error text. */
@@ -29,6 +32,11 @@ function checkId(field: string, id: string): void {
 
 function checkString(field: string, s: string, max: number): void {
   if (s.length > max) throw new InvalidArgumentError(field, `is ${s.length} characters; at most ${max} allowed`);
+}
+
+function checkUser(field: string, name: string): void {
+  const problem = userProblem(name);
+  if (problem) throw new InvalidArgumentError(field, problem);
 }
 
 function checkAmount(field: string, v: bigint, max: bigint): void {
@@ -53,6 +61,16 @@ export function checkHello(h: Hello): void {
     }
     checkAmount('hello.hardware.memory_bytes', hw.memoryBytes, MAX_MEMORY_BYTES);
   }
+  const iso = h.isolation;
+  if (iso) {
+    if (!['', 'v1', 'v2'].includes(iso.cgroups)) throw new InvalidArgumentError('hello.isolation.cgroups', `must be "v1", "v2" or empty, got ${preview(iso.cgroups)}`);
+    checkString('hello.isolation.limits_note', iso.limitsNote, MAX_INFO_STRING);
+    if (iso.runAs) checkUser('hello.isolation.run_as', iso.runAs);
+    if (iso.allowedUsers.length > MAX_ALLOWED_USERS) {
+      throw new InvalidArgumentError('hello.isolation.allowed_users', `lists ${iso.allowedUsers.length} users; at most ${MAX_ALLOWED_USERS} allowed`);
+    }
+    iso.allowedUsers.forEach((u, i) => checkUser(`hello.isolation.allowed_users[${i}]`, u));
+  }
   if (h.running.length > MAX_RUNNING) throw new InvalidArgumentError('hello.running', `lists ${h.running.length} attempts; at most ${MAX_RUNNING} allowed`);
   h.running.forEach((ta, i) => checkId(`hello.running[${i}].task_id`, ta.taskId));
 }
@@ -63,6 +81,9 @@ export function boundFinished(f: Finished): Finished {
   if (f.stderrTail.byteLength > TAIL_LIMIT) f.stderrTail = f.stderrTail.slice(-TAIL_LIMIT);
   if (f.error.length > ERROR_LIMIT) f.error = `${f.error.slice(0, ERROR_LIMIT)}… (cut)`;
   if (f.signal.length > SIGNAL_LIMIT) f.signal = f.signal.slice(0, SIGNAL_LIMIT);
+  // Figures only: one out of range is dropped, not a reason to lose the result.
+  if (f.peakMemoryBytes < 0n || f.peakMemoryBytes > MAX_MEMORY_BYTES) f.peakMemoryBytes = 0n;
+  if (f.cpuTimeUs < 0n || f.cpuTimeUs > MAX_CPU_TIME_US) f.cpuTimeUs = 0n;
   return f;
 }
 

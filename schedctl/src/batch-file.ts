@@ -3,6 +3,7 @@
 // reads go-schedule's own file as is: `tasks: [{cmd: sleep, params: ["30"]}]`.
 // Every entry is checked before anything is submitted; an error names the
 // file, the entry (from 1) and the field: "tasks.yaml: entry 3: mem: ...".
+import { USER_NAME, USER_NAME_RULE } from '../../common/run-user.js';
 import { createHash } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { parse } from 'yaml';
@@ -67,6 +68,8 @@ const entrySchema = z
     mem: memory().optional(),
     labels: pairs.optional(),
     priority: z.number().int().min(-(2 ** 31)).max(2 ** 31 - 1).optional(),
+    user: z.string().regex(USER_NAME, USER_NAME_RULE).optional(),
+    max_pids: z.number().int().min(1).max(4_194_304).optional(),
     retries: z.number().int().min(0).max(2 ** 32 - 1).optional(),
     strategy: z.enum(['spread', 'binpack']).optional(),
     schedule_timeout: timeLimit().optional(),
@@ -102,6 +105,8 @@ function toBatchEntry(e: Entry): BatchEntry {
   if (e.mem !== undefined) out.mem = e.mem;
   if (e.labels) out.label = e.labels;
   if (e.priority !== undefined) out.priority = e.priority;
+  if (e.user !== undefined) out.user = e.user;
+  if (e.max_pids !== undefined) out.maxPids = e.max_pids;
   if (e.retries !== undefined) out.retries = e.retries;
   if (e.strategy === 'spread') out.spread = true;
   if (e.strategy === 'binpack') out.binpack = true;

@@ -1,6 +1,7 @@
 // What commander needs to parse the commands' flags: the parsers of flag
 // values and the lists of choices. Loaded at every start (commands/registry.ts),
 // so it imports nothing heavy: no gRPC, protobuf, zod, yaml or x509.
+import { userProblem } from '../../common/run-user.js';
 import { InvalidArgumentError } from 'commander';
 import { MAX_UINT32_MS, parseDurationIn, type DurationRange } from '../../common/duration.js';
 import { parseMemorySize, parseMillicpu } from '../../common/size.js';
@@ -71,6 +72,16 @@ export const parsePriority = (value: string): number =>
 
 /** --retries: how many times a task is placed again after its worker is lost (spec.retries is a uint32). */
 export const parseRetries = (value: string): number => wholeNumber(value, 0, UINT32_MAX, `a whole number from 0 to ${UINT32_MAX}`);
+
+/** --user: a user name the worker's allowed_users lists. */
+export function parseUser(value: string): string {
+  const problem = userProblem(value);
+  if (problem) throw new InvalidArgumentError(problem);
+  return value;
+}
+
+/** --max-pids: the task's processes and threads at once, 1 to Linux's highest pid_max. */
+export const parseMaxPids = (value: string): number => wholeNumber(value, 1, 4_194_304, 'a whole number from 1 to 4194304');
 
 /** At most this many tasks per RunTask: the management node refuses a larger count (cluster.ts MAX_COUNT). */
 export const MAX_COUNT = 10_000;

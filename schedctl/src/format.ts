@@ -117,6 +117,7 @@ export function taskReason(task: Task): string {
       return task.deadReason;
     case TaskState.DONE:
       // A timeout is how it ended, not just an exit code: say so.
+      if (task.oomKilled) return task.error || 'out of memory';
       if (task.timedOut) return `timed out after ${formatDurationExact(task.spec?.timeoutMs ?? 0)}${task.error ? `: ${task.error}` : ''}`;
       return task.error;
     default:

@@ -46,6 +46,7 @@ export function groupExitCode(tasks: readonly Task[]): number {
 /** How an ended task ended, for a line on stderr; undefined when it simply succeeded. */
 export function failureOf(t: Task): string | undefined {
   if (t.state === TaskState.DEAD) return `is dead: ${t.deadReason || 'no reason given'}${t.error ? ` (${t.error})` : ''}`;
+  if (t.oomKilled) return t.error || "ran out of memory: killed by the kernel's OOM killer at its memory limit";
   if (t.error) return t.error;
   if (t.timedOut) return `timed out and was killed by ${t.signal || 'a signal'}`;
   if (t.signal) return `was killed by ${t.signal}`;

@@ -10,7 +10,7 @@ function filterRank(reason: RejectReason): number {
   if (reason === 'disconnected') return 0;
   if (reason === 'draining') return 1;
   if (reason === 'excluded') return 2;
-  if (reason.startsWith('missing label ')) return 3;
+  if (reason.startsWith('missing label ') || reason.startsWith('user ')) return 3;
   if (reason === 'insufficient cpu') return 4;
   if (reason === 'insufficient memory') return 5;
   return 6;

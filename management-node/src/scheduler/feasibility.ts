@@ -2,6 +2,7 @@
 // One small check per reason, applied in a fixed order so that a worker is
 // counted once, by the first check that rejects it (explain() and tests use
 // this; the scheduler's hot path answers the same questions from its indexes).
+import { userOfLabelKey } from '../../../common/run-user.js';
 import type { RejectReason, Resources } from './types.js';
 
 export interface WorkerFacts {
@@ -54,7 +55,10 @@ export function firstRejection(w: WorkerFacts, t: TaskNeeds, excluded: boolean, 
   if (w.draining) return 'draining';
   if (excluded) return 'excluded';
   const label = missingLabel(w.labels, t.constraints);
-  if (label !== undefined) return `missing label ${label}`;
+  if (label !== undefined) {
+    const user = userOfLabelKey(label.slice(0, label.lastIndexOf('=')));
+    return user === undefined ? `missing label ${label}` : `user ${user} not allowed`;
+  }
   if (!fitsCpu(w, t)) return 'insufficient cpu';
   if (!fitsMemory(w, t)) return 'insufficient memory';
   if (reservedForEarlier) return 'reserved for an earlier task';

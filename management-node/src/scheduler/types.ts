@@ -52,6 +52,7 @@ export type RejectReason =
   | 'draining'
   | 'excluded'
   | `missing label ${string}`
+  | `user ${string} not allowed`
   | 'insufficient cpu'
   | 'insufficient memory'
   | 'reserved for an earlier task';

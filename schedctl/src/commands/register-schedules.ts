@@ -6,7 +6,7 @@ import type { CreateOptions } from './schedules-create.js';
 import { lazy } from './lazy.js';
 
 /** The tasks run flags that describe the task itself (tasks-run.ts's specFromOptions reads them); the others are about one submission. */
-const SPEC_FLAGS = ['env', 'cwd', 'cpu', 'mem', 'label', 'priority', 'retries', 'spread', 'binpack', 'scheduleTimeout', 'timeout', 'shell'];
+const SPEC_FLAGS = ['env', 'cwd', 'cpu', 'mem', 'label', 'priority', 'user', 'maxPids', 'retries', 'spread', 'binpack', 'scheduleTimeout', 'timeout', 'shell'];
 
 const NAME = 'schedule name (see: schedctl schedules ls)';
 const MAX_UINT32_MS = 2 ** 32 - 1;
@@ -66,7 +66,7 @@ function registerCreate(schedules: Command, ctx: Ctx): void {
       'after',
       `
 Put the command after --. Every task flag of tasks run (-e, --cwd, --cpu, --mem, -l,
---priority, --retries, --spread/--binpack, --schedule-timeout, --timeout, --shell)
+--priority, --user, --max-pids, --retries, --spread/--binpack, --schedule-timeout, --timeout, --shell)
 describes the task each run submits.
 
 Times: the leading management node's wall clock, in --time-zone. A time that a

@@ -13,8 +13,10 @@ import {
   parseKeyValue,
   parseLimit,
   parseMem,
+  parseMaxPids,
   parsePriority,
   parseRetries,
+  parseUser,
   parseTail,
   parseTimeLimit,
   wholeNumber,
@@ -231,6 +233,8 @@ function registerTasksRun(tasks: Command, ctx: Ctx): void {
     .option('--mem <size>', 'memory to reserve, a whole number with a unit: 256Mi, 1536Mi, 2G', parseMem)
     .option('-l, --label <KEY=VALUE>', 'worker label the task requires (repeatable; all must match)', parseKeyValue)
     .option('--priority <n>', 'higher runs first; ties go to the earlier submission (default: 0)', parsePriority)
+    .option('--user <name>', "run as this user (only on workers whose allowed_users lists it; default: the worker's run_as)", parseUser)
+    .option('--max-pids <n>', "at most N processes and threads at once (default: the worker's max_pids)", parseMaxPids)
     .option('--retries <n>', 'times to place the task again if its worker is lost (default: 0)', parseRetries)
     .addOption(new Option('--spread', 'place on the emptiest worker that fits').conflicts('binpack'))
     .addOption(new Option('--binpack', 'place on the fullest worker that fits').conflicts('spread'))
@@ -275,7 +279,7 @@ ${WAIT_EXIT_CODES}
 
 Task files (-f FILE; tasks schedule -f FILE is go-schedule's spelling): a list of tasks,
 or tasks: [...], each with argv (a list) or cmd (a program, with params), and any of
-env, cwd, cpu, mem, labels, priority, retries, strategy (spread|binpack),
+env, cwd, cpu, mem, labels, priority, user, max_pids, retries, strategy (spread|binpack),
 schedule_timeout, timeout, shell, count, max_parallel, after_ok, after_any, after_failed,
 at, in. Flags on the command line are every entry's
 defaults. All entries are checked before any is submitted; errors name the entry and
@@ -297,6 +301,7 @@ Examples:
   id=$(schedctl tasks run -e LANG=C --cwd /srv -- make test)
   schedctl tasks run --wait -- sh -c 'exit 3'; echo $?   # 3
   schedctl tasks run --cpu 0.5 --mem 256Mi --label gpu=true --priority 10 -- ./train
+  schedctl tasks run --user builder --mem 2Gi --max-pids 512 -- make -j8
   schedctl tasks run --count 20 --spread --schedule-timeout 30s --wait -- ./shard.sh
   schedctl tasks run --count 100 --max-parallel 4 -- ./render.sh --frame '{index}'
   schedctl tasks run --shell --timeout 1h -- 'make -j4 && ./deploy.sh > deploy.log'

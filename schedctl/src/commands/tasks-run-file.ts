@@ -17,7 +17,7 @@ import { waitAndReport } from './tasks-wait.js';
 const SUBMIT_PARALLEL = 8;
 
 /** Flags of tasks run that an entry may also set: given on the command line, they are every entry's default. */
-const SPEC_FLAGS = ['env', 'cwd', 'cpu', 'mem', 'label', 'priority', 'retries', 'spread', 'binpack', 'scheduleTimeout', 'timeout', 'shell', 'count', 'maxParallel', 'after', 'afterAny', 'afterFailed', 'at', 'in'] as const;
+const SPEC_FLAGS = ['env', 'cwd', 'cpu', 'mem', 'label', 'priority', 'user', 'maxPids', 'retries', 'spread', 'binpack', 'scheduleTimeout', 'timeout', 'shell', 'count', 'maxParallel', 'after', 'afterAny', 'afterFailed', 'at', 'in'] as const;
 
 /** The entry with the command line's flags under it: the entry's own fields win (env and labels key by key). */
 export function withDefaults(entry: BatchEntry, flags: Partial<RunOptions>): BatchEntry & { count: number } {

@@ -21,8 +21,10 @@ export {
   parseEnvPair,
   parseKeyValue,
   parseMem,
+  parseMaxPids,
   parsePriority,
   parseRetries,
+  parseUser,
   parseTimeLimit,
   RUN_PATIENCE_MS,
   wholeNumber,
@@ -38,6 +40,9 @@ export interface RunOptions {
   mem?: number;
   label?: Record<string, string>;
   priority?: number;
+  /** --user: run as this user; --max-pids: its pids limit. */
+  user?: string;
+  maxPids?: number;
   retries?: number;
   spread?: boolean;
   binpack?: boolean;
@@ -72,6 +77,8 @@ export function specFromOptions(argv: string[], opts: Omit<RunOptions, 'count' |
       : {}),
     constraints: opts.label ?? {},
     priority: opts.priority ?? 0,
+    user: opts.user ?? '',
+    maxPids: opts.maxPids ?? 0,
     retries: opts.retries ?? 0,
     strategy: opts.spread ? 'spread' : opts.binpack ? 'binpack' : '',
     scheduleTimeoutMs: opts.scheduleTimeout ?? 0,

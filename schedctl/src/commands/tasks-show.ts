@@ -15,6 +15,14 @@ function group(t: Task): string {
   return place.length > 0 ? `${t.groupId} (${place.join(', ')})` : t.groupId;
 }
 
+/** CPU time as sacct's TotalCPU reads: "1.234s", "2m03.5s". */
+export function cpuTime(us: bigint): string {
+  const seconds = Number(us) / 1e6;
+  if (seconds < 60) return `${seconds.toFixed(3)}s`;
+  const minutes = Math.floor(seconds / 60);
+  return `${minutes}m${(seconds - minutes * 60).toFixed(1).padStart(4, '0')}s`;
+}
+
 /** "2 (1 used)": retries allowed and, once any happened, how many were used. */
 function retries(t: Task): string {
   const allowed = t.spec?.retries ?? 0;
@@ -43,6 +51,8 @@ export function taskFields(t: Task, now: number): Fields {
       ['Env', pairs(spec?.env ?? {})],
       ['CPU', cores(spec?.resources?.millicpu ?? 0n)],
       ['Memory', bytes(spec?.resources?.memoryBytes ?? 0n)],
+      ['User', spec?.user ?? ''],
+      ['Max pids', spec?.maxPids ? String(spec.maxPids) : ''],
       ['Constraints', pairs(spec?.constraints ?? {})],
       ['Priority', String(spec?.priority ?? 0)],
       ['Retries', retries(t)],
@@ -56,6 +66,9 @@ export function taskFields(t: Task, now: number): Fields {
       ['Exit code', finished ? String(t.exitCode) : ''],
       ['Signal', t.signal],
       ['Timed out', t.timedOut ? 'yes' : ''],
+      ['Out of memory', t.oomKilled ? 'yes (killed by the kernel at its memory limit)' : ''],
+      ['Peak memory', t.peakMemoryBytes > 0n ? bytes(t.peakMemoryBytes) : ''],
+      ['CPU time', t.cpuTimeUs > 0n ? cpuTime(t.cpuTimeUs) : ''],
       ['Dead reason', t.deadReason],
       ['Error', t.error],
       ['Created', timeWithAge(t.createdUnixMs, now)],

@@ -1,8 +1,15 @@
-import { WorkerSchema } from '../../../proto/gen/schedapi/v1/types_pb.js';
+import { WorkerSchema, type Isolation } from '../../../proto/gen/schedapi/v1/types_pb.js';
 import { TaskState } from '../../../proto/gen/schedapi/v1/types_pb.js';
 import { bytes, cores, pairs, shellQuote, timeFromNow, timeWithAge, usedOfTotal, workerStateName } from '../format.js';
 import { view } from '../printers/view.js';
 import type { Ctx } from './context.js';
+
+/** "enforced (cgroup v1; default max pids 4096)", or why not. */
+function limits(iso: Isolation | undefined): string {
+  if (!iso) return 'unknown (the worker does not say)';
+  if (!iso.cgroups) return `not enforced${iso.limitsNote ? `: ${iso.limitsNote}` : ''}`;
+  return `enforced (cgroup ${iso.cgroups}; default max pids ${iso.defaultMaxPids})`;
+}
 
 /** `schedctl workers show` (registered in register-workers.ts); `id` may be a prefix or a name. */
 export async function workersShow(ctx: Ctx, id: string): Promise<void> {
@@ -32,6 +39,9 @@ export async function workersShow(ctx: Ctx, id: string): Promise<void> {
         ['Load average', load],
         ['Memory free', bytes(w.memoryFreeBytes)],
         ['Labels', pairs(w.labels)],
+        ['Limits', limits(w.isolation)],
+        ['Tasks run as', w.isolation?.runAs || 'the worker\'s own user'],
+        ['Allowed users', w.isolation?.allowedUsers.join(', ') ?? ''],
         ['Hostname', hw?.hostname ?? ''],
         ['OS', [hw?.os, hw?.arch].filter(Boolean).join('/')],
         ['Kernel', hw?.kernel ?? ''],
