@@ -6,6 +6,7 @@ import { durationIn, hostPort, logLevel, loadConfig, memoryIn, numberIn, parseCo
 import { LOG_FORMATS } from '../../common/logger.js';
 import { tlsSchema } from '../../common/tls.js';
 import { labelKeyProblem, labelValueProblem, MAX_LABELS } from '../../common/labels.js';
+import { MAX_ALLOWED_USERS, USER_NAME, USER_NAME_RULE } from '../../common/run-user.js';
 import { ENV_NAME, MAX_ENV_INHERIT } from './task-env.js';
 
 // YAML turns `rack: 3` into a number; a label is always text, so accept scalars.
@@ -22,9 +23,6 @@ const labelKey = z.string().superRefine((k, ctx) => {
   if (problem) ctx.addIssue({ code: 'custom', message: problem });
 });
 
-/** A POSIX user name (as useradd takes it). */
-export const USER_NAME = /^[a-z_][a-z0-9_-]{0,31}\$?$/i;
-const USER_NAME_MESSAGE = 'must be a user name ([A-Za-z_][A-Za-z0-9_-]*, at most 32)';
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
 const DAY = 24 * HOUR;
@@ -86,9 +84,9 @@ export const workerConfigSchema = z
     /** The pids limit of a task that sets no --max-pids (processes and threads at once). */
     max_pids: numberIn(1, 4_194_304, { int: true }).default(4096),
     /** The user tasks run as when they name none (uid, gid and groups from the system's user database); default: the worker's own. */
-    run_as: z.string().regex(USER_NAME, USER_NAME_MESSAGE).optional(),
+    run_as: z.string().regex(USER_NAME, USER_NAME_RULE).optional(),
     /** Users a task may name with --user (besides run_as). */
-    allowed_users: z.array(z.string().regex(USER_NAME, USER_NAME_MESSAGE)).max(256).default([]),
+    allowed_users: z.array(z.string().regex(USER_NAME, USER_NAME_RULE)).max(MAX_ALLOWED_USERS).default([]),
     log_level: logLevel().default('info'),
     /** How logs are written to stderr: text (one line for people) or json; default: text when stderr is a terminal, else json. */
     log_format: z.enum(LOG_FORMATS).optional(),
