@@ -52,9 +52,18 @@ export const memory = () =>
 
 /** Bytes (as memory() reads them) within [min, max]: "log_max_size: must be between 1Ki and 1Ti, got 12". */
 export const memoryIn = (min: number, max: number) =>
-  memory().superRefine((bytes, ctx) => {
-    const error = memoryRangeError(bytes, { min, max });
-    if (error) ctx.addIssue({ code: 'custom', message: error });
+  z.union([z.number(), z.string()]).transform((value, ctx) => {
+    // Where 0 is allowed it needs no unit (0 of anything is 0): `memory_headroom: 0`.
+    if (min === 0 && /^\s*0+\s*[A-Za-z]*\s*$/.test(String(value))) return 0;
+    try {
+      const bytes = parseMemoryValue(value);
+      const error = memoryRangeError(bytes, { min, max });
+      if (!error) return bytes;
+      ctx.addIssue({ code: 'custom', message: error });
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    }
+    return z.NEVER;
   });
 
 /** A number within [min, max] (whole when `int`): "missed_pings: must be a whole number between 1 and 100, got 0". */

@@ -84,6 +84,19 @@ describe('worker config', () => {
     expect(fails('manager: m:1\nlabels: {a: [1]}\n')).to.match(/labels\.a/);
   });
 
+  it('reads the isolation keys: cgroups, memory_headroom (0 needs no unit), max_pids, run_as, allowed_users', () => {
+    const d = parse('manager: m:1\n');
+    expect(d).to.deep.include({ cgroups: 'auto', memory_headroom: 0, max_pids: 4096, allowed_users: [] });
+    expect(d.run_as).to.equal(undefined);
+    const c = parse('manager: m:1\ncgroups: off\nmemory_headroom: 0\nmax_pids: 64\nrun_as: nobody\nallowed_users: [builder, www-data]\n');
+    expect(c).to.deep.include({ cgroups: 'off', memory_headroom: 0, max_pids: 64, run_as: 'nobody', allowed_users: ['builder', 'www-data'] });
+    expect(parse('manager: m:1\nmemory_headroom: 16Mi\n').memory_headroom).to.equal(16 * 2 ** 20);
+    expect(fails('manager: m:1\nmemory_headroom: 16\n')).to.match(/memory_headroom: invalid memory size "16": add a unit/);
+    expect(fails('manager: m:1\ncgroups: on\n')).to.match(/cgroups: /);
+    expect(fails('manager: m:1\nmax_pids: 0\n')).to.match(/max_pids: must be a whole number between 1 and 4194304, got 0/);
+    expect(fails('manager: m:1\nallowed_users: [ok, "not ok"]\n')).to.match(/allowed_users\.1: must be a user name/);
+  });
+
   it('reads env_inherit: variable names, at most 256', () => {
     expect(parse('manager: m:1\n').env_inherit).to.deep.equal([]);
     expect(parse('manager: m:1\nenv_inherit: [http_proxy, _X1, JAVA_HOME]\n').env_inherit).to.deep.equal(['http_proxy', '_X1', 'JAVA_HOME']);

@@ -1,16 +1,21 @@
 // worker-node: dials the manager (the leader of several), runs the processes it is sent, reports back.
+import { randomBytes } from 'node:crypto';
+import { create } from '@bufbuild/protobuf';
 import { Command } from 'commander';
 import { ConfigError } from '../../common/config.js';
 import { setLongTimeout } from '../../common/long-timer.js';
 import { clientCredentials } from '../../common/tls.js';
 import { createLogger } from '../../common/logger.js';
 import { VERSION } from '../../common/version.js';
+import { IsolationSchema } from '../../proto/gen/schedapi/v1/types_pb.js';
+import { setupCgroups, type CgroupsSetup } from './cgroups.js';
 import { loadWorkerConfig, type WorkerConfig } from './config.js';
 import { Executor } from './executor.js';
 import { loadWorkerId } from './identity.js';
 import { detectNodeInfo } from './node-info.js';
 import { Outbox, toFinished } from './outbox.js';
 import { privateDir } from './private-fs.js';
+import { TaskUsers } from './run-as.js';
 import { Session } from './session.js';
 import { sweepLogs as sweepTaskLogs } from './task-log.js';
 import { Watchdog } from './watchdog.js';
@@ -40,22 +45,38 @@ try {
   fail((err as Error).message, err instanceof ConfigError ? 2 : 1);
 }
 
+// run_as and allowed_users name users the system knows (and, unless the worker is root, only its own).
+let users: TaskUsers;
+try {
+  users = TaskUsers.fromConfig(config);
+} catch (err) {
+  fail(`${opts.config}: ${(err as Error).message}`, err instanceof ConfigError ? 2 : 1);
+}
+
 const logger = createLogger('worker-node', config.log_level, config.log_format);
 let workerId: string;
 let executor: Executor;
 let outbox: Outbox;
+let cgroups: CgroupsSetup | undefined;
 try {
   privateDir(config.data_dir); // before the id file, which is created in it by default
   workerId = loadWorkerId(config.id_file);
+  outbox = new Outbox(config.data_dir);
+  const runId = randomBytes(8).toString('hex');
+  cgroups = setupCgroups({ mode: config.cgroups, workerId, runId, memoryHeadroom: config.memory_headroom, maxPids: config.max_pids });
   executor = new Executor({
     dataDir: config.data_dir,
     workerId,
+    runId,
     envInherit: config.env_inherit,
     logMaxBytes: config.log_max_size,
     timeoutGraceMs: config.cancel_grace,
+    cgroups: cgroups.cgroups,
+    users,
+    memoryHeadroom: config.memory_headroom,
   });
-  outbox = new Outbox(config.data_dir);
 } catch (err) {
+  cgroups?.cgroups?.discard(); // made for nothing: no watchdog runs yet to remove them
   fail(`cannot use data_dir ${config.data_dir}: ${(err as Error).message}`, 1);
 }
 
@@ -68,6 +89,13 @@ process.on('unhandledRejection', (err) => {
   process.exit(1);
 });
 
+if (!cgroups.cgroups) logger.warn({ reason: cgroups.note }, 'task limits are not enforced (memory, cpu, pids): tasks run without cgroups');
+else if (cgroups.note) logger.warn({ cgroups: cgroups.version, reason: cgroups.note }, 'some task limits are not enforced');
+else logger.info({ cgroups: cgroups.version }, 'each task runs in a cgroup of its own with its limits');
+if (process.geteuid?.() === 0 && !users.runAs) logger.warn('tasks run as root; set run_as in the worker config to run them as another user');
+if (users.switches && !users.setpriv) {
+  logger.warn('setpriv (util-linux) not found: tasks of another user run without its supplementary groups, and join their cgroup only once started');
+}
 if (outbox.skipped.length > 0) logger.error({ dir: outbox.dir, files: outbox.skipped }, 'unreadable results in the outbox; set aside as *.bad');
 // A previous run that died (kill -9) may leave its detached tasks running (when
 // its watchdog could not kill them first). They are killed, and each attempt
@@ -83,9 +111,23 @@ for (const result of reaped.results) {
 }
 if (outbox.size > 0) logger.info({ results: outbox.size }, 'results to resend once connected');
 // Started before the first task can be: from here on, tasks die with this process however it ends.
-const watchdog = new Watchdog({ workerId, runId: executor.runId, logger, logLevel: config.log_level, logFormat: config.log_format });
+const watchdog = new Watchdog({
+  workerId,
+  runId: executor.runId,
+  logger,
+  logLevel: config.log_level,
+  logFormat: config.log_format,
+  cgroupDirs: cgroups.cgroups?.runPaths,
+});
 
 const node = detectNodeInfo(config);
+node.isolation = create(IsolationSchema, {
+  cgroups: cgroups.version,
+  limitsNote: cgroups.note,
+  runAs: config.run_as ?? '',
+  allowedUsers: config.allowed_users,
+  defaultMaxPids: config.max_pids,
+});
 let tlsCredentials: ReturnType<typeof clientCredentials> | undefined;
 try {
   tlsCredentials = config.tls ? clientCredentials(config.tls) : undefined;
@@ -169,6 +211,7 @@ async function shutdown(signal: NodeJS.Signals): Promise<void> {
   // Goodbye tells the manager to place those tasks again (or mark them dead) at once.
   session.detach();
   await executor.stopAll(SHUTDOWN_GRACE_MS);
+  await executor.close(); // this run's cgroups go
   await session.stop(`worker-node received ${signal}`);
   watchdog.close(); // the tasks are gone: it finds nothing and exits
   await outbox.flush(); // results still being written

@@ -1,21 +1,28 @@
 // Runs task processes (start / cancel / wait, like a Nomad driver). Each task
-// gets its own process group, so a cancel reaches everything it forked. Its
-// output comes through pipes into capped log files (task-log.ts), so a task
-// that writes without end cannot fill the disk.
+// gets its own process group and, where the worker may make them, its own
+// cgroup with the limits it reserved (cgroups.ts), so a cancel reaches
+// everything it forked, also what left the group (setsid). It runs as the
+// worker's run_as user or the one it names (run-as.ts). Its output comes
+// through pipes into capped log files (task-log.ts), so a task that writes
+// without end cannot fill the disk.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { closeSync, existsSync, fstatSync, openSync, readSync } from 'node:fs';
+import { chownSync, existsSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { clearLongTimeout, setLongTimeout, type LongTimer } from '../../common/long-timer.js';
+import { formatMemorySize } from '../../common/size.js';
+import type { AttemptCgroup, Cgroups } from './cgroups.js';
 import { privateDir } from './private-fs.js';
-import { findMarked, killGroup, killMarked } from './reaper.js';
+import { killGroup, reapLeftovers, REAPED_ERROR, type Reaped } from './reaper.js';
+import type { TaskUsers } from './run-as.js';
 import { baseTaskEnv, taskEnv, type TaskGroup } from './task-env.js';
 import { checkTaskId, type TaskRef } from './task-id.js';
 import { LogBudget, LogSink, TAIL_BYTES } from './task-log.js';
+import { lateJoin, planSpawn } from './task-spawn.js';
 
-export { TAIL_BYTES, checkTaskId, type TaskRef };
+export { REAPED_ERROR, TAIL_BYTES, checkTaskId, type Reaped, type TaskRef };
 export { RUN_ENV, TASK_ATTEMPT_ENV, TASK_ID_ENV, WORKER_ENV } from './task-env.js';
 /** Per task (stdout and stderr together), unless configured. */
 export const DEFAULT_LOG_MAX_BYTES = 64 * 1024 * 1024;
@@ -83,20 +90,13 @@ interface Proc extends TaskRef {
   timedOut?: boolean;
   /** Its process group was killed when it exited. */
   groupKilled?: boolean;
+  /** Its cgroup, where the worker makes them; limit: its memory limit in bytes (0: none). */
+  cgroup?: AttemptCgroup;
+  memoryLimit: number;
   /** Set by abandonAll: the error of its lost result. */
   lostError?: string;
   sinks?: [LogSink, LogSink];
   waiters: ((f: FinishedEvent) => void)[];
-}
-
-/** The error of an attempt killed because the worker that ran it restarted. */
-export const REAPED_ERROR = 'worker restarted; task killed';
-
-export interface Reaped {
-  /** Every process killed. */
-  pids: number[];
-  /** One result per attempt identified among them: lost, SIGKILL, exit code 137, REAPED_ERROR. */
-  results: FinishedEvent[];
 }
 
 export interface ExecutorOptions {
@@ -111,6 +111,12 @@ export interface ExecutorOptions {
   logMaxBytes?: number;
   /** Time between SIGTERM and SIGKILL when a task runs past its timeout. */
   timeoutGraceMs?: number;
+  /** Each attempt in a cgroup of its own (setupCgroups); without: process groups alone, no limits. */
+  cgroups?: Cgroups | undefined;
+  /** Who tasks run as (run_as, allowed_users); without: the worker's own user, and a task may name none. */
+  users?: TaskUsers | undefined;
+  /** Memory added to each task's --mem for its limit (shown in an OOM kill's error). */
+  memoryHeadroom?: number;
 }
 
 export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: [FinishedEvent] }> {
@@ -122,9 +128,15 @@ export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: 
   private readonly procs = new Map<string, Proc>();
   private readonly logMaxBytes: number;
   private readonly timeoutGraceMs: number;
+  private readonly cgroups: Cgroups | undefined;
+  private readonly users: TaskUsers | undefined;
+  private readonly memoryHeadroom: number;
 
   constructor(options: ExecutorOptions) {
     super();
+    this.cgroups = options.cgroups;
+    this.users = options.users;
+    this.memoryHeadroom = options.memoryHeadroom ?? 0;
     this.workerId = options.workerId;
     this.runId = options.runId ?? randomBytes(8).toString('hex');
     this.logMaxBytes = options.logMaxBytes ?? DEFAULT_LOG_MAX_BYTES;
@@ -159,6 +171,12 @@ export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: 
     return this.procs.get(taskId);
   }
 
+  /** Why a task may not run as `user` here ("": the default user), or undefined when it may. */
+  userProblem(user: string): string | undefined {
+    if (this.users) return this.users.problem(user);
+    return user === '' ? undefined : `user ${JSON.stringify(user)} is not in this worker's allowed_users`;
+  }
+
   logPaths(taskId: string, attempt: number): { stdout: string; stderr: string } {
     const base = join(this.logDir, `${taskId}.${attempt}`);
     return { stdout: `${base}.stdout`, stderr: `${base}.stderr` };
@@ -179,6 +197,7 @@ export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: 
       done: false,
       millicpu: spec.millicpu ?? 0,
       memoryBytes: spec.memoryBytes ?? 0,
+      memoryLimit: spec.memoryBytes ? spec.memoryBytes + this.memoryHeadroom : 0,
       waiters: [],
     };
     this.procs.set(taskId, proc);
@@ -191,13 +210,27 @@ export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: 
       const out = new LogSink(logs.stdout, budget);
       proc.sinks = [out, out];
       proc.sinks[1] = new LogSink(logs.stderr, budget);
-      const env = taskEnv(this.baseEnv, spec.env, { workerId: this.workerId, runId: this.runId, taskId, attempt, group: spec.group });
-      child = spawn(spec.argv[0] ?? '', spec.argv.slice(1), {
+      const user = this.users?.resolve(spec.user ?? '');
+      if (spec.user && !user) throw new Error(this.userProblem(spec.user));
+      const base = user ? { ...this.baseEnv, HOME: user.home, USER: user.name, LOGNAME: user.name } : this.baseEnv;
+      const env = taskEnv(base, spec.env, { workerId: this.workerId, runId: this.runId, taskId, attempt, group: spec.group });
+      const switchTo = user && this.users!.switchesTo(user) ? user : undefined;
+      if (switchTo) for (const file of [logs.stdout, logs.stderr]) chownSync(file, switchTo.uid, switchTo.gid);
+      if (this.cgroups) proc.cgroup = this.cgroups.create({ taskId, attempt }, { memoryBytes: proc.memoryBytes, millicpu: proc.millicpu, maxPids: spec.maxPids ?? 0 });
+      const plan = planSpawn(spec.argv, { cwd: spec.cwd, path: env.PATH ?? '', joins: proc.cgroup?.procsFiles ?? [], user: switchTo, setpriv: this.users?.setpriv });
+      if ('error' in plan) {
+        setImmediate(() => this.finish(proc, plan.exitCode, '', plan.error, true));
+        return 'started';
+      }
+      child = spawn(plan.file, plan.args, {
         ...(spec.cwd ? { cwd: spec.cwd } : {}),
+        ...(plan.uid !== undefined ? { uid: plan.uid, gid: plan.gid } : {}),
         env,
         detached: true,
         stdio: ['ignore', 'pipe', 'pipe'],
       });
+      // setpriv missing: the worker puts the task in its cgroup, a moment after it started (best effort: it runs already).
+      if (child.pid) lateJoin(plan.lateJoins, child.pid);
     } catch (err) {
       // Synchronous failures (EMFILE opening logs, a NUL byte in argv) are
       // reported on the next turn, like async ones, after start() returned.
@@ -226,9 +259,9 @@ export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: 
     });
     child.once('exit', (code, signal) => {
       const exitCode = code ?? 128 + (signal ? (os.constants.signals[signal] ?? 0) : 0);
-      // What the task left in its group dies with it, which closes the pipes; the result waits
-      // for the last output, unless something that escaped the group holds them open.
-      if (proc.pid) killGroup(proc.pid, 'SIGKILL');
+      // What the task left in its group and cgroup dies with it, which closes the pipes; the result
+      // waits for the last output, unless something that escaped both holds them open.
+      this.kill(proc, 'SIGKILL');
       proc.groupKilled = true;
       const drained = setTimeout(() => {
         child.stdout?.destroy();
@@ -243,18 +276,18 @@ export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: 
     return 'started';
   }
 
-  /** SIGTERM to the attempt's process group, SIGKILL after graceMs. False when that attempt does not run here. */
+  /** SIGTERM to the attempt's process group and cgroup, SIGKILL after graceMs. False when that attempt does not run here. */
   cancel(taskId: string, attempt: number, graceMs: number): boolean {
     const proc = this.procs.get(taskId);
     if (!proc || proc.attempt !== attempt) return false;
     if (!proc.pid) return true; // the spawn failed; its 'finished' is on the way
-    killGroup(proc.pid, 'SIGTERM');
+    this.kill(proc, 'SIGTERM');
     // A later cancel may shorten the grace (shutdown after an operator cancel), never lengthen it.
     const killAt = Date.now() + graceMs;
     if (proc.killAt === undefined || killAt < proc.killAt) {
       clearLongTimeout(proc.killTimer);
       proc.killAt = killAt;
-      proc.killTimer = setLongTimeout(() => killGroup(proc.pid, 'SIGKILL'), graceMs);
+      proc.killTimer = setLongTimeout(() => this.kill(proc, 'SIGKILL'), graceMs);
     }
     return true;
   }
@@ -282,31 +315,13 @@ export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: 
    * REAPED_ERROR), with the output tails its log files hold.
    */
   reapOrphans(): Reaped {
-    // Only what another run left: this run's own tasks (and their children) are not orphans.
-    const found = findMarked(this.workerId, (pid) => this.isOurs(pid)).filter((m) => m.runId !== this.runId);
-    const killed = killMarked(found);
-    const results = new Map<string, FinishedEvent>();
-    const now = Date.now();
-    for (const { pid, group, task } of found) {
-      if (!task) continue;
-      const k = `${task.taskId}.${task.attempt}`;
-      if (results.has(k)) continue; // its children carry the same markers
-      const logs = this.logPaths(task.taskId, task.attempt);
-      results.set(k, {
-        ...task,
-        // The task's own process leads its group (it was spawned detached): that is the pid Started reported.
-        pid: group !== undefined && group > 1 ? group : pid,
-        exitCode: 128 + os.constants.signals.SIGKILL,
-        signal: 'SIGKILL',
-        error: REAPED_ERROR,
-        startedUnixMs: 0, // unknown here; the manager keeps the time from Started
-        finishedUnixMs: now,
-        stdoutTail: readTail(logs.stdout),
-        stderrTail: readTail(logs.stderr),
-        lost: true,
-      });
-    }
-    return { pids: killed, results: [...results.values()] };
+    return reapLeftovers({
+      workerId: this.workerId,
+      runId: this.runId,
+      isOurs: (pid) => this.isOurs(pid),
+      cgroups: this.cgroups,
+      logPaths: (t) => this.logPaths(t.taskId, t.attempt),
+    });
   }
 
   /**
@@ -318,10 +333,21 @@ export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: 
     for (const proc of this.procs.values()) {
       if (!proc.pid || proc.done) continue; // a failed spawn reports itself
       proc.lostError = error;
-      killGroup(proc.pid, 'SIGKILL');
+      this.kill(proc, 'SIGKILL');
       abandoned.push({ taskId: proc.taskId, attempt: proc.attempt });
     }
     return abandoned;
+  }
+
+  /** Signals the attempt's process group and, where it has one, every process in its cgroup. */
+  private kill(proc: Proc, signal: NodeJS.Signals): void {
+    if (proc.pid) killGroup(proc.pid, signal);
+    proc.cgroup?.signal(signal);
+  }
+
+  /** Closes the cgroups (after stopAll): waits for those being removed, then removes this run's. */
+  async close(): Promise<void> {
+    await this.cgroups?.close();
   }
 
   private isOurs(pid: number): boolean {
@@ -337,8 +363,14 @@ export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: 
     if (this.procs.get(proc.taskId) === proc) this.procs.delete(proc.taskId);
     // Whatever the task left running in its group dies with it: a finished
     // task must not keep running where the manager cannot see it. (Done already at its exit.)
-    if (proc.pid && !proc.groupKilled) killGroup(proc.pid, 'SIGKILL');
+    if (!proc.groupKilled) this.kill(proc, 'SIGKILL');
     for (const sink of proc.sinks ?? []) sink.close();
+    const stats = proc.cgroup?.stats(signal === 'SIGKILL');
+    if (proc.cgroup) this.cgroups!.release(proc.cgroup);
+    // The kernel's OOM killer ended it (or one of its processes, and the task failed for it).
+    if (stats?.oomKilled && exitCode !== 0 && !error) {
+      error = `out of memory: killed by the kernel${proc.memoryLimit ? ` at its ${formatMemorySize(proc.memoryLimit)} limit` : ''}`;
+    }
     const result: FinishedEvent = {
       taskId: proc.taskId,
       attempt: proc.attempt,
@@ -353,25 +385,11 @@ export class Executor extends EventEmitter<{ started: [StartedEvent]; finished: 
       ...(proc.timedOut ? { timedOut: true } : {}),
       ...(startFailed ? { startFailed: true } : {}),
       ...(proc.lostError !== undefined ? { lost: true } : {}),
+      ...(stats?.oomKilled ? { oomKilled: true } : {}),
+      ...(stats?.peakMemoryBytes !== undefined ? { peakMemoryBytes: stats.peakMemoryBytes } : {}),
+      ...(stats?.cpuTimeUs !== undefined ? { cpuTimeUs: stats.cpuTimeUs } : {}),
     };
     this.emit('finished', result);
     for (const resolve of proc.waiters) resolve(result);
-  }
-}
-
-function readTail(path: string): Uint8Array {
-  let fd: number | undefined;
-  try {
-    fd = openSync(path, 'r');
-    const size = fstatSync(fd).size;
-    const len = Math.min(size, TAIL_BYTES);
-    if (len === 0) return new Uint8Array(0);
-    const buf = Buffer.allocUnsafe(len);
-    const n = readSync(fd, buf, 0, len, size - len);
-    return buf.subarray(0, n);
-  } catch {
-    return new Uint8Array(0);
-  } finally {
-    if (fd !== undefined) closeSync(fd);
   }
 }

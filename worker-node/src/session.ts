@@ -276,6 +276,8 @@ export class Session {
     const group = { id: st.groupId, index: st.groupIndex, size: st.groupSize };
     const badGroup = checkGroup(group);
     if (badGroup) return reject(badGroup);
+    const badUser = this.o.executor.userProblem(st.spec?.user ?? '');
+    if (badUser) return reject(badUser);
     // A repeated offer (the manager missed our answer) is answered again, never run twice.
     const done = this.o.outbox.get(task.taskId, task.attempt);
     if (done) {
