@@ -1,20 +1,36 @@
 # syntax=docker/dockerfile:1
 #
-# One image with all three programs. The default command runs the management
-# node; run a worker or the CLI by naming it:
+# One image with all three programs, as the standalone executables of
+# `make dist` (Node inside each, no node_modules) on Debian slim. The default
+# command runs the management node; run a worker or the CLI by naming it:
 #
 #   docker build -t sched .
-#   docker run -d --name manager -p 7070:7070 -v sched-data:/var/lib/sched sched
+#   docker run -d --name manager -p 127.0.0.1:7070:7070 -v sched-data:/var/lib/sched sched
 #   docker exec manager schedctl workers ls        # /etc/sched/schedctl.yaml dials 127.0.0.1:7070
-#   docker run -d --init -v ./worker.yaml:/etc/sched/worker-node.yaml:ro sched \
+#   docker run -d --init --no-healthcheck -v ./worker.yaml:/etc/sched/worker-node.yaml:ro sched \
 #     worker-node -f /etc/sched/worker-node.yaml    # a worker config whose `manager:` is the manager's address
 #
 # Use --init (or another init) for worker-node: it spawns processes, and an
-# init reaps any orphans they leave behind.
+# init reaps any orphans they leave behind. The HEALTHCHECK below asks the
+# manager in the same container; a worker container has none, hence --no-healthcheck.
+#
+# Which user tasks run as: the image runs as the user sched, and so does a
+# worker started from it, so its tasks run as sched too (a worker switches
+# users only as root). To run tasks as other users, start the worker with
+# --user 0 and name them in its config: run_as (the default user of tasks)
+# and allowed_users (those a task may pick with --user).
+#
+# Why not node:24-bookworm-slim at run time: the executables carry their own
+# Node 24 (and lmdb's native addon), so the image needs neither node nor
+# node_modules; it is smaller, and what runs is exactly what `make dist`
+# built and checksummed.
 
-ARG NODE_IMAGE=node:20-bookworm-slim
+ARG NODE_IMAGE=node:24-bookworm-slim
+ARG RUN_IMAGE=debian:bookworm-slim
 
-# ---- build: compile the three bundles ---------------------------------------
+# ---- build: the standalone executables ---------------------------------------
+# make dist builds them on the Node version the Makefile pins (NODE_VERSION),
+# fetched from the npm registry, whatever this image's node is.
 FROM ${NODE_IMAGE} AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends make \
@@ -23,8 +39,8 @@ WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY . .
-RUN make build \
- && for p in management-node worker-node schedctl; do test -x "$p/bin/$p"; done
+RUN make dist \
+ && cd dist && sha256sum -c SHA256SUMS
 # The examples listen on loopback; in a container the manager must listen on
 # all interfaces or the published port reaches nothing. Fail if that line moved.
 RUN mkdir -p /out/etc/sched \
@@ -32,42 +48,37 @@ RUN mkdir -p /out/etc/sched \
  && sed -i 's/^listen: 127\.0\.0\.1:7070/listen: 0.0.0.0:7070/' /out/etc/sched/management-node.yaml \
  && grep -q '^listen: 0\.0\.0\.0:7070' /out/etc/sched/management-node.yaml
 
-# ---- prod-deps: runtime node_modules ----------------------------------------
-# The bundles keep lmdb (a native addon) and its helpers external; they load
-# the prebuilt binary for this platform from node_modules at run time.
-FROM ${NODE_IMAGE} AS prod-deps
-WORKDIR /opt/sched
-COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund \
- && npm cache clean --force
-
 # ---- runtime ----------------------------------------------------------------
-FROM ${NODE_IMAGE}
-ENV NODE_ENV=production
-WORKDIR /opt/sched
-# package.json marks the extensionless bundles as ES modules.
-COPY --from=prod-deps /opt/sched/package.json ./package.json
-COPY --from=prod-deps /opt/sched/node_modules ./node_modules
-COPY --from=build /src/management-node/bin/management-node ./management-node/bin/management-node
-COPY --from=build /src/worker-node/bin/worker-node ./worker-node/bin/worker-node
-# schedctl is code-split (build.mjs): bin/schedctl and the chunks it loads from bin/chunks/.
-COPY --from=build /src/schedctl/bin/ ./schedctl/bin/
+FROM ${RUN_IMAGE}
+COPY --from=build /src/dist/management-node /src/dist/worker-node /src/dist/schedctl /usr/local/bin/
 COPY --from=build /out/etc/sched/ /etc/sched/
-# Links the programs onto PATH, adds the user, and checks that each bundle
-# starts (schedctl --help loads its chunks; --version alone does not) and that
-# lmdb's native addon loads from node_modules.
-RUN for p in management-node worker-node schedctl; do ln -s "/opt/sched/$p/bin/$p" "/usr/local/bin/$p"; done \
- && groupadd --system sched \
+# Adds the user and checks that each executable starts; schedctl --help loads all of it.
+RUN groupadd --system sched \
  && useradd --system --gid sched --home-dir /var/lib/sched --shell /usr/sbin/nologin sched \
  && mkdir -p /var/lib/sched \
  && chown sched:sched /var/lib/sched \
- && management-node --version && worker-node --version && schedctl --version && schedctl --help >/dev/null \
- && node --input-type=module -e "const { open } = await import('lmdb'); const db = open({ path: '/tmp/lmdb-check' }); await db.put('k', 1); await db.close();" \
- && rm -rf /tmp/lmdb-check
+ && management-node --version && worker-node --version && schedctl --version && schedctl --help >/dev/null
 
 USER sched
 # The examples keep data under ./data (manager: ./data/manager, worker: ./data/worker).
 WORKDIR /var/lib/sched
 VOLUME ["/var/lib/sched"]
+# management-node writes lmdb's native addon here to load it (packaging/README.md):
+# the volume, not /tmp, which may be mounted noexec.
+ENV SCHED_NATIVE_DIR=/var/lib/sched/.native
+
+# WARNING: port 7070 is the manager's gRPC API, and as configured here it is
+# UNAUTHENTICATED and UNENCRYPTED: whoever reaches it can run any command on
+# every worker. Publish it on loopback only (-p 127.0.0.1:7070:7070) or on a
+# private network, until the manager's config sets tls (mutual TLS) and
+# join_token (docs/operations.md).
+LABEL org.opencontainers.image.title="sched" \
+      org.opencontainers.image.description="sched: management-node, worker-node and schedctl" \
+      sched.security.warning="port 7070 serves the gRPC API without authentication or TLS unless the config sets tls and join_token"
 EXPOSE 7070
+
+# The manager answers Status once it serves (schedctl dials 127.0.0.1:7070 per
+# /etc/sched/schedctl.yaml; with tls, that file needs an admin certificate).
+HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
+  CMD ["schedctl", "status"]
 CMD ["management-node", "-f", "/etc/sched/management-node.yaml"]

@@ -1,9 +1,12 @@
 // Bundles each program: management-node and worker-node into one executable file,
 // <part>/bin/<part>; schedctl into its executable entry, schedctl/bin/schedctl, plus the
 // chunks it imports on demand, schedctl/bin/chunks/*.mjs (see buildSplit below).
+// These run on the machine's node with node_modules beside them; build/sea.mjs
+// (make dist) makes the standalone executables.
 import { build } from 'esbuild';
 import { chmodSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { commanderLazyChildProcess, zodEnglishOnly } from './build/plugins.mjs';
 
 const { version } = JSON.parse(readFileSync(new URL('./package.json', import.meta.url), 'utf8'));
 const parts = process.argv.slice(2).length ? process.argv.slice(2) : ['management-node', 'worker-node', 'schedctl'];
@@ -11,45 +14,6 @@ const parts = process.argv.slice(2).length ? process.argv.slice(2) : ['managemen
 const SHEBANG = '#!/usr/bin/env node\n';
 /** esbuild's CommonJS shim calls `require` for Node built-ins: ESM has none, so every output file makes one. */
 const REQUIRE_SHIM = "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);";
-
-/**
- * zod's `locales` namespace holds ~60 translations (0.4 MB) that nothing here
- * uses (zod itself loads English from en.js): keep only English. If zod moves
- * the file, nothing matches and the bundle is just bigger.
- */
-const zodEnglishOnly = {
-  name: 'zod-english-only',
-  setup(b) {
-    b.onResolve({ filter: /^\.\.\/locales\/index\.js$/ }, (args) =>
-      /[\\/]node_modules[\\/]zod[\\/]/.test(args.importer)
-        ? { path: join(dirname(args.importer), '../locales/index.js'), namespace: 'zod-english-only' }
-        : undefined,
-    );
-    b.onLoad({ filter: /.*/, namespace: 'zod-english-only' }, (args) => ({
-      contents: "export { default as en } from './en.js';",
-      resolveDir: dirname(args.path),
-    }));
-  },
-};
-
-/**
- * commander requires node:child_process at load, only to spawn executable
- * subcommands (schedctl has none); child_process drags in net, dgram and the
- * stream wrappers, ~10 ms of Node's own module compiling at every start. Here
- * commander gets a stand-in that requires it on first use instead.
- */
-const commanderLazyChildProcess = {
-  name: 'commander-lazy-child-process',
-  setup(b) {
-    b.onResolve({ filter: /^node:child_process$/ }, (args) =>
-      /[\\/]node_modules[\\/]commander[\\/]/.test(args.importer) ? { path: 'child_process', namespace: 'lazy-child-process' } : undefined,
-    );
-    b.onLoad({ filter: /.*/, namespace: 'lazy-child-process' }, () => ({
-      contents: "module.exports = { spawn: (...args) => require('node:child_process').spawn(...args) };",
-      loader: 'js',
-    }));
-  },
-};
 
 /**
  * Per-program additions. schedctl is started for every command, so its start
@@ -65,7 +29,7 @@ const extra = {
 const common = (part) => ({
   bundle: true,
   platform: 'node',
-  target: 'node20',
+  target: 'node24',
   format: 'esm',
   // lmdb loads a native addon and etcd3 reads its .proto files from its package dir: both stay in node_modules.
   external: ['lmdb', 'etcd3', 'pino-pretty', ...(extra[part]?.external ?? [])],

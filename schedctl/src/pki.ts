@@ -92,7 +92,8 @@ export async function createCert(ca: Pem, req: CertRequest): Promise<Pem> {
     notAfter: new Date(now + req.days * DAY_MS),
     signingAlgorithm: ALG,
     publicKey: keys.publicKey,
-    signingKey: caKey,
+    // Node's CryptoKey (@types/node 24: usages include encapsulateBits) as the DOM's that x509 names: the same object.
+    signingKey: caKey as CryptoKey,
     extensions,
   });
   return { cert: cert.toString('pem') + '\n', key: await keyPem(keys.privateKey) };

@@ -138,6 +138,8 @@ export interface StartManagerOptions {
    * 'listening': once it listens (a follower of another manager never gets further).
    */
   until?: 'ready' | 'listening';
+  /** The management-node executable; default BIN.manager (the standalone test runs dist/'s). */
+  bin?: string;
 }
 
 const sleepMs = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -177,7 +179,7 @@ export async function startManager(o: StartManagerOptions): Promise<ManagerHandl
     } catch {
       // a new log file
     }
-    const daemon = startDaemon(BIN.manager, ['-f', yaml], o.logFile);
+    const daemon = startDaemon(o.bin ?? BIN.manager, ['-f', yaml], o.logFile);
     let exitCode: number | null | undefined;
     void daemon.exited.then((c) => (exitCode = c));
     for (;;) {
