@@ -269,7 +269,7 @@ for (const storeKind of ['embedded', 'etcd'] as const) {
         if (t?.state === TaskState.DEAD) dead.push(`${job}: ${t.deadReason}`);
         if (!book.ends.has(job) && !(t?.state === TaskState.DEAD && t.deadReason)) lost.push(`${job} (${t ? `${TaskState[t.state]} attempt ${t.attempt} ${t.signal} ${t.error}` : 'not stored'})`);
       }
-      const twice = [...book.ends].filter(([, ends]) => ends.length > 1).map(([job, ends]) => `${job}: ${ends.map((e) => `${e.task}.${e.attempt}`).join(' ')}`);
+      const twice = [...book.ends].filter(([, ends]) => ends.length > 1).map(([job, ends]) => `${job}: ${ends.map((e) => `${e.task}.${e.attempt} (worker pid ${e.ppid})`).join(' ')}`);
       const unstored = [...new Set(book.marks.filter((m) => !stored.has(m.task)).map((m) => `${m.job} (${m.task})`))];
       const duplicates = [...tasksOfJob].filter(([, ts]) => ts.length > 1).map(([job, ts]) => `${job}: ${ts.length} tasks`);
       const ranOther = [...book.ends].filter(([job, ends]) => ends.some((e) => e.task !== acked.get(job))).map(([job]) => job);
@@ -290,7 +290,7 @@ for (const storeKind of ['embedded', 'etcd'] as const) {
       );
       expect(book.malformed, 'torn ledger lines').to.deep.equal([]);
       expect(lost, 'lost: acknowledged, never ran, not dead with a reason').to.deep.equal([]);
-      expect(twice, 'ran twice').to.deep.equal([]);
+      expect(twice, `ran twice (${twice.length}): ${twice.slice(0, 5).join('; ')}`).to.deep.equal([]);
       expect(unstored, 'ran but not stored').to.deep.equal([]);
       expect(duplicates, 'more than one task for one idempotency key').to.deep.equal([]);
       expect(ranOther, 'ran a task other than the acknowledged one').to.deep.equal([]);

@@ -256,10 +256,10 @@ describe('e2e: several managers on one etcd cluster', function () {
         return `${job} ${id}: ${t ? `${TaskState[t.state]} attempt ${t.attempt} exit ${t.exitCode} ${t.signal} ${t.error}` : 'not stored'}; started ${starts.join(' ') || 'never'}`;
       });
     const dead = [...load.acked].filter(([, id]) => stored.get(id)?.state === TaskState.DEAD).map(([job, id]) => `${job}: ${stored.get(id)!.deadReason}`);
-    const twice = [...book.ends].filter(([, ends]) => ends.length > 1).map(([job]) => job);
+    const twice = [...book.ends].filter(([, ends]) => ends.length > 1).map(([job, ends]) => `${job}: ${ends.map((e) => `${e.task}.${e.attempt} (worker pid ${e.ppid})`).join(' ')}`);
     const unstored = [...new Set(book.marks.filter((m) => !stored.has(m.task)).map((m) => m.job))];
     expect(lost, 'acknowledged and never run').to.deep.equal([]);
-    expect(twice, 'run twice').to.deep.equal([]);
+    expect(twice, `run twice (${twice.length}): ${twice.slice(0, 5).join('; ')}`).to.deep.equal([]);
     expect(unstored, 'run but never stored').to.deep.equal([]);
     expect(dead, 'dead').to.deep.equal([]);
     return load;

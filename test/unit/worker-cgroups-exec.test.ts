@@ -34,7 +34,7 @@ describe('worker executor in cgroups (real processes, real cgroups)', function (
   const runId = randomBytes(8).toString('hex');
 
   before(function () {
-    const setup = setupCgroups({ mode: 'auto', workerId, runId, memoryHeadroom: 0, maxPids: 4096 });
+    const setup = setupCgroups({ mode: 'auto', workerId, runId, memoryHeadroom: 0, maxPids: 4096, cpuHardLimit: true });
     if (!setup.cgroups) {
       console.log(`      skipped: this machine gives no writable cgroups (${setup.note})`);
       this.skip();

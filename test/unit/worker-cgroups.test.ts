@@ -87,7 +87,7 @@ describe('worker cgroups: detection and limits', function () {
     file(`${own}/cgroup.controllers`, 'cpu memory pids\n');
     file(`${own}/cgroup.procs`, '4242\n');
     const workerId = randomUUID();
-    const setup = setupCgroups({ mode: 'auto', workerId, runId: 'run1', memoryHeadroom: 16 * MI, maxPids: 100, layout: detectCgroups(root) });
+    const setup = setupCgroups({ mode: 'auto', workerId, runId: 'run1', memoryHeadroom: 16 * MI, maxPids: 100, cpuHardLimit: true, layout: detectCgroups(root) });
     expect(setup).to.include({ version: 'v2', note: '' });
     const run = `${own}/sched-${workerId.slice(0, 8)}/run1`;
     // The last write of each controller (a plain file here stands in for the kernel's).
@@ -148,7 +148,9 @@ describe('worker cgroups: detection and limits', function () {
     const value = (name: string): string => readFileSync(dirs.map((d) => join(d, name)).find((f) => existsSync(f))!, 'utf8').trim();
     expect(value('memory.limit_in_bytes')).to.equal(String(32 * MI));
     if (dirs.some((d) => existsSync(join(d, 'memory.memsw.limit_in_bytes')))) expect(value('memory.memsw.limit_in_bytes')).to.equal(String(32 * MI));
-    expect(value('cpu.cfs_quota_us')).to.equal('50000');
+    // A weight in proportion to --cpu, and no quota without cpu_hard_limit: an idle machine is used.
+    expect(value('cpu.shares')).to.equal('512');
+    expect(value('cpu.cfs_quota_us')).to.equal('-1');
     expect(value('pids.max')).to.equal('64');
     expect(cg.procs()).to.deep.equal([]);
     cgroups.release(cg);

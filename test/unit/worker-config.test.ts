@@ -86,10 +86,10 @@ describe('worker config', () => {
 
   it('reads the isolation keys: cgroups, memory_headroom (0 needs no unit), max_pids, run_as, allowed_users', () => {
     const d = parse('manager: m:1\n');
-    expect(d).to.deep.include({ cgroups: 'auto', memory_headroom: 0, max_pids: 4096, allowed_users: [] });
+    expect(d).to.deep.include({ cgroups: 'auto', memory_headroom: 0, max_pids: 4096, cpu_hard_limit: false, allowed_users: [] });
     expect(d.run_as).to.equal(undefined);
-    const c = parse('manager: m:1\ncgroups: off\nmemory_headroom: 0\nmax_pids: 64\nrun_as: nobody\nallowed_users: [builder, www-data]\n');
-    expect(c).to.deep.include({ cgroups: 'off', memory_headroom: 0, max_pids: 64, run_as: 'nobody', allowed_users: ['builder', 'www-data'] });
+    const c = parse('manager: m:1\ncgroups: off\nmemory_headroom: 0\nmax_pids: 64\ncpu_hard_limit: true\nrun_as: nobody\nallowed_users: [builder, www-data]\n');
+    expect(c).to.deep.include({ cgroups: 'off', memory_headroom: 0, max_pids: 64, cpu_hard_limit: true, run_as: 'nobody', allowed_users: ['builder', 'www-data'] });
     expect(parse('manager: m:1\nmemory_headroom: 16Mi\n').memory_headroom).to.equal(16 * 2 ** 20);
     expect(fails('manager: m:1\nmemory_headroom: 16\n')).to.match(/memory_headroom: invalid memory size "16": add a unit/);
     expect(fails('manager: m:1\ncgroups: on\n')).to.match(/cgroups: /);

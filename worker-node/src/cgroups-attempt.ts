@@ -15,8 +15,10 @@ const MIN_CPU_QUOTA_US = 1000;
 export interface Limits {
   /** 0: no memory limit (still accounted). */
   memoryBytes: number;
-  /** 0: no CPU quota or weight. */
+  /** 0: no CPU weight (nor quota). */
   millicpu: number;
+  /** Also a CFS quota of millicpu (Nomad's cpu_hard_limit): the task never gets more, even on an idle machine. */
+  cpuHardLimit?: boolean;
   maxPids: number;
 }
 
@@ -159,8 +161,10 @@ function applyV1({ controllers, dir }: Hierarchy, limits: Limits): void {
   }
   if (controllers.includes('cpu') && limits.millicpu > 0) {
     writeLimit(dir, 'cpu.shares', Math.max(2, Math.round((limits.millicpu * 1024) / 1000)));
-    writeLimit(dir, 'cpu.cfs_period_us', CPU_PERIOD_US);
-    writeLimit(dir, 'cpu.cfs_quota_us', cpuQuotaUs(limits.millicpu));
+    if (limits.cpuHardLimit) {
+      writeLimit(dir, 'cpu.cfs_period_us', CPU_PERIOD_US);
+      writeLimit(dir, 'cpu.cfs_quota_us', cpuQuotaUs(limits.millicpu));
+    }
   }
   if (controllers.includes('pids')) writeLimit(dir, 'pids.max', limits.maxPids);
 }
@@ -173,7 +177,7 @@ function applyV2({ controllers, dir }: Hierarchy, limits: Limits): void {
   if (controllers.includes('cpu') && limits.millicpu > 0) {
     // weight 100 is the default, one core's share, as cpu.shares 1024 is on v1.
     writeLimit(dir, 'cpu.weight', Math.min(10_000, Math.max(1, Math.round(limits.millicpu / 10))));
-    writeLimit(dir, 'cpu.max', `${cpuQuotaUs(limits.millicpu)} ${CPU_PERIOD_US}`);
+    if (limits.cpuHardLimit) writeLimit(dir, 'cpu.max', `${cpuQuotaUs(limits.millicpu)} ${CPU_PERIOD_US}`);
   }
   if (controllers.includes('pids')) writeLimit(dir, 'pids.max', limits.maxPids);
 }

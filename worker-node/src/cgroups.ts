@@ -32,6 +32,8 @@ export interface CgroupsOptions {
   memoryHeadroom: number;
   /** The pids limit of a task that sets none. */
   maxPids: number;
+  /** A CPU quota besides the weight (cpu_hard_limit). */
+  cpuHardLimit?: boolean;
   /** Where the worker's cgroups are; detected from /proc/self by default. */
   layout?: CgroupLayout;
 }
@@ -128,7 +130,7 @@ export class Cgroups {
     private readonly workerDirs: readonly Hierarchy[],
     /** <own>/sched-<id>/<run>: the parents of this run's attempts. */
     private readonly runDirs: readonly Hierarchy[],
-    private readonly o: Pick<CgroupsOptions, 'memoryHeadroom' | 'maxPids'>,
+    private readonly o: Pick<CgroupsOptions, 'memoryHeadroom' | 'maxPids' | 'cpuHardLimit'>,
   ) {}
 
   /** This run's directories (the watchdog kills what is below them). */
@@ -142,6 +144,7 @@ export class Cgroups {
       memoryBytes: want.memoryBytes > 0 ? want.memoryBytes + this.o.memoryHeadroom : 0,
       millicpu: want.millicpu,
       maxPids: want.maxPids || this.o.maxPids,
+      cpuHardLimit: this.o.cpuHardLimit ?? false,
     };
     const cg = AttemptCgroup.create(this.version, this.runDirs, `${task.taskId}.${task.attempt}`, limits);
     if (cg.needsSampling) {

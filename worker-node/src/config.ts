@@ -81,6 +81,11 @@ export const workerConfigSchema = z
     cgroups: z.enum(['auto', 'off']).default('auto'),
     /** Added to a task's --mem for its memory limit (page cache, a shell around it). */
     memory_headroom: memoryIn(0, TI).default(0),
+    /**
+     * CPU: each task gets a share of the CPU in proportion to its --cpu (a cgroup weight), so an
+     * idle machine is not wasted; true adds a hard quota of --cpu (Nomad's cpu_hard_limit).
+     */
+    cpu_hard_limit: z.boolean().default(false),
     /** The pids limit of a task that sets no --max-pids (processes and threads at once). */
     max_pids: numberIn(1, 4_194_304, { int: true }).default(4096),
     /** The user tasks run as when they name none (uid, gid and groups from the system's user database); default: the worker's own. */

@@ -63,7 +63,7 @@ try {
   workerId = loadWorkerId(config.id_file);
   outbox = new Outbox(config.data_dir);
   const runId = randomBytes(8).toString('hex');
-  cgroups = setupCgroups({ mode: config.cgroups, workerId, runId, memoryHeadroom: config.memory_headroom, maxPids: config.max_pids });
+  cgroups = setupCgroups({ mode: config.cgroups, workerId, runId, memoryHeadroom: config.memory_headroom, maxPids: config.max_pids, cpuHardLimit: config.cpu_hard_limit });
   executor = new Executor({
     dataDir: config.data_dir,
     workerId,

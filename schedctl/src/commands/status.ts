@@ -20,8 +20,14 @@ export function taskCounts(byState: Record<string, number>): Array<[string, numb
 /** `schedctl status` (registered in registry.ts). */
 export async function status(ctx: Ctx): Promise<void> {
   let res = await ctx.client().status({}, ctx.unary());
-  // A follower answers Status itself and keeps no counts: the leader it names has them.
-  if (res.role === 'follower' && res.leader) res = await ctx.clientOf(res.leader).status({}, ctx.unary()).catch(() => res);
+  // A follower answers Status itself and keeps no counts: the leader it names has them
+  // (and is then the manager these figures are from).
+  let answered = ctx.settings().manager;
+  if (res.role === 'follower' && res.leader) {
+    const dialled = res;
+    res = await ctx.clientOf(res.leader).status({}, ctx.unary()).catch(() => dialled);
+    if (res !== dialled) answered = `${res.leader || dialled.leader} (asked ${answered}, a follower)`;
+  }
   const ha: Array<[string, string]> =
     res.managers.length > 1 || res.role === 'follower'
       ? [
@@ -34,7 +40,7 @@ export async function status(ctx: Ctx): Promise<void> {
     view(StatusResponseSchema, res, () => ({
       kind: 'fields',
       fields: [
-        ['Manager', ctx.settings().manager],
+        ['Manager', answered],
         ...ha,
         ['Version', `${res.version || 'unknown'} (schedctl ${VERSION})`],
         ['Store', res.store],

@@ -327,7 +327,7 @@ export const WatchTasksResponseSchema: GenMessage<WatchTasksResponse> = /*@__PUR
  */
 export type ListWorkersRequest = Message<"schedapi.v1.ListWorkersRequest"> & {
   /**
-   * At most this many workers (default 100, at most 1000), in id order.
+   * At most this many workers (0: the most, 1000), in id order.
    *
    * @generated from field: uint32 limit = 1;
    */
