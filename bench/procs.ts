@@ -195,7 +195,9 @@ export async function startManager(dir: string, name: string, config: string, no
 /** The built worker-node connected to `address`; its data under dir/name. */
 export function startWorker(dir: string, name: string, address: string, nodeFlags: string[] = []): Daemon {
   const yaml = join(dir, `${name}.yaml`);
-  writeFileSync(yaml, `manager: ${address}\ndata_dir: ${join(dir, name)}\nlog_level: warn\n`);
+  // BENCH_WORKER_CONFIG: more worker config lines, e.g. "cgroups: off" to weigh what cgroups cost per task.
+  const extra = process.env.BENCH_WORKER_CONFIG ? `${process.env.BENCH_WORKER_CONFIG.replace(/\\n/g, '\n')}\n` : '';
+  writeFileSync(yaml, `manager: ${address}\ndata_dir: ${join(dir, name)}\nlog_level: warn\n${extra}`);
   return startBin(BIN.worker, ['-f', yaml], join(dir, `${name}.log`), nodeFlags);
 }
 

@@ -9,6 +9,8 @@
 //   npm run bench -- --profile --store embedded
 //   npm run bench -- --only spawn,e2e   some phases only (spawn, cli, e2e, listings, idle, failover,
 //                                       store, core); latest.json is left alone
+//   BENCH_WORKER_CONFIG='cgroups: off' npm run bench -- --only spawn,e2e
+//                                       the workers with more config lines (here: what cgroups cost)
 //
 // Order matters: the spawn baseline and the CLI's start-up come first, before anything else
 // runs or this process grows a heap; the core benchmark, which grows it most, comes last.
