@@ -6,15 +6,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BIN, run, startLocalManager, startWorker, waitFor, type Daemon } from '../support/processes.js';
-
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
+import { alive } from '../support/proc.js';
 
 describe('e2e: schedctl tasks cancel', function () {
   this.timeout(60_000);

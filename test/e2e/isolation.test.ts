@@ -7,20 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { detectCgroups } from '../../worker-node/src/cgroups-detect.js';
 import { BIN, run, startLocalManager, startWorker, waitFor, writeYaml, type Daemon } from '../support/processes.js';
-
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
-};
+import { alive } from '../support/proc.js';
 
 interface TaskJson {
   state: string;

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { ROOT, run, startDaemon, startManager, waitFor, writeYaml, type Daemon, type ManagerHandle } from '../support/processes.js';
 import { startEtcd } from '../support/etcd.js';
 import { until } from '../support/until.js';
+import { alive } from '../support/proc.js';
 
 const PROGRAMS = ['management-node', 'worker-node', 'schedctl'] as const;
 const DIST = join(ROOT, 'dist');
@@ -38,15 +39,6 @@ function copyAlone(program: string): string {
 
 /** The environment the copies run in: no NODE_* variables, nothing but the system's PATH. */
 const bareEnv = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => ({ PATH: '/usr/bin:/bin', HOME: tmpdir(), ...extra });
-
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 describe('e2e: standalone executables (make dist)', function () {
   this.timeout(120_000);

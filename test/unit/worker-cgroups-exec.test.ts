@@ -7,23 +7,11 @@ import { setupCgroups, type Cgroups } from '../../worker-node/src/cgroups.js';
 import { Executor, type ExecSpec, type FinishedEvent } from '../../worker-node/src/executor.js';
 import { reapLeftovers } from '../../worker-node/src/reaper.js';
 import { until } from '../support/until.js';
+import { alive } from '../support/proc.js';
 
 const MI = 2 ** 20;
 
 /** Alive and not a zombie (a killed process re-parented to init may be reaped late; it runs nothing). */
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
-};
 
 /** Real task cgroups: this machine's (root, a writable v1 or v2 hierarchy), else the whole file skips. */
 describe('worker executor in cgroups (real processes, real cgroups)', function () {

@@ -6,22 +6,10 @@ import { join } from 'node:path';
 import { Executor, REAPED_ERROR, RUN_ENV, TAIL_BYTES, TASK_ID_ENV, WORKER_ENV, type FinishedEvent, type StartedEvent } from '../../worker-node/src/executor.js';
 import { baseTaskEnv, DEFAULT_PATH } from '../../worker-node/src/task-env.js';
 import { until } from '../support/until.js';
+import { alive } from '../support/proc.js';
 
 // A killed grandchild is re-parented to init, which may reap it late; a
 // zombie runs nothing, so it counts as gone.
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return true; // no /proc: trust kill(0)
-  }
-};
 
 /** A shell that notes a SIGTERM ("term") and carries on: only SIGKILL ends it. */
 const TRAPS_TERM = "trap 'echo term' TERM; echo ready; while :; do sleep 0.05; done";

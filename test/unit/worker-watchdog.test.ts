@@ -13,6 +13,7 @@ import { ROOT } from '../support/processes.js';
 import { RUN_ENV, TASK_ATTEMPT_ENV, TASK_ID_ENV, WORKER_ENV } from '../../worker-node/src/task-env.js';
 import { Watchdog } from '../../worker-node/src/watchdog.js';
 import { until } from '../support/until.js';
+import { alive } from '../support/proc.js';
 
 const MAIN = join(ROOT, 'worker-node/src/main.ts');
 const TSX = ['--import', 'tsx'];
@@ -34,15 +35,6 @@ if (mode === 'task') {
 `;
 
 // A zombie runs nothing: it counts as gone.
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat[stat.lastIndexOf(')') + 2] !== 'Z';
-  } catch {
-    return false;
-  }
-};
 
 interface StandIn {
   child: ChildProcess;
