@@ -6,6 +6,7 @@
 // robin through the configured list, and backs off only once a whole round has
 // failed, so a dead manager in front of a live one costs no delay.
 // Pure: no I/O, no timers (session.ts acts on the answers).
+import { status as grpcStatus, type StatusObject } from '@grpc/grpc-js';
 
 /** Leader hints followed in a row without a Welcome before a refusal counts as a plain failure. */
 export const MAX_LEADER_FOLLOWS = 3;
@@ -135,4 +136,10 @@ export class ClientPool<C extends { close(): void }> {
     for (const c of this.clients.values()) c.close();
     this.clients.clear();
   }
+}
+
+/** "UNAVAILABLE: connect ECONNREFUSED 10.0.0.1:7070" rather than grpc-js's long-winded details of why a dial failed. */
+export function describeStatus({ code, details, message }: Partial<StatusObject & Error>): string {
+  const text = (details ?? message ?? '').replace(/^No connection established\. Last error: (?:Error: )?/, '').replace(/\.? Resolution note:.*$/, '');
+  return code === undefined ? text : `${grpcStatus[code]}: ${text || 'no details'}`;
 }

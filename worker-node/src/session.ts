@@ -24,7 +24,7 @@ import {
 import { checkTaskId, type Executor, type FinishedEvent, type StartedEvent } from './executor.js';
 import { DelayedStarts } from './delayed-starts.js';
 import { LogReads } from './log-reads.js';
-import { ClientPool, ManagerList, redialDelay, type NextDial } from './manager-list.js';
+import { ClientPool, describeStatus, ManagerList, redialDelay, type NextDial } from './manager-list.js';
 import { liveLoad, overCapacity, type LiveLoad, type NodeInfo } from './node-info.js';
 import { OrphanTimer } from './orphan-timer.js';
 import { checkGroup } from './task-env.js';
@@ -65,12 +65,6 @@ const WELCOME_TIMEOUT_MS = 10_000;
 const SILENT_PINGS = 5;
 const SILENT_FLOOR_MS = 5_000;
 const GOODBYE_TIMEOUT_MS = 2_000;
-
-/** "UNAVAILABLE: connect ECONNREFUSED 10.0.0.1:7070" rather than grpc-js's long-winded details. */
-function describeStatus({ code, details, message }: Partial<grpc.StatusObject & Error>): string {
-  const text = (details ?? message ?? '').replace(/^No connection established\. Last error: (?:Error: )?/, '').replace(/\.? Resolution note:.*$/, '');
-  return code === undefined ? text : `${grpc.status[code]}: ${text || 'no details'}`;
-}
 
 export class Session {
   private readonly o: SessionOptions;
