@@ -23,3 +23,11 @@ export const USER_LABEL_VALUE = 'allowed';
 
 /** The user a user label names, or undefined for an ordinary label key. */
 export const userOfLabelKey = (key: string): string | undefined => (key.startsWith(USER_LABEL_PREFIX) ? key.slice(USER_LABEL_PREFIX.length) : undefined);
+
+/** A worker's labels plus one per user its tasks may run as (its run_as and allowed_users), for placement. */
+export function withUserLabels(labels: Record<string, string>, runAs: string, allowed: readonly string[]): Record<string, string> {
+  if (!runAs && allowed.length === 0) return labels;
+  const out = { ...labels };
+  for (const user of [runAs, ...allowed]) if (user) out[userLabelKey(user)] = USER_LABEL_VALUE;
+  return out;
+}

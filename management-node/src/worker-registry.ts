@@ -4,7 +4,7 @@
 // stream claims, the reconnect grace after a worker goes, and the tasks offered
 // to or running on each worker (its load). What a worker's coming and going means
 // for its tasks is attempts.ts's part.
-import { USER_LABEL_VALUE, userLabelKey } from '../../common/run-user.js';
+import { withUserLabels } from '../../common/run-user.js';
 import { clone, create, type MessageInitShape } from '@bufbuild/protobuf';
 import { ResourcesSchema, WorkerSchema, WorkerState, type Worker } from '../../proto/gen/schedapi/v1/types_pb.js';
 import type { ConnectResponseSchema, Hello, Pong } from '../../proto/gen/schedapi/v1/worker_pb.js';
@@ -382,21 +382,12 @@ export class WorkerRegistry {
   }
 }
 
-/** A worker's labels plus one per user its tasks may run as (run-user.ts): a task's user is a constraint. */
-function placementLabels(w: Worker): Record<string, string> {
-  const iso = w.isolation;
-  if (!iso || (!iso.runAs && iso.allowedUsers.length === 0)) return w.labels;
-  const labels = { ...w.labels };
-  for (const user of [iso.runAs, ...iso.allowedUsers]) if (user) labels[userLabelKey(user)] = USER_LABEL_VALUE;
-  return labels;
-}
-
 /** workerInfo is a worker as the placement core sees it: capacity, labels, whether it takes tasks, live load. */
 function workerInfo(w: Worker, stats?: Pong): WorkerInfo {
   return {
     id: w.id,
     capacity: { millicpu: Number(w.capacity?.millicpu ?? 0n), memoryBytes: Number(w.capacity?.memoryBytes ?? 0n) },
-    labels: placementLabels(w),
+    labels: withUserLabels(w.labels, w.isolation?.runAs ?? '', w.isolation?.allowedUsers ?? []),
     draining: w.draining || w.leaving,
     load1: stats?.load1,
     memoryFreeBytes: stats?.memoryFreeBytes ? Number(stats.memoryFreeBytes) : undefined,
