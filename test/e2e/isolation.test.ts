@@ -129,6 +129,20 @@ describe('e2e: isolation (cgroups, run_as)', function () {
     expect((await ctl('tasks', 'logs', id)).stdout).to.equal('65534\n');
   });
 
+  it('a worker with run_as runs every task as that user; a --user no worker allows waits, and --wait exits 125 saying so', async () => {
+    daemons.push(await startWorker(address, dir, 'run_as: nobody\nlabels: {pool: run-as}\n', 'worker-run-as'));
+    await waitFor('both workers connected', async () => ((await ctl('workers', 'ls')).stdout.match(/\bconnected\b/g) ?? []).length === 2);
+    const workerId = readFileSync(join(dir, 'worker-run-as', 'worker-id'), 'utf8').trim();
+    expect((await ctl('workers', 'show', workerId)).stdout).to.match(/Tasks run as:\s+nobody/);
+    const r = await ctl('tasks', 'run', '-l', 'pool=run-as', '--wait', '--', 'sh', '-c', 'id -u; echo $HOME $USER');
+    expect(r.code, r.stderr).to.equal(0);
+    expect((await ctl('tasks', 'logs', r.stdout.trim())).stdout).to.match(/^65534\n\/\S* nobody\n$/);
+    // daemon is allowed nowhere: the one worker of the pool runs as nobody, the other allows only nobody.
+    const refused = await ctl('tasks', 'run', '-l', 'pool=run-as', '--user', 'daemon', '--wait', '--', 'id', '-u');
+    expect(refused.code, refused.stderr).to.equal(125);
+    expect(refused.stderr, refused.stderr).to.match(/workers fit: .*\d user daemon not allowed.*; no connected worker could ever fit it/);
+  });
+
   it('a task reports its CPU time and peak memory from its cgroup', async () => {
     const r = await ctl('tasks', 'run', '--wait', '--', 'sh', '-c', 'i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done');
     expect(r.code, r.stderr).to.equal(0);
