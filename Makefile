@@ -5,7 +5,10 @@ BINS := $(foreach p,$(PARTS),$(p)/bin/$(p))
 SOURCES := $(shell find common management-node/src worker-node/src schedctl/src proto/gen -name '*.ts' 2>/dev/null)
 MOCHA := node_modules/.bin/mocha
 UNIT_SPECS := 'test/unit/**/*.test.ts' 'test/conformance/**/*.test.ts'
-E2E_SPECS := 'test/e2e/**/*.test.ts'
+# The longest files first, so that the two at a time do not end with one long file alone.
+E2E_FIRST := test/e2e/ha.test.ts test/e2e/worker-lifecycle.test.ts test/e2e/skeleton.test.ts test/e2e/fault-recovery.test.ts \
+  test/e2e/workflow-arrays.test.ts test/e2e/schedules.test.ts
+E2E_SPECS := $(E2E_FIRST) $(filter-out $(E2E_FIRST),$(sort $(wildcard test/e2e/*.test.ts)))
 # e2e files run two at a time: most of their time is spent waiting on real processes,
 # sockets and timers, and each file sets up its own cluster on free ports.
 E2E_PARALLEL := --parallel --jobs 2
