@@ -115,7 +115,32 @@ describe('worker session', function () {
     expect((await manager.next('finished')).task!.taskId).to.equal('slow');
     const started = manager.received.filter((m) => m.msg.case === 'started').map((m) => (m.msg.value as { task: { taskId: string } }).task.taskId);
     expect(started).to.deep.equal(['slow']);
-    expect(manager.received.filter((m) => m.msg.case === 'accepted')).to.deep.equal([]);
+    // quick spawned at once, unannounced; slow came in the same turn and waited for the next (start-pacer.ts): accepted at once.
+    const accepted = manager.received.filter((m) => m.msg.case === 'accepted').map((m) => (m.msg.value as { task: { taskId: string } }).task.taskId);
+    expect(accepted.filter((id) => id !== 'slow')).to.deep.equal([]);
+  });
+
+  it('a burst of offers spawns one per turn: the waiting ones are accepted at once, and one cancelled while it waits never runs', async () => {
+    const { manager } = await connect(0, { startedDelayMs: 0 });
+    session!.start();
+    await manager.next('hello');
+    manager.send({ case: 'welcome', value: { sessionId: 's1', pingIntervalMs: 0 } });
+    const marks = join(dir, 'burst');
+    mkdirSync(marks);
+    const ids = Array.from({ length: 20 }, (_, i) => `b${i}`);
+    for (const taskId of ids) manager.send({ case: 'startTask', value: { taskId, attempt: 1, spec: { argv: ['sh', '-c', `touch ${join(marks, taskId)}`] } } });
+    manager.send({ case: 'cancelTask', value: { task: { taskId: 'b19', attempt: 1 }, reason: 'test' } });
+    const finished = new Map<string, { signal: string; pid: number }>();
+    while (finished.size < ids.length) {
+      const f = await manager.next('finished');
+      finished.set(f.task!.taskId, { signal: f.signal, pid: f.pid });
+    }
+    // The cancelled one ended as a process killed at once would, with no process: its file was never made.
+    expect(finished.get('b19')).to.deep.equal({ signal: 'SIGTERM', pid: 0 });
+    expect(readdirSync(marks).sort()).to.deep.equal(ids.slice(0, 19).sort());
+    const accepted = new Set(manager.received.filter((m) => m.msg.case === 'accepted').map((m) => (m.msg.value as { task: { taskId: string } }).task.taskId));
+    expect(accepted.size).to.be.greaterThan(0);
+    expect(accepted.has(ids[0]!)).to.equal(false); // the first of the burst spawned at once
   });
 
   it('rejects an empty command and a cancel of an unknown attempt', async () => {

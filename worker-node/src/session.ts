@@ -21,13 +21,14 @@ import {
   type StartTask,
   type Welcome,
 } from '../../proto/gen/schedapi/v1/worker_pb.js';
-import { checkTaskId, type Executor, type FinishedEvent, type StartedEvent } from './executor.js';
+import { type Executor, type FinishedEvent, type StartedEvent } from './executor.js';
 import { DelayedStarts } from './delayed-starts.js';
 import { LogReads } from './log-reads.js';
 import { ClientPool, describeStatus, ManagerList, redialDelay, type NextDial } from './manager-list.js';
 import { liveLoad, overCapacity, type LiveLoad, type NodeInfo } from './node-info.js';
 import { OrphanTimer } from './orphan-timer.js';
-import { checkGroup } from './task-env.js';
+import { notStarted, StartPacer } from './start-pacer.js';
+import { execSpecOf } from './start-spec.js';
 import { toFinished, type Outbox } from './outbox.js';
 
 type WorkerMethods = typeof WorkerService extends GenService<infer T> ? T : never;
@@ -84,6 +85,7 @@ export class Session {
   /** ReadLogs answers in flight; aborted with their stream. */
   private readonly logReads: LogReads;
   private readonly starts: DelayedStarts;
+  private readonly pacer = new StartPacer();
   private readonly orphan = new OrphanTimer({ onOrphaned: (silentMs, timeoutMs) => this.orphaned(silentMs, timeoutMs) });
 
   constructor(options: SessionOptions) {
@@ -140,6 +142,8 @@ export class Session {
     clearTimeout(this.redialTimer);
     clearTimeout(this.watchdog);
     this.orphan.clear();
+    // Accepted, never started: reported lost (the manager places them again per their retries).
+    for (const w of this.pacer.clear()) this.onFinished({ ...notStarted(w, 'SIGKILL', 'worker is shutting down; task never started'), lost: true });
     this.detach();
     this.starts.clear();
     this.logReads.abortAll();
@@ -197,7 +201,7 @@ export class Session {
             labels: node.labels,
             hardware: node.hardware,
             version: VERSION,
-            running: executor.running(),
+            running: [...executor.running(), ...this.pacer.refs()],
             isolation: node.isolation,
           },
         },
@@ -253,7 +257,7 @@ export class Session {
 
   private pong(seq: bigint): void {
     const { load1, load5 = 0, load15 = 0, memoryFreeBytes } = (this.o.load ?? liveLoad)();
-    this.send({ case: 'pong', value: { seq, runningTasks: this.o.executor.size, load1, load5, load15, memoryFreeBytes } });
+    this.send({ case: 'pong', value: { seq, runningTasks: this.o.executor.size + this.pacer.size, load1, load5, load15, memoryFreeBytes } });
   }
 
   private startTask(st: StartTask): void {
@@ -263,14 +267,9 @@ export class Session {
       this.send({ case: 'rejected', value: { task, reason } });
     };
     if (this.stopping || this.leaving) return reject('worker is shutting down');
-    const invalid = checkTaskId(st.taskId);
-    if (invalid) return reject(invalid);
-    const argv = st.spec?.argv ?? [];
-    if (!argv[0]) return reject('spec.argv: empty command');
-    const group = { id: st.groupId, index: st.groupIndex, size: st.groupSize };
-    const badGroup = checkGroup(group);
-    if (badGroup) return reject(badGroup);
-    const badUser = this.o.executor.userProblem(st.spec?.user ?? '');
+    const spec = execSpecOf(st);
+    if ('invalid' in spec) return reject(spec.invalid);
+    const badUser = this.o.executor.userProblem(spec.user ?? '');
     if (badUser) return reject(badUser);
     // A repeated offer (the manager missed our answer) is answered again, never run twice.
     const done = this.o.outbox.get(task.taskId, task.attempt);
@@ -279,13 +278,17 @@ export class Session {
       this.send({ case: 'finished', value: done });
       return;
     }
+    const waiting = this.pacer.find(st.taskId);
+    if (waiting) {
+      if (waiting.attempt !== st.attempt) return reject(`attempt ${waiting.attempt} of this task waits to start here`);
+      return void this.send({ case: 'accepted', value: { task } });
+    }
     const current = this.o.executor.get(st.taskId);
     if (current && current.attempt !== st.attempt) return reject(`attempt ${current.attempt} of this task still runs here`);
-    const millicpu = Number(st.spec?.resources?.millicpu ?? 0n);
-    const memoryBytes = Number(st.spec?.resources?.memoryBytes ?? 0n);
+    const { millicpu, memoryBytes } = spec;
     if (!current) {
       // The manager's view of this worker may be stale (a restart, a changed capacity): the worker has the last word.
-      const over = overCapacity(this.o.executor.reserved(), { millicpu, memoryBytes }, this.o.node.capacity);
+      const over = overCapacity(this.pacer.reserved(this.o.executor.reserved()), { millicpu, memoryBytes }, this.o.node.capacity);
       if (over) return reject(over);
     }
     if (current) {
@@ -293,24 +296,19 @@ export class Session {
       if (current.spawned) this.sendStarted(current);
       return;
     }
-    // No Accepted for a new start: Started (DelayedStarts) or a Finished says the same and more.
-    this.o.logger.debug({ task: st.taskId, attempt: st.attempt, argv }, 'starting task');
-    this.o.executor.start(st.taskId, st.attempt, {
-      argv,
-      env: st.spec?.env ?? {},
-      cwd: st.spec?.cwd ?? '',
-      millicpu,
-      memoryBytes,
-      timeoutMs: st.spec?.timeoutMs ?? 0,
-      group,
-      user: st.spec?.user ?? '',
-      maxPids: st.spec?.maxPids ?? 0,
-    });
+    // No Accepted for a new start: Started (DelayedStarts) or a Finished says the same and more;
+    // but one that waits for its turn to spawn (start-pacer.ts) is accepted at once.
+    this.o.logger.debug({ task: st.taskId, attempt: st.attempt, argv: spec.argv }, 'starting task');
+    const run = (): void => void this.o.executor.start(st.taskId, st.attempt, spec);
+    if (this.pacer.offer({ ...task, millicpu, memoryBytes, run })) this.send({ case: 'accepted', value: { task } });
   }
 
   private cancelTask(ct: CancelTask): void {
     const task = ct.task;
     if (!task) return;
+    // Still waiting for its turn to spawn: it never runs, and ends as a process killed at once would.
+    const waiting = this.pacer.take(task.taskId, task.attempt);
+    if (waiting) return this.onFinished(notStarted(waiting, 'SIGTERM', ''));
     if (this.o.executor.cancel(task.taskId, task.attempt, ct.graceMs || this.o.cancelGraceMs)) {
       this.o.logger.info({ task: task.taskId, attempt: task.attempt, reason: ct.reason }, 'cancelling task');
       return;
@@ -381,7 +379,9 @@ export class Session {
   private orphaned(silentMs: number, timeoutMs: number): void {
     if (this.welcomed || this.stopping) return;
     const error = `worker lost the manager: nothing heard for ${silentMs}ms (orphan timeout ${timeoutMs}ms); task killed`;
-    const tasks = this.o.executor.abandonAll(error);
+    const unstarted = this.pacer.clear();
+    for (const w of unstarted) this.onFinished({ ...notStarted(w, 'SIGKILL', error), lost: true });
+    const tasks = [...this.o.executor.abandonAll(error), ...unstarted];
     if (tasks.length === 0) return;
     this.o.logger.warn({ silentMs, orphanTimeoutMs: timeoutMs, tasks: tasks.map((t) => `${t.taskId}.${t.attempt}`) }, 'no manager within the orphan timeout: killed the running tasks');
   }
