@@ -291,7 +291,7 @@ describe('e2e: several managers on one etcd cluster', function () {
   it('kill -9 of the leader, then of the etcd leader, under load: every acknowledged task runs exactly once', async () => {
     const managers = await startManagers(3);
     await withWorkers(managers, 'kill');
-    const JOBS = Number(process.env.HA_JOBS ?? 400);
+    const JOBS = Number(process.env.HA_JOBS ?? 250);
     const failover: number[] = [];
     const load = await underLoad(managers, JOBS, async (l) => {
       await l.untilAcked(Math.round(JOBS * 0.25));
@@ -311,7 +311,7 @@ describe('e2e: several managers on one etcd cluster', function () {
   it('a rolling restart of every manager under load loses nothing and runs nothing twice', async () => {
     const managers = await startManagers(3);
     await withWorkers(managers, 'roll');
-    const JOBS = Number(process.env.HA_JOBS ?? 400);
+    const JOBS = Number(process.env.HA_JOBS ?? 250);
     await underLoad(managers, JOBS, async (l) => {
       for (const [i, m] of [...managers].entries()) {
         await l.untilAcked(Math.round((JOBS * (i + 1)) / 5));
@@ -325,7 +325,7 @@ describe('e2e: several managers on one etcd cluster', function () {
   it('without an etcd quorum, writes stop with clear errors and nothing unstored is acknowledged; all resumes with the quorum', async () => {
     const managers = await startManagers(3);
     await withWorkers(managers, 'quorum');
-    const JOBS = Number(process.env.HA_JOBS ?? 300);
+    const JOBS = Number(process.env.HA_JOBS ?? 200);
     const load = await underLoad(managers, JOBS, async (l) => {
       await l.untilAcked(Math.round(JOBS * 0.3));
       const [a, b] = etcd.members;
