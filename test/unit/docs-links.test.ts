@@ -43,9 +43,10 @@ describe('docs: in the repository, linked from the README', () => {
     expect(broken).to.deep.equal([]);
   });
 
-  it('no file of the repository points to ../shared', () => {
-    const self = relative(ROOT, new URL(import.meta.url).pathname);
-    const pointing = repositoryFiles().filter((f) => f !== self && !/\.(png|jpg|gz|lock)$/.test(f) && readFileSync(join(ROOT, f), 'latin1').includes('../shared'));
+  it('no file of the repository points to the design folder outside it', () => {
+    // Spelled in parts, so that this file, which names it, does not point there itself.
+    const outside = ['..', 'shared'].join('/');
+    const pointing = repositoryFiles().filter((f) => !/\.(png|jpg|gz|lock)$/.test(f) && readFileSync(join(ROOT, f), 'latin1').includes(outside));
     expect(pointing).to.deep.equal([]);
   });
 });
