@@ -118,12 +118,13 @@ export function killMarked(found: readonly Marked[]): number[] {
   const ownGroup = processGroup(process.pid);
   const killed: number[] = [];
   for (const { pid, group } of found) {
-    if (group !== undefined && group > 1 && group !== ownGroup) killGroup(group, 'SIGKILL');
+    const groupKilled = group !== undefined && group > 1 && group !== ownGroup && killGroup(group, 'SIGKILL');
     try {
       process.kill(pid, 'SIGKILL');
       killed.push(pid);
     } catch {
-      // exited meanwhile, e.g. with its group
+      // Gone already: killed with its group (and reaped by its parent at once), or it exited meanwhile.
+      if (groupKilled) killed.push(pid);
     }
   }
   return killed;
